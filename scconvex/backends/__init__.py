@@ -1,0 +1,123 @@
+"""Stage 3 of the pipeline: solver backends behind one interface.
+
+A backend has a ``name``, an ``available()`` check that imports nothing heavy, the levels
+it supports, the options it accepts, and ``solve(model, options) -> RawResult``. What a
+backend returns is *not* trusted: :mod:`scconvex.repair` makes it feasible and
+:mod:`scconvex.certify` proves (or fails to prove) its optimality.
+
+Raw statuses form a fixed vocabulary, :data:`RAW_STATUSES`; each backend maps its native
+codes through a small table and anything unknown becomes ``"error"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InvalidInputError
+
+RAW_STATUSES = ("optimal", "inaccurate", "time_limit", "iteration_limit", "error")
+
+
+@dataclass(frozen=True, eq=False)
+class RawResult:
+    """What a backend returns, before repair and certification.
+
+    Attributes
+    ----------
+    status : str
+        One of :data:`RAW_STATUSES`.
+    X : ndarray or None
+        The model variable (``G``, ``M`` or ``B``), possibly slightly infeasible; None if
+        the solver produced nothing.
+    message : str
+        Human-readable detail (the native status string, the failure reason).
+    iterations : int
+    info : dict
+        Backend-specific extras (JSON-safe scalars only).
+    """
+
+    status: str
+    X: np.ndarray | None
+    message: str = ""
+    iterations: int = 0
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A solver backend.
+
+    Attributes
+    ----------
+    name : str
+    levels : tuple of str
+        Model levels it can solve.
+    options : Mapping[str, Any]
+        Accepted options and their defaults; anything else is rejected.
+    requires : tuple of str
+        Modules that must be importable for the backend to be available.
+    run : callable
+        ``run(model, options) -> RawResult`` with validated options.
+    """
+
+    name: str
+    levels: tuple[str, ...]
+    options: Mapping[str, Any]
+    requires: tuple[str, ...]
+    run: Callable[..., RawResult]
+
+    def available(self) -> bool:
+        """True when every required module can be found (nothing is imported)."""
+        return all(importlib.util.find_spec(mod) is not None for mod in self.requires)
+
+    def check_options(self, options: Mapping[str, Any] | None) -> dict:
+        """Defaults overlaid with ``options``; unknown keys raise InvalidInputError."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise InvalidInputError(f"unknown option(s) {unknown} for solver {self.name!r}; "
+                                    f"accepted: {sorted(self.options)}")
+        return {**self.options, **options}
+
+    def solve(self, model, options: Mapping[str, Any] | None = None) -> RawResult:
+        """Solve ``model``; validates availability, level and options first."""
+        if not self.available():
+            raise BackendUnavailableError(f"solver {self.name!r} is not installed "
+                                          f"(needs {', '.join(self.requires)})")
+        if model.level not in self.levels:
+            raise BackendUnavailableError(f"solver {self.name!r} cannot solve the "
+                                          f"{model.level} level (supports {self.levels})")
+        return self.run(model, self.check_options(options))
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    """Add a backend to the registry :data:`BACKENDS`."""
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+def get_backend(name: str) -> Backend:
+    """Look up a backend by name."""
+    _load()
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise InvalidInputError(f"unknown solver {name!r}; choose one of "
+                                f"{sorted(BACKENDS)}") from None
+
+
+def _load() -> None:
+    # Importing the modules registers their backends; heavy imports happen inside `run`.
+    from . import cvxpy_backend  # noqa: F401
+    try:
+        from . import native  # noqa: F401
+    except ImportError:
+        pass

@@ -1,0 +1,206 @@
+"""Command-line interface: ``scconvex solve``, ``scconvex verify``, ``scconvex tightness``.
+
+Exit codes: 0 success, 1 failure (solver failure, uncertified answer, verification
+failed), 2 invalid input or usage. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import InvalidInputError, ScconvexError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage)
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _ints(text: str, name: str, size: int | None = None) -> list[float]:
+    parts = [p.strip() for p in text.split(",")]
+    if size is not None and len(parts) != size:
+        raise InvalidInputError(f"{name} needs {size} comma-separated values, got {text!r}")
+    out = []
+    for p in parts:
+        try:
+            out.append(float(p))
+        except ValueError:
+            raise InvalidInputError(f"{name}: {p!r} is not a number") from None
+    return out
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    values = _ints(text, "--counts")
+    for v in values:
+        if v != int(v):
+            raise InvalidInputError(f"--counts: {v!r} is not an integer")
+    return tuple(int(v) for v in values)
+
+
+def _spec_from_args(args):
+    from .spec import ProblemSpec
+
+    given = [x for x in (args.counts, args.step, args.long_tail) if x is not None]
+    if len(given) != 1:
+        raise InvalidInputError("give exactly one of --counts, --step, --long-tail")
+    if args.counts is not None:
+        return ProblemSpec(_counts(args.counts), args.tau)
+    if args.step is not None:
+        k, rho, ratio, n_min = _ints(args.step, "--step", 4)
+        return ProblemSpec.step(k, rho, ratio, n_min, args.tau)
+    k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
+    return ProblemSpec.long_tail(k, ratio, n_max, args.tau)
+
+
+def _add_problem(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("problem (one of)")
+    g.add_argument("--counts", metavar="C1,C2,...", help="samples per class")
+    g.add_argument("--step", metavar="K,RHO,R,NMIN",
+                   help="STEP imbalance: K classes, a fraction RHO of majority classes "
+                        "with R*NMIN samples, the others with NMIN")
+    g.add_argument("--long-tail", metavar="K,R,NMAX",
+                   help="long tail: n_c = floor(NMAX R^(-c/(K-1)))")
+    p.add_argument("--tau", type=float, required=True, help="temperature (> 0)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scconvex", description="Certified optimal geometries of "
+                     "supervised contrastive learning.")
+    parser.add_argument("--version", action="version", version=f"scconvex {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("solve", help="solve and certify the convex relaxation")
+    _add_problem(p)
+    p.add_argument("--level", choices=("auto", "group", "class", "sample"), default="auto",
+                   help="model to solve (default auto: group when counts repeat, else class)")
+    p.add_argument("--solver", choices=("auto", "native", "clarabel", "scs"), default="auto",
+                   help="backend (default auto: native, falling back to clarabel)")
+    p.add_argument("--gap-tol", type=float, default=None,
+                   help="largest certified relative gap for success (default 1e-6)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="time limit in seconds for the cvxpy backends")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--certificate", metavar="FILE",
+                   help="write the result, a re-checkable certificate, as JSON")
+
+    p = sub.add_parser("verify", help="re-check a certificate file from scratch")
+    p.add_argument("file")
+    p.add_argument("--tol", type=float, default=1e-8,
+                   help="largest accepted recomputed relative gap (default 1e-8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("tightness", help="compare the relaxation with non-convex solves")
+    _add_problem(p)
+    p.add_argument("--dims", required=True, metavar="D1,D2,...", help="feature dimensions")
+    p.add_argument("--restarts", type=int, default=10, help="random restarts per dimension")
+    p.add_argument("--level", choices=("class", "sample"), default="class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _progress(enabled: bool, total: int, label: str):
+    """A minimal progress bar on stderr, shown only on a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return lambda *a, **k: None
+    state = {"done": 0}
+
+    def tick(*_args, **_kwargs) -> None:
+        state["done"] += 1
+        done = min(state["done"], total)
+        bar = "#" * int(30 * done / total)
+        sys.stderr.write(f"\r{label} [{bar:<30}] {done}/{total}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return tick
+
+
+def _cmd_solve(args) -> int:
+    from .report import dumps, format_result, write_json
+    from .solve import DEFAULT_GAP_TOL, solve
+
+    spec = _spec_from_args(args)
+    options = None
+    if args.time_limit is not None:
+        if args.solver not in ("clarabel", "scs"):
+            raise InvalidInputError("--time-limit applies to --solver clarabel or scs")
+        options = {"time_limit": args.time_limit}
+    gap_tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
+    res = solve(spec, level=args.level, solver=args.solver, options=options, gap_tol=gap_tol)
+    if args.certificate:
+        write_json(args.certificate, res.to_dict())
+    if args.json:
+        print(dumps(res.to_dict()))
+    else:
+        print(format_result(res))
+    if not res.success:
+        print(f"scconvex: {res.status}: {res.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .report import dumps
+    from .verify import verify
+
+    report = verify(args.file, tol=args.tol)
+    if args.json:
+        print(dumps(report.to_dict()))
+    elif report.ok:
+        print(f"verified: loss {report.loss:.12g}, relative gap {report.rel_gap:.2e} "
+              f"(class level), {report.sample_rel_gap:.2e} (sample level) <= {args.tol:.1e}")
+    if not report.ok:
+        print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_tightness(args) -> int:
+    from .report import dumps
+    from .tightness import format_table, tightness
+
+    spec = _spec_from_args(args)
+    dims = _ints(args.dims, "--dims")
+    if any(d != int(d) or d < 1 for d in dims):
+        raise InvalidInputError(f"--dims must be positive integers, got {args.dims!r}")
+    dims = [int(d) for d in dims]
+    tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
+    report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
+                       progress=tick)
+    print(dumps(report.to_dict()) if args.json else format_table(report))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scconvex`` command; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        handler = {"solve": _cmd_solve, "verify": _cmd_verify,
+                   "tightness": _cmd_tightness}[args.command]
+        return handler(args)
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except InvalidInputError as exc:
+        print(f"scconvex: invalid input: {exc}", file=sys.stderr)
+        return 2
+    except ScconvexError as exc:
+        print(f"scconvex: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("scconvex: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

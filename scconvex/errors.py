@@ -1,0 +1,40 @@
+"""Exceptions raised by scconvex.
+
+Every error the package raises on purpose derives from :class:`ScconvexError`, so a
+caller can catch them all with one clause; the command-line interface maps
+:class:`InvalidInputError` to exit code 2 and every other error to exit code 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScconvexError(Exception):
+    """Base class of every error raised by scconvex."""
+
+
+class InvalidInputError(ScconvexError, ValueError):
+    """The input (counts, temperature, arrays, options, files) is not acceptable."""
+
+
+class BackendUnavailableError(ScconvexError):
+    """The requested solver backend is not installed or cannot handle this model."""
+
+
+class SolveFailedError(ScconvexError):
+    """A solve did not produce a certified answer.
+
+    Attributes
+    ----------
+    result : SolveResult or None
+        The (uncertified or failed) result, kept for inspection.
+    """
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class VerificationError(ScconvexError):
+    """A certificate file could not be verified (malformed, tampered or not optimal)."""

@@ -1,0 +1,130 @@
+"""Stage 2 of the pipeline: the model, i.e. the convex program at a chosen level.
+
+A :class:`Model` fixes the variable of the relaxation:
+
+* ``"sample"``: the ``n x n`` Gram matrix ``G`` (PSD, unit diagonal);
+* ``"class"``: the ``k x k`` class-mean Gram matrix ``M`` (MATH.md section 4);
+* ``"group"``: the ``g x g`` block matrix ``B`` of a partition of the classes into groups
+  of equal count (MATH.md section 4).
+
+Class and group levels share one representation: a partition of the classes into blocks of
+``m_p`` classes with ``s_p`` samples each, and a symmetric ``g x g`` matrix ``B`` whose
+diagonal holds the within-block cosine ``a_p`` (or 1 for a block of one class) and whose
+off-diagonal holds ``b_pq``. The class level is the partition into single classes. The
+feasible set is ``a_p <= 1`` for ``m_p >= 2`` and ``Q`` PSD, with ``Q_pp = 1 + (m_p - 1) a_p``,
+``Q_pq = sqrt(m_p m_q) b_pq`` (:func:`block_gram`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .spec import ProblemSpec
+
+MODEL_LEVELS = ("group", "class", "sample")
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """The convex program of a spec at one level.
+
+    Attributes
+    ----------
+    spec : ProblemSpec
+    level : {"group", "class", "sample"}
+    sizes : ndarray of int, shape (g,)
+        Classes per block (all ones at class and sample level).
+    block_counts : ndarray of int, shape (g,)
+        Samples per class in each block.
+    block_of : ndarray of int, shape (k,)
+        Block index of each class.
+    """
+
+    spec: ProblemSpec
+    level: str
+    sizes: np.ndarray
+    block_counts: np.ndarray
+    block_of: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        """Side of the matrix variable (``n``, ``k`` or ``g``)."""
+        return self.spec.n if self.level == "sample" else len(self.sizes)
+
+    @property
+    def scale(self) -> float:
+        """Objective scaling used by conic solvers (MATH.md section 6): ``1 / n``."""
+        return 1.0 / self.spec.n
+
+    def identity(self) -> np.ndarray:
+        """The feasible point with all class means orthogonal (``B = I``, ``G`` block ones)."""
+        if self.level == "sample":
+            lab = self.spec.labels
+            return (lab[:, None] == lab[None, :]).astype(float)
+        B = np.zeros((self.dim, self.dim))
+        B[np.diag_indices(self.dim)] = np.where(self.sizes == 1, 1.0, 0.0)
+        return B
+
+
+def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
+    """Build the model of ``spec`` at ``level`` (default: ``spec.level``).
+
+    ``"auto"`` picks the group level when some count repeats and the class level
+    otherwise.
+    """
+    level = spec.level if level is None else level
+    if level == "auto":
+        level = "group" if spec.repeated else "class"
+    if level not in MODEL_LEVELS:
+        raise InvalidInputError(f"unknown level {level!r}; choose one of {MODEL_LEVELS}")
+    counts = np.asarray(spec.counts)
+    if level == "group":
+        distinct = np.array([c for c, _ in spec.groups])
+        sizes = np.array([m for _, m in spec.groups])
+        block_of = np.searchsorted(-distinct, -counts)
+        return Model(spec, level, sizes, distinct, block_of)
+    k = spec.k
+    return Model(spec, level, np.ones(k, dtype=int), counts.copy(), np.arange(k))
+
+
+def block_gram(B: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The ``g x g`` matrix ``Q`` whose PSD-ness (with ``a_p <= 1``) makes ``B`` feasible."""
+    root = np.sqrt(sizes.astype(float))
+    Q = B * np.outer(root, root)
+    Q[np.diag_indices_from(Q)] = 1.0 + (sizes - 1) * np.diag(B)
+    return Q
+
+
+def from_block_gram(Q: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`block_gram` (blocks of one class get diagonal 1)."""
+    root = np.sqrt(sizes.astype(float))
+    B = Q / np.outer(root, root)
+    d = np.ones(len(sizes))
+    big = sizes >= 2
+    d[big] = (np.diag(Q)[big] - 1.0) / (sizes[big] - 1)
+    B[np.diag_indices_from(B)] = d
+    return B
+
+
+def class_gram(model: Model, X: np.ndarray) -> np.ndarray:
+    """The ``k x k`` class-mean Gram matrix of a model variable.
+
+    At sample level this is the mean of each off-diagonal class block of ``G`` (and 1 on
+    the diagonal); it equals the class Gram exactly when ``G`` is class-collapsed.
+    """
+    if model.level == "sample":
+        lab = model.spec.labels
+        k = model.spec.k
+        onehot = np.zeros((k, lab.size))
+        onehot[lab, np.arange(lab.size)] = 1.0
+        counts = np.asarray(model.spec.counts, dtype=float)
+        M = onehot @ X @ onehot.T / np.outer(counts, counts)
+    else:
+        M = X[np.ix_(model.block_of, model.block_of)]
+        M = np.array(M)
+    M = 0.5 * (M + M.T)
+    M[np.diag_indices_from(M)] = 1.0
+    return M

@@ -1,0 +1,111 @@
+"""Stage 4a of the pipeline: make a solver's output exactly feasible.
+
+Conic and first-order solvers return points that violate the constraints by about their
+tolerance. Only feasible points may be certified (MATH.md section 5), so every answer is
+projected onto the PSD cone, rescaled to the constraint set, and finally pulled towards
+the all-orthogonal geometry just enough that the smallest eigenvalue computed in floating
+point is non-negative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SolveFailedError
+from .model import Model, block_gram, from_block_gram
+
+
+def min_eigenvalue(model: Model, X: np.ndarray) -> float:
+    """Smallest eigenvalue of the class (or sample) Gram matrix that ``X`` represents.
+
+    At class and group level this is computed from the block structure in O(g^3): the
+    class Gram has eigenvalue ``1 - a_p`` on zero-sum vectors of each block, and the
+    eigenvalues of ``Q`` (:func:`scconvex.model.block_gram`).
+    """
+    if model.level == "sample":
+        return float(np.linalg.eigvalsh(X)[0])
+    return block_min_eig(np.ones(model.dim), np.diag(X), X, model.sizes)
+
+
+def block_min_eig(diag, within, between, sizes) -> float:
+    """Smallest eigenvalue of a symmetric matrix that is constant on blocks.
+
+    The matrix has ``g`` diagonal blocks of side ``m_p`` with ``diag[p]`` on the diagonal
+    and ``within[p]`` off it, and the constant ``between[p, q]`` in block ``(p, q)``. Its
+    spectrum is ``diag[p] - within[p]`` (multiplicity ``m_p - 1``) together with the
+    eigenvalues of the ``g x g`` matrix ``T_pp = diag[p] + (m_p - 1) within[p]``,
+    ``T_pq = sqrt(m_p m_q) between[p, q]`` (MATH.md section 5).
+    """
+    sizes = np.asarray(sizes)
+    diag = np.asarray(diag, dtype=float)
+    within = np.asarray(within, dtype=float)
+    root = np.sqrt(sizes.astype(float))
+    T = np.asarray(between, dtype=float) * np.outer(root, root)
+    T[np.diag_indices_from(T)] = diag + (sizes - 1) * within
+    lam = float(np.linalg.eigvalsh(0.5 * (T + T.T))[0])
+    big = sizes >= 2
+    if np.any(big):
+        lam = min(lam, float(np.min(diag[big] - within[big])))
+    return lam
+
+
+def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarray, float]:
+    """Return a feasible version of ``X`` and how far it moved (max abs entry change).
+
+    Parameters
+    ----------
+    model : Model
+    X : ndarray
+        The solver's variable.
+    drop : float
+        Eigenvalues of the PSD part below ``drop`` times the largest are set to zero. With
+        ``drop > 0`` this rounds an interior-point answer, whose spurious tiny eigenvalues
+        make its certificate loose, to the low-rank point it approximates.
+
+    Raises
+    ------
+    SolveFailedError
+        If ``X`` has the wrong shape or non-finite entries.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.shape != (model.dim, model.dim):
+        raise SolveFailedError(f"solver returned shape {X.shape}, expected "
+                               f"{(model.dim, model.dim)}")
+    if not np.all(np.isfinite(X)):
+        raise SolveFailedError("solver returned non-finite values")
+    Y = 0.5 * (X + X.T)
+    if model.level == "sample":
+        Y = _psd_part(Y, drop)
+        d = np.sqrt(np.maximum(np.diag(Y), 1e-300))
+        Y = Y / np.outer(d, d)
+        Y[np.diag_indices_from(Y)] = 1.0
+    else:
+        sizes = model.sizes
+        Q = _psd_part(block_gram(Y, sizes), drop)
+        qd = np.maximum(np.diag(Q), 1e-300)
+        # Blocks of one class need Q_pp = 1; larger blocks need Q_pp <= m_p (a_p <= 1).
+        scale = np.where(sizes == 1, 1.0 / np.sqrt(qd), np.minimum(1.0, np.sqrt(sizes / qd)))
+        Q = Q * np.outer(scale, scale)
+        Y = from_block_gram(Q, sizes)
+        Y = 0.5 * (Y + Y.T)
+        Y[np.diag_indices_from(Y)] = np.where(sizes == 1, 1.0,
+                                              np.minimum(np.diag(Y), 1.0))
+    # The all-orthogonal point: its class Gram (or sample Gram) is the identity.
+    identity = np.eye(model.dim) if model.level == "sample" else model.identity()
+    for _ in range(5):
+        lam = min_eigenvalue(model, Y)
+        if lam >= 0:
+            break
+        # Mixing with the orthogonal geometry (class Gram I) lifts every eigenvalue of the
+        # class Gram by t (1 - lam) and keeps the diagonal exactly 1.
+        # The floor covers the rounding error of the eigenvalue computation itself.
+        t = min(1.0, 2.0 * (-lam) / (1.0 - lam) + 16 * np.finfo(float).eps * model.dim)
+        Y = (1.0 - t) * Y + t * identity
+    return Y, float(np.max(np.abs(Y - X)))
+
+
+def _psd_part(A: np.ndarray, drop: float = 0.0) -> np.ndarray:
+    lam, V = np.linalg.eigh(A)
+    lam = np.where(lam > drop * max(lam[-1], 0.0), lam, 0.0)
+    P = (V * lam) @ V.T
+    return 0.5 * (P + P.T)

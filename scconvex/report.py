@@ -1,0 +1,192 @@
+"""Stage 6 of the pipeline: reports, as JSON documents and as human-readable tables.
+
+JSON output is deterministic (sorted keys), carries ``scconvex_version`` and
+``schema_version``, and writes non-finite numbers as the strings ``"nan"``, ``"inf"`` and
+``"-inf"`` rather than as bare NaN. Files are written to a temporary file in the same
+folder and renamed, so an existing file is never left half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def jsonable(x: Any) -> Any:
+    """Convert numpy values and non-finite floats into JSON-safe values."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return x
+    return x
+
+
+def dumps(obj: Any) -> str:
+    """Deterministic JSON text of ``obj`` (sorted keys, no bare NaN)."""
+    return json.dumps(jsonable(obj), sort_keys=True, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(dumps(obj))
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def result_dict(res, *, sample_gram: bool | None = None) -> dict[str, Any]:
+    """JSON-safe dictionary of a :class:`~scconvex.solve.SolveResult`.
+
+    The dictionary is also the certificate file read by :func:`scconvex.verify.verify`: it
+    holds the spec, the geometry (``class_gram``, plus ``sample_gram`` for a sample-level
+    solve) and the claimed values.
+    """
+    spec = res.spec
+    if sample_gram is None:
+        sample_gram = res.level == "sample"
+    out = {
+        "kind": "scconvex.solve",
+        "schema_version": SCHEMA_VERSION,
+        "scconvex_version": _version(),
+        "spec": spec.to_dict(),
+        "counts": list(spec.counts),
+        "tau": spec.tau,
+        "n": spec.n,
+        "k": spec.k,
+        "level": res.level,
+        "solver": res.solver,
+        "status": res.status,
+        "message": res.message,
+        "raw_status": res.raw_status,
+        "loss": res.loss,
+        "excess_loss": res.excess_loss,
+        "lower_bound": res.lower_bound,
+        "gap": res.gap,
+        "rel_gap": res.rel_gap,
+        "sample_lower_bound": res.sample_lower_bound,
+        "sample_gap": res.sample_gap,
+        "sample_rel_gap": res.sample_rel_gap,
+        "gap_tol": res.gap_tol,
+        "rank": res.rank,
+        "rank_tol": _rank_tol(),
+        "min_eigenvalue": res.min_eigenvalue,
+        "iterations": res.iterations,
+        "repair_shift": res.repair_shift,
+        "seconds": res.seconds,
+        "timings": dict(res.timings),
+        "class_gram": None if res.class_gram is None else res.class_gram,
+    }
+    if res.level == "group" and res.variable is not None:
+        model = res.model
+        out["groups"] = {"counts": model.block_counts, "sizes": model.sizes,
+                         "gram": res.variable}
+    if sample_gram and res.level == "sample" and res.variable is not None:
+        out["sample_gram"] = res.variable
+    return jsonable(out)
+
+
+def _rank_tol() -> float:
+    from .solve import RANK_TOL
+
+    return RANK_TOL
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.12g}"
+
+
+def format_result(res, *, max_classes: int = 12) -> str:
+    """Short human-readable report: class-mean cosines, loss, bound and gaps."""
+    spec = res.spec
+    lines = [
+        f"scconvex solve: k={spec.k} classes, n={spec.n} samples, tau={spec.tau:g}",
+        f"  counts      {_counts_text(spec.counts)}",
+        f"  level       {res.level}   solver {res.solver}   status {res.status.upper()}",
+    ]
+    if res.status == "failed":
+        lines.append(f"  {res.message}")
+        return "\n".join(lines)
+    lines += [
+        f"  loss        {_fmt(res.loss)}",
+        f"  lower bound {_fmt(res.lower_bound)}   (certified, {res.level} level)",
+        f"  gap         {res.gap:.3e}   relative {res.rel_gap:.3e}",
+        f"  sample gap  {res.sample_gap:.3e}   relative {res.sample_rel_gap:.3e}"
+        f"   (all n x n Grams)",
+        f"  rank        {res.rank}   time {res.seconds:.3f} s",
+    ]
+    if res.level == "group":
+        lines.append("  cosines between class means, by group:")
+        lines += _group_table(res)
+    M = res.class_gram
+    k = M.shape[0]
+    if k <= max_classes:
+        lines.append("  cosines between class means:")
+        width = max(len(str(c)) for c in spec.counts) + 3
+        head = " " * (width + 2) + "".join(f"{'c' + str(j):>10}" for j in range(k))
+        lines.append(head)
+        for i in range(k):
+            row = "".join(f"{M[i, j]:>10.6f}" for j in range(k))
+            lines.append(f"  {'c' + str(i):<{width}}{row}")
+    elif res.level != "group":
+        lines.append(f"  (class Gram of {k} classes not shown; use --json)")
+    if res.status != "optimal":
+        lines.append(f"  {res.message}")
+    return "\n".join(lines)
+
+
+def _group_table(res) -> list[str]:
+    model = res.model
+    B = res.variable
+    out = []
+    g = len(model.sizes)
+    for p in range(g):
+        label = f"n={model.block_counts[p]} (x{model.sizes[p]})"
+        if model.sizes[p] >= 2:
+            out.append(f"    within  {label:<18} {B[p, p]:>12.8f}")
+    for p in range(g):
+        for q in range(p + 1, g):
+            a = f"n={model.block_counts[p]}"
+            b = f"n={model.block_counts[q]}"
+            out.append(f"    between {a + ' / ' + b:<18} {B[p, q]:>12.8f}")
+    return out
+
+
+def _counts_text(counts) -> str:
+    text = ",".join(str(c) for c in counts)
+    return text if len(text) <= 60 else text[:57] + "..."

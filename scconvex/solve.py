@@ -1,0 +1,282 @@
+"""The pipeline: spec -> model -> backend -> repair -> certify -> result.
+
+:func:`solve` is the one entry point. It always returns a :class:`SolveResult` with the same
+fields, whatever the level and backend; its ``status`` comes from the certificate, not
+from the solver: a solver's "optimal" whose certified gap exceeds the tolerance is reported
+as ``"uncertified"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .backends import BACKENDS, RawResult, get_backend
+from .certify import Certificate, certify
+from .errors import InvalidInputError, SolveFailedError
+from .model import Model, build_model, class_gram
+from .repair import min_eigenvalue, repair
+from .spec import ProblemSpec
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("optimal", "uncertified", "failed")
+"""``optimal``: both certificates within ``gap_tol``; ``uncertified``: a feasible point whose
+certified gap is larger; ``failed``: the backend produced no usable point."""
+
+SOLVERS = ("auto", "native", "clarabel", "scs")
+
+DEFAULT_GAP_TOL = 1e-6
+RANK_TOL = 1e-6
+"""Eigenvalues of the class Gram below ``RANK_TOL`` times the largest do not count in the rank."""
+
+
+@dataclass(frozen=True, eq=False)
+class SolveResult:
+    """The certified answer of :func:`solve`.
+
+    Attributes
+    ----------
+    spec : ProblemSpec
+    level : str
+        Level of the model that was solved (``"group"``, ``"class"`` or ``"sample"``).
+    solver : str
+        Backend that produced the point.
+    status : str
+        One of :data:`STATUSES`.
+    message : str
+    loss : float
+        Loss at the repaired, feasible point (``nan`` if failed).
+    excess_loss : float
+        ``loss - sum n_c log(n_c - 1)``, computed without cancellation.
+    lower_bound, gap, rel_gap : float
+        Certificate at the solved level (over class Grams, or sample Grams at sample level).
+    sample_lower_bound, sample_gap, sample_rel_gap : float
+        Certificate over all sample Grams (the full n x n relaxation).
+    variable : ndarray or None
+        The repaired model variable (``B`` at class/group level, ``G`` at sample level).
+    rank : int
+        Numerical rank of the class Gram (eigenvalues above ``RANK_TOL`` times the largest).
+    min_eigenvalue : float
+        Smallest eigenvalue of the class (or sample) Gram: feasibility, >= 0.
+    seconds : float
+        Wall time of the whole pipeline.
+    timings : dict
+        Seconds per stage (``solve``, ``repair``, ``certify``).
+    raw_status : str
+        What the backend said, before certification.
+    """
+
+    spec: ProblemSpec
+    level: str
+    solver: str
+    status: str
+    message: str
+    loss: float
+    excess_loss: float
+    lower_bound: float
+    gap: float
+    rel_gap: float
+    sample_lower_bound: float
+    sample_gap: float
+    sample_rel_gap: float
+    variable: np.ndarray | None
+    rank: int
+    min_eigenvalue: float
+    seconds: float
+    timings: dict = field(default_factory=dict)
+    raw_status: str = ""
+    iterations: int = 0
+    repair_shift: float = math.nan
+    gap_tol: float = DEFAULT_GAP_TOL
+    certificate: Certificate | None = None
+    sample_certificate: Certificate | None = None
+    model: Model | None = None
+
+    @property
+    def success(self) -> bool:
+        """True when the answer is certified optimal."""
+        return self.status == "optimal"
+
+    @cached_property
+    def class_gram(self) -> np.ndarray | None:
+        """``k x k`` Gram matrix of the class means (lifted from the group level if needed)."""
+        if self.variable is None:
+            return None
+        return class_gram(self.model, self.variable)
+
+    def to_dict(self, *, sample_gram: bool | None = None) -> dict[str, Any]:
+        """JSON-safe dictionary (see :mod:`scconvex.report` for the file format)."""
+        from .report import result_dict
+
+        return result_dict(self, sample_gram=sample_gram)
+
+
+def _eigen_rank(model: Model, X: np.ndarray) -> int:
+    if model.level == "sample":
+        lam = np.linalg.eigvalsh(X)
+        return int(np.sum(lam > RANK_TOL * lam[-1]))
+    # Eigenvalues of the class Gram from the block structure: 1 - a_p (m_p - 1 times) and
+    # those of Q.
+    from .model import block_gram
+
+    lam_q = np.linalg.eigvalsh(block_gram(X, model.sizes))
+    top = max(lam_q[-1], 1.0)
+    big = model.sizes >= 2
+    extra = np.repeat(1.0 - np.diag(X)[big], model.sizes[big] - 1)
+    lam = np.concatenate([lam_q, extra])
+    return int(np.sum(lam > RANK_TOL * max(top, lam.max())))
+
+
+def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timings, gap_tol):
+    nan = math.nan
+    return SolveResult(spec, model.level, solver, "failed", message, nan, nan, nan, nan, nan,
+                       nan, nan, nan, None, 0, nan, seconds, timings,
+                       raw.status if raw else "error", raw.iterations if raw else 0,
+                       nan, gap_tol, None, None, model)
+
+
+def _pipeline(spec: ProblemSpec, model: Model, solver: str, options, gap_tol: float,
+              t_start: float) -> SolveResult:
+    backend = get_backend(solver)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        raw = backend.solve(model, options)
+    except SolveFailedError as exc:
+        raw = RawResult("error", None, str(exc))
+    timings["solve"] = time.perf_counter() - t0
+    if raw.X is None:
+        return _failed(spec, model, solver, raw.message or "the solver returned no point",
+                       raw, time.perf_counter() - t_start, timings, gap_tol)
+    t0 = time.perf_counter()
+    try:
+        X, shift, cert, scert = _round_and_certify(model, raw.X, gap_tol)
+    except SolveFailedError as exc:
+        return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
+                       timings, gap_tol)
+    lam = min_eigenvalue(model, X)
+    timings["repair_and_certify"] = time.perf_counter() - t0
+    ok = (cert.rel_gap <= gap_tol and scert.rel_gap <= gap_tol and lam >= 0
+          and math.isfinite(cert.loss))
+    status = "optimal" if ok else "uncertified"
+    if ok:
+        message = (f"certified: relative gap {cert.rel_gap:.2e} ({model.level} level), "
+                   f"{scert.rel_gap:.2e} (sample level)")
+    else:
+        message = (f"not certified: relative gap {cert.rel_gap:.2e} ({model.level} level), "
+                   f"{scert.rel_gap:.2e} (sample level) above tolerance {gap_tol:.1e}; "
+                   f"solver said {raw.status!r}")
+    return SolveResult(
+        spec, model.level, solver, status, message, cert.loss, _excess(cert, spec),
+        cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
+        scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
+        timings, raw.status, raw.iterations, shift, gap_tol, cert, scert, model)
+
+
+ROUNDING_DROPS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
+"""Relative eigenvalue cut-offs tried when rounding a solver's answer to a feasible point."""
+
+
+def _round_and_certify(model: Model, X: np.ndarray, gap_tol: float):
+    """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
+
+    Every candidate is exactly feasible and carries its own valid certificate, so choosing
+    the one with the smallest gap is sound. The search stops once a candidate's gap is far
+    below the tolerance.
+    """
+    best = None
+    for drop in ROUNDING_DROPS:
+        Y, shift = repair(model, X, drop=drop)
+        cert, scert = certify(model, Y)
+        worst = max(cert.rel_gap, scert.rel_gap)
+        if best is None or worst < best[0]:
+            best = (worst, Y, shift, cert, scert)
+        if worst <= 1e-3 * gap_tol:
+            break
+    return best[1:]
+
+
+def _excess(cert: Certificate, spec: ProblemSpec) -> float:
+    if cert.excess_gap > 0 and math.isfinite(cert.excess_gap):
+        return cert.gap / cert.excess_gap
+    return cert.loss - spec.constant
+
+
+def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
+          options: Mapping[str, Any] | None = None,
+          gap_tol: float = DEFAULT_GAP_TOL) -> SolveResult:
+    """Solve the convex relaxation of an SC-loss problem and certify the answer.
+
+    Parameters
+    ----------
+    spec : ProblemSpec
+        Counts, temperature, loss, relaxation and (default) level.
+    level : {"auto", "group", "class", "sample"}, optional
+        Overrides ``spec.level``. ``"auto"`` solves at group level when counts repeat and at
+        class level otherwise; ``"sample"`` is the dense ``n x n`` program (small ``n``).
+    solver : {"auto", "native", "clarabel", "scs"}
+        Backend. ``"auto"`` uses the native solver where it supports the level and falls
+        back to Clarabel when the native answer is not certified (the result's message
+        says so).
+    options : dict, optional
+        Backend options (e.g. ``tol``, ``max_iter``, ``time_limit``); unknown keys raise.
+    gap_tol : float
+        Largest relative certified gap (at the solved level and at sample level) for
+        ``status == "optimal"``.
+
+    Returns
+    -------
+    SolveResult
+        Never raises for a solver failure: check ``result.status``.
+
+    Raises
+    ------
+    InvalidInputError
+        For an invalid level, solver, options or tolerance.
+
+    Examples
+    --------
+    >>> from scconvex import ProblemSpec, solve
+    >>> res = solve(ProblemSpec((5, 5, 5), tau=0.5))
+    >>> res.status, round(res.loss, 8), round(float(res.class_gram[0, 1]), 6)
+    ('optimal', 22.55406155, -0.5)
+    """
+    if not isinstance(spec, ProblemSpec):
+        raise InvalidInputError(f"spec must be a ProblemSpec, got {type(spec).__name__}")
+    if solver not in SOLVERS:
+        raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+    try:
+        gap_tol = float(gap_tol)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"gap_tol must be a number, got {gap_tol!r}") from None
+    if not math.isfinite(gap_tol) or gap_tol <= 0:
+        raise InvalidInputError(f"gap_tol must be finite and > 0, got {gap_tol!r}")
+    t_start = time.perf_counter()
+    model = build_model(spec, level)
+    if solver != "auto":
+        return _pipeline(spec, model, solver, options, gap_tol, t_start)
+    get_backend("clarabel")  # loads the registry
+    native = BACKENDS.get("native")
+    if native is not None and native.available() and model.level in native.levels:
+        res = _pipeline(spec, model, "native", options, gap_tol, t_start)
+        if res.success:
+            return res
+        log.info("native solver did not certify (%s); falling back to clarabel", res.message)
+        fallback = _pipeline(spec, model, "clarabel", None, gap_tol, t_start)
+        note = f"native solver not certified ({res.message}); fell back to clarabel. "
+        return _with_message(fallback, note + fallback.message)
+    return _pipeline(spec, model, "clarabel", options, gap_tol, t_start)
+
+
+def _with_message(res: SolveResult, message: str) -> SolveResult:
+    from dataclasses import replace
+
+    return replace(res, message=message)

@@ -1,0 +1,231 @@
+"""Stage 1 of the pipeline: the problem specification.
+
+A :class:`ProblemSpec` is a small immutable value that says *what* is minimised: the
+class-count vector, the temperature, which loss, which constraint set (relaxation) and at
+which level the convex program is built. Everything downstream reads these fields as data;
+new loss variants or relaxations become new values here, not new branches elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+LOSSES = ("sc",)
+"""Loss functions that are implemented (``"sc"``: the L_out supervised contrastive loss)."""
+
+RELAXATIONS = ("elliptope",)
+"""Constraint sets of the convex relaxation (``"elliptope"``: PSD with unit diagonal)."""
+
+LEVELS = ("auto", "group", "class", "sample")
+"""Levels at which the convex program can be built (``"auto"`` picks group or class)."""
+
+
+def _check_tau(tau: object) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, Real):
+        raise InvalidInputError(f"tau must be a real number, got {tau!r}")
+    tau = float(tau)
+    if not math.isfinite(tau) or tau <= 0:
+        raise InvalidInputError(f"tau must be finite and > 0, got {tau!r}")
+    return tau
+
+
+def _check_counts(counts: object) -> tuple[int, ...]:
+    try:
+        arr = np.asarray(counts)
+    except Exception as exc:  # ragged or exotic input
+        raise InvalidInputError(f"counts must be a 1-D sequence of integers: {exc}") from None
+    if arr.ndim != 1:
+        raise InvalidInputError(f"counts must be one-dimensional, got shape {arr.shape}")
+    out = []
+    items = list(counts) if isinstance(counts, (list, tuple)) else arr.tolist()
+    for c in items:
+        if isinstance(c, np.generic):
+            c = c.item()
+        if isinstance(c, bool) or not isinstance(c, (Integral, float)):
+            raise InvalidInputError(f"class counts must be integers, got {c!r}")
+        if isinstance(c, float) and (not math.isfinite(c) or c != int(c)):
+            raise InvalidInputError(f"class counts must be integers, got {c!r}")
+        c = int(c)
+        if c < 1:
+            raise InvalidInputError(f"every class count must be >= 1, got {c}")
+        out.append(c)
+    if len(out) < 2:
+        raise InvalidInputError(f"need at least 2 classes, got {len(out)}")
+    if all(c == 1 for c in out):
+        raise InvalidInputError("at least one class needs 2 or more samples (else the loss is 0)")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """An SC-loss minimisation problem under the unconstrained features model.
+
+    Parameters
+    ----------
+    counts : tuple of int
+        Samples per class, ``n_1, ..., n_k`` (k >= 2, every ``n_c >= 1``, at least one
+        ``n_c >= 2``). Sample ``i`` belongs to the class given by :attr:`labels`.
+    tau : float
+        Temperature, ``tau > 0``.
+    loss : str
+        Loss function, one of :data:`LOSSES`.
+    relaxation : str
+        Constraint set of the convex relaxation, one of :data:`RELAXATIONS`.
+    level : str
+        Level at which the convex program is built, one of :data:`LEVELS`.
+
+    Examples
+    --------
+    >>> spec = ProblemSpec.from_counts([20, 20, 2, 2], tau=0.1)
+    >>> spec.n, spec.k
+    (44, 4)
+    """
+
+    counts: tuple[int, ...]
+    tau: float
+    loss: str = "sc"
+    relaxation: str = "elliptope"
+    level: str = "auto"
+    _groups: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", _check_counts(self.counts))
+        object.__setattr__(self, "tau", _check_tau(self.tau))
+        for name, allowed in (("loss", LOSSES), ("relaxation", RELAXATIONS), ("level", LEVELS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise InvalidInputError(f"unknown {name} {value!r}; choose one of {allowed}")
+        sizes: dict[int, int] = {}
+        for c in self.counts:
+            sizes[c] = sizes.get(c, 0) + 1
+        object.__setattr__(self, "_groups", tuple(sorted(sizes.items(), reverse=True)))
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_counts(cls, counts: Sequence[int], tau: float, **kwargs) -> ProblemSpec:
+        """Spec from a class-count vector."""
+        return cls(counts, tau, **kwargs)
+
+    @classmethod
+    def from_labels(cls, labels: Sequence[int], tau: float, **kwargs) -> ProblemSpec:
+        """Spec from a label array; classes are ordered by their sorted label values.
+
+        Sample order is not kept: the spec describes the problem up to a permutation of
+        samples, and :attr:`labels` lists samples class by class.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.size == 0:
+            raise InvalidInputError("labels must be a non-empty 1-D array")
+        _, counts = np.unique(labels, return_counts=True)
+        return cls(tuple(int(c) for c in counts), tau, **kwargs)
+
+    @classmethod
+    def step(cls, k: int, rho: float, ratio: float, n_min: int, tau: float,
+             **kwargs) -> ProblemSpec:
+        """STEP imbalance (MATH.md section 4).
+
+        ``k_maj = round(rho * k)`` majority classes come first, each with
+        ``ratio * n_min`` samples, then ``k - k_maj`` minority classes with ``n_min``.
+        """
+        k = _positive_int(k, "k")
+        n_min = _positive_int(n_min, "n_min")
+        rho = _finite(rho, "rho")
+        ratio = _finite(ratio, "R")
+        if not 0 <= rho <= 1:
+            raise InvalidInputError(f"rho must lie in [0, 1], got {rho}")
+        if ratio < 1:
+            raise InvalidInputError(f"the imbalance ratio R must be >= 1, got {ratio}")
+        n_maj = ratio * n_min
+        if abs(n_maj - round(n_maj)) > 1e-9 * max(1.0, n_maj):
+            raise InvalidInputError(f"R * n_min must be an integer, got {n_maj}")
+        k_maj = int(round(rho * k))
+        counts = (int(round(n_maj)),) * k_maj + (n_min,) * (k - k_maj)
+        return cls(counts, tau, **kwargs)
+
+    @classmethod
+    def long_tail(cls, k: int, ratio: float, n_max: int, tau: float, **kwargs) -> ProblemSpec:
+        """Long-tail imbalance: ``n_c = floor(n_max * R**(-c/(k-1)))``, ``c = 0..k-1``."""
+        k = _positive_int(k, "k")
+        n_max = _positive_int(n_max, "n_max")
+        ratio = _finite(ratio, "R")
+        if ratio < 1:
+            raise InvalidInputError(f"the imbalance ratio R must be >= 1, got {ratio}")
+        if k < 2:
+            raise InvalidInputError(f"need at least 2 classes, got {k}")
+        c = np.arange(k)
+        # A tiny relative slack keeps exact powers (e.g. n_max / R) from flooring one below.
+        counts = np.floor(n_max * ratio ** (-c / (k - 1)) * (1 + 1e-12)).astype(int)
+        return cls(tuple(int(x) for x in counts), tau, **kwargs)
+
+    # ----------------------------------------------------------------- derived data
+    @property
+    def k(self) -> int:
+        """Number of classes."""
+        return len(self.counts)
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(sum(self.counts))
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class label of each sample, shape ``(n,)``, samples listed class by class."""
+        return np.repeat(np.arange(self.k), self.counts)
+
+    @property
+    def groups(self) -> tuple[tuple[int, int], ...]:
+        """Distinct counts as ``(count, multiplicity)`` pairs, largest count first."""
+        return self._groups
+
+    @property
+    def repeated(self) -> bool:
+        """True when some count is held by two or more classes."""
+        return len(self._groups) < self.k
+
+    @property
+    def constant(self) -> float:
+        """``sum_c n_c log(n_c - 1)``: the strict lower bound of MATH.md section 4."""
+        return float(sum(c * math.log(c - 1) for c in self.counts if c >= 2))
+
+    def with_(self, **changes) -> ProblemSpec:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-safe description."""
+        return {"counts": list(self.counts), "tau": self.tau, "loss": self.loss,
+                "relaxation": self.relaxation, "level": self.level}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ProblemSpec:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise InvalidInputError("a spec must be a JSON object")
+        allowed = {"counts", "tau", "loss", "relaxation", "level"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise InvalidInputError(f"unknown spec fields: {sorted(unknown)}")
+        if "counts" not in data or "tau" not in data:
+            raise InvalidInputError("a spec needs 'counts' and 'tau'")
+        return cls.from_counts(data["counts"], data["tau"],
+                               **{k: v for k, v in data.items() if k not in ("counts", "tau")})
+
+
+def _positive_int(x: object, name: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (Integral, float)) or x != int(x) or x < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {x!r}")
+    return int(x)
+
+
+def _finite(x: object, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, Real) or not math.isfinite(float(x)):
+        raise InvalidInputError(f"{name} must be a finite number, got {x!r}")
+    return float(x)
