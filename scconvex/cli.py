@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--certificate", metavar="FILE",
                    help="write the result, a re-checkable certificate, as JSON")
+    p.add_argument("--full-gram", action="store_true",
+                   help="write the k x k class Gram in JSON even for k > 200 at group level")
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
     p.add_argument("file")
@@ -136,10 +138,11 @@ def _cmd_solve(args) -> int:
         options = {"time_limit": args.time_limit}
     gap_tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
     res = solve(spec, level=args.level, solver=args.solver, options=options, gap_tol=gap_tol)
+    data = res.to_dict(full_gram=args.full_gram)
     if args.certificate:
-        write_json(args.certificate, res.to_dict())
+        write_json(args.certificate, data)
     if args.json:
-        print(dumps(res.to_dict()))
+        print(dumps(data))
     else:
         print(format_result(res))
     if not res.success:
@@ -176,7 +179,13 @@ def _cmd_tightness(args) -> int:
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
                        progress=tick)
-    print(dumps(report.to_dict()) if args.json else format_table(report))
+    if args.json:
+        from .report import SCHEMA_VERSION
+
+        print(dumps({**report.to_dict(), "kind": "scconvex.tightness",
+                     "scconvex_version": __version__, "schema_version": SCHEMA_VERSION}))
+    else:
+        print(format_table(report))
     return 0
 
 

@@ -32,6 +32,8 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
+        if x.dtype.kind in "iu" or (x.dtype.kind == "f" and np.all(np.isfinite(x))):
+            return x.tolist()  # already JSON-safe; skips a Python pass over large Grams
         return jsonable(x.tolist())
     if isinstance(x, (np.integer,)):
         return int(x)
@@ -58,6 +60,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=".json", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "w") as fh:
             fh.write(dumps(obj))
             fh.write("\n")
@@ -70,16 +75,25 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         raise
 
 
-def result_dict(res, *, sample_gram: bool | None = None) -> dict[str, Any]:
+CLASS_GRAM_MAX = 200
+"""Largest k for which ``class_gram`` is written by default (k^2 numbers)."""
+
+
+def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
     """JSON-safe dictionary of a :class:`~scconvex.solve.SolveResult`.
 
     The dictionary is also the certificate file read by :func:`scconvex.verify.verify`: it
-    holds the spec, the geometry (``class_gram``, plus ``sample_gram`` for a sample-level
-    solve) and the claimed values.
+    holds the spec, the claimed values and the geometry at the solved level:
+
+    * ``groups`` (group level): ``counts`` and ``sizes`` of the groups, ``block_of`` (the
+      group of each class) and ``gram``, the ``g x g`` cosines (within-group on the
+      diagonal); this determines the class Gram exactly;
+    * ``class_gram``: the ``k x k`` cosines between class means, written when
+      ``k <= CLASS_GRAM_MAX`` or ``full_gram`` (always at class and sample level);
+    * ``sample_gram`` (sample level): the ``n x n`` Gram matrix.
     """
     spec = res.spec
-    if sample_gram is None:
-        sample_gram = res.level == "sample"
+    with_class = full_gram or spec.k <= CLASS_GRAM_MAX or res.level != "group"
     out = {
         "kind": "scconvex.solve",
         "schema_version": SCHEMA_VERSION,
@@ -110,13 +124,13 @@ def result_dict(res, *, sample_gram: bool | None = None) -> dict[str, Any]:
         "repair_shift": res.repair_shift,
         "seconds": res.seconds,
         "timings": dict(res.timings),
-        "class_gram": None if res.class_gram is None else res.class_gram,
+        "class_gram": res.class_gram if with_class else None,
     }
     if res.level == "group" and res.variable is not None:
         model = res.model
         out["groups"] = {"counts": model.block_counts, "sizes": model.sizes,
-                         "gram": res.variable}
-    if sample_gram and res.level == "sample" and res.variable is not None:
+                         "block_of": model.block_of, "gram": res.variable}
+    if res.level == "sample" and res.variable is not None:
         out["sample_gram"] = res.variable
     return jsonable(out)
 

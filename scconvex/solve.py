@@ -112,11 +112,11 @@ class SolveResult:
             return None
         return class_gram(self.model, self.variable)
 
-    def to_dict(self, *, sample_gram: bool | None = None) -> dict[str, Any]:
-        """JSON-safe dictionary (see :mod:`scconvex.report` for the file format)."""
+    def to_dict(self, *, full_gram: bool = False) -> dict[str, Any]:
+        """JSON-safe dictionary (see :func:`scconvex.report.result_dict` for the format)."""
         from .report import result_dict
 
-        return result_dict(self, sample_gram=sample_gram)
+        return result_dict(self, full_gram=full_gram)
 
 
 def _eigen_rank(model: Model, X: np.ndarray) -> int:

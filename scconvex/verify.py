@@ -102,19 +102,32 @@ def verify_data(data: dict, tol: float = 1e-8) -> VerifyReport:
         if level == "sample":
             model = build_model(spec, "sample")
             X = _matrix(data, "sample_gram", spec.n)
+        elif level == "group":
+            model, X = _group_geometry(spec, data)
         else:
             model = build_model(spec, "class")
             X = _matrix(data, "class_gram", spec.k)
     except InvalidInputError as exc:
         return _fail(f"malformed certificate: {exc}", tol)
+    if level == "group" and data.get("class_gram") is not None:
+        # A stored class Gram must be exactly the lift of the group geometry it claims.
+        try:
+            M = _matrix(data, "class_gram", spec.k)
+        except InvalidInputError as exc:
+            return _fail(f"malformed certificate: {exc}", tol)
+        lifted = X[np.ix_(model.block_of, model.block_of)]
+        np.fill_diagonal(lifted, 1.0)
+        if np.max(np.abs(M - lifted)) > FEASIBILITY_TOL:
+            return _fail("tampered values: class_gram does not match the group geometry", tol)
 
     asym = float(np.max(np.abs(X - X.T)))
-    diag = float(np.max(np.abs(np.diag(X) - 1.0)))
+    fixed = np.ones(model.dim, dtype=bool) if level != "group" else model.sizes == 1
+    diag = float(np.max(np.abs(np.diag(X)[fixed] - 1.0), initial=0.0))
     if asym > FEASIBILITY_TOL or diag > FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: not a symmetric matrix with unit diagonal "
                      f"(asymmetry {asym:.2e}, diagonal error {diag:.2e})", tol)
     X = 0.5 * (X + X.T)
-    X[np.diag_indices_from(X)] = 1.0
+    X[np.diag_indices(model.dim)[0][fixed], np.diag_indices(model.dim)[1][fixed]] = 1.0
     lam = min_eigenvalue(model, X)
     if lam < -FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
@@ -138,6 +151,19 @@ def verify_data(data: dict, tol: float = 1e-8) -> VerifyReport:
     return VerifyReport(not reasons, tuple(reasons), cert.loss, cert.rel_gap, scert.rel_gap,
                         lam, tol, {"lower_bound": scert.lower_bound, "gap": cert.gap,
                                    "sample_gap": scert.gap, "level": level})
+
+
+def _group_geometry(spec: ProblemSpec, data: dict):
+    groups = data.get("groups")
+    if not isinstance(groups, dict):
+        raise InvalidInputError("a group-level certificate needs a 'groups' object")
+    model = build_model(spec, "group")
+    for key, expected in (("counts", model.block_counts), ("sizes", model.sizes),
+                          ("block_of", model.block_of)):
+        got = groups.get(key)
+        if not isinstance(got, list) or list(got) != expected.tolist():
+            raise InvalidInputError(f"groups.{key} does not match the spec's counts")
+    return model, _matrix(groups, "gram", model.dim)
 
 
 def verify(path: str | os.PathLike, tol: float = 1e-8) -> VerifyReport:

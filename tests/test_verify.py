@@ -10,7 +10,8 @@ from scconvex.verify import verify
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    res = solve(ProblemSpec((6, 6, 3, 3, 2), 0.3), solver="clarabel", gap_tol=1e-7)
+    res = solve(ProblemSpec((6, 6, 3, 3, 2), 0.3), level="class", solver="clarabel",
+                gap_tol=1e-7)
     assert res.success
     path = tmp_path_factory.mktemp("cert") / "c.json"
     write_json(path, res.to_dict())
@@ -77,3 +78,44 @@ def test_malformed_file(tmp_path, text):
 def test_gap_too_large(certificate):
     report = verify(certificate, tol=1e-15)
     assert not report.ok and "gap too large" in report.reasons[-1]
+
+
+@pytest.fixture(scope="module")
+def group_certificate(tmp_path_factory):
+    res = solve(ProblemSpec((6, 6, 3, 3, 2), 0.3), level="group", solver="clarabel",
+                gap_tol=1e-7)
+    assert res.success
+    path = tmp_path_factory.mktemp("cert") / "g.json"
+    write_json(path, res.to_dict())
+    return path
+
+
+def test_group_certificate_verifies(group_certificate):
+    assert verify(group_certificate, tol=1e-6).ok
+
+
+def test_group_geometry_change_is_rejected(group_certificate, tmp_path):
+    def change(d):
+        d["groups"]["gram"][0][1] += 1e-3
+        d["groups"]["gram"][1][0] += 1e-3
+        d["class_gram"] = None
+
+    report = verify(_edit(group_certificate, tmp_path / "t.json", change), tol=1e-6)
+    assert not report.ok and "tampered" in report.reasons[0]
+
+
+def test_class_gram_must_match_group_geometry(group_certificate, tmp_path):
+    def change(d):
+        d["class_gram"][0][3] += 1e-3
+        d["class_gram"][3][0] += 1e-3
+
+    report = verify(_edit(group_certificate, tmp_path / "t.json", change), tol=1e-6)
+    assert not report.ok and "class_gram does not match" in report.reasons[0]
+
+
+def test_group_structure_must_match_spec(group_certificate, tmp_path):
+    def change(d):
+        d["spec"]["counts"] = [6, 6, 3, 2, 2]
+
+    report = verify(_edit(group_certificate, tmp_path / "t.json", change), tol=1e-6)
+    assert not report.ok and "malformed" in report.reasons[0]

@@ -1,0 +1,559 @@
+"""The non-convex problem: minimise the SC loss over unit-norm features in dimension ``d``.
+
+Three separate pieces, as in pymanopt:
+
+* **costs** (:func:`class_cost`, :func:`sample_cost`): the loss and its Euclidean
+  gradient, at class level on ``k`` class means ``U`` (MATH.md section 4, block form in log
+  space, so the geometry stays determined at small ``tau``) or at sample level on ``n``
+  features ``H`` (MATH.md section 2);
+* the **manifold** (:class:`scconvex.manifold.Spheres`);
+* the **optimizer** (:func:`riemannian_lbfgs`): Riemannian L-BFGS with projection transport
+  and a backtracking Armijo line search, stopped on the Riemannian gradient norm.
+
+:func:`minimize_spheres` runs the optimizer from several seeded random starts and returns a
+:class:`NonconvexResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .loss import block_grad, block_terms, sc_loss_grad
+from .manifold import Spheres
+from .spec import ProblemSpec
+
+logger = logging.getLogger(__name__)
+
+NONCONVEX_LEVELS = ("class", "sample")
+"""Levels of the non-convex problem: ``k`` class means or ``n`` sample features."""
+
+DEFAULT_TOL = 1e-9
+"""Default relative gradient tolerance of :func:`minimize_spheres` (see its Notes)."""
+
+DEFAULT_MAX_ITER = 5000
+"""Default iteration cap of one optimizer run."""
+
+
+# ---------------------------------------------------------------------- costs
+@dataclass(frozen=True)
+class Cost:
+    """A smooth cost on a product of spheres.
+
+    Attributes
+    ----------
+    fun : callable
+        ``fun(X) -> (f, egrad)``: the value minimised (the *excess* loss
+        ``L - sum_c n_c log(n_c - 1)``, MATH.md section 6) and its Euclidean gradient,
+        shape of ``X``.
+    loss : callable
+        ``loss(X) -> L``: the full SC loss (the value the relaxation reports).
+    offset : float
+        ``L - f``, the constant ``sum_c n_c log(n_c - 1)``.
+    shape : tuple of int
+        Shape ``(rows, d)`` of a point.
+    noise : float
+        Estimated absolute rounding error of ``fun``'s value (0 when it is accurate to a
+        few ulps of itself).
+    """
+
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]]
+    loss: Callable[[np.ndarray], float]
+    offset: float
+    shape: tuple[int, int]
+    noise: float = 0.0
+
+
+def _check_spec(spec: object) -> ProblemSpec:
+    if not isinstance(spec, ProblemSpec):
+        raise InvalidInputError(f"spec must be a ProblemSpec, got {type(spec).__name__}")
+    return spec
+
+
+def _check_d(d: object) -> int:
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or int(d) < 1:
+        raise InvalidInputError(f"the dimension d must be an integer >= 1, got {d!r}")
+    return int(d)
+
+
+def class_cost(spec: ProblemSpec, d: int) -> Cost:
+    """Class-level cost on class means ``U`` of shape ``(k, d)`` with unit rows.
+
+    Parameters
+    ----------
+    spec : ProblemSpec
+    d : int
+        Feature dimension.
+
+    Returns
+    -------
+    Cost
+        ``fun(U)`` returns the excess class loss of ``M = U U^T`` and its gradient.
+
+    Notes
+    -----
+    With ``D = block_grad(...)`` the row-wise derivative ``D[p, q] = dL/dM[p, q]`` (one
+    class per block), ``dM = dU U^T + U dU^T`` gives
+    ``dL = sum_pq D_pq (dU_p . U_q + U_p . dU_q) = <(D + D^T) U, dU>``, so the Euclidean
+    gradient is ``(D + D^T) U``. The diagonal of ``M`` is fixed to 1 on the manifold, so
+    ``D``'s diagonal is zeroed (it would only add a normal component anyway).
+    """
+    spec = _check_spec(spec)
+    d = _check_d(d)
+    counts = np.asarray(spec.counts)
+    sizes = np.ones(spec.k, dtype=int)
+    tau = spec.tau
+    offset = spec.constant
+
+    def fun(U: np.ndarray) -> tuple[float, np.ndarray]:
+        terms = block_terms(U @ U.T, sizes, counts, tau)
+        D = block_grad(terms, sizes, counts, tau)
+        np.fill_diagonal(D, 0.0)
+        return terms.excess, (D + D.T) @ U
+
+    def loss(U: np.ndarray) -> float:
+        return block_terms(U @ U.T, sizes, counts, tau).value
+
+    return Cost(fun, loss, offset, (spec.k, d))
+
+
+def sample_cost(spec: ProblemSpec, d: int) -> Cost:
+    """Sample-level cost on features ``H`` of shape ``(n, d)`` with unit rows.
+
+    Samples are ordered as :attr:`ProblemSpec.labels` (class by class). The gradient is
+    that of ``H -> L(H H^T)`` from :func:`scconvex.loss.sc_loss_grad`.
+    """
+    spec = _check_spec(spec)
+    d = _check_d(d)
+    labels = spec.labels
+    tau = spec.tau
+    offset = spec.constant
+
+    def fun(H: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = sc_loss_grad(H, labels, tau)
+        return value - offset, grad
+
+    def loss(H: np.ndarray) -> float:
+        return sc_loss_grad(H, labels, tau)[0]
+
+    # The excess is a small difference of two sums of n terms of size up to 1/tau + log n.
+    noise = 16.0 * np.finfo(float).eps * spec.n * (1.0 / tau + math.log(spec.n))
+    return Cost(fun, loss, offset, (spec.n, d), noise)
+
+
+# ---------------------------------------------------------------------- optimizer
+@dataclass(frozen=True)
+class OptimizeOutcome:
+    """Result of one optimizer run.
+
+    Attributes
+    ----------
+    x : ndarray
+        Final point (unit rows).
+    fun : float
+        Cost at ``x``.
+    grad_norm : float
+        Riemannian gradient norm at ``x``.
+    iterations : int
+        Quasi-Newton iterations taken.
+    evaluations : int
+        Cost evaluations (including line-search trials).
+    converged : bool
+        True when ``grad_norm <= gtol`` (the gradient test is the only success criterion).
+    message : str
+        Why the run stopped.
+    """
+
+    x: np.ndarray
+    fun: float
+    grad_norm: float
+    iterations: int
+    evaluations: int
+    converged: bool
+    message: str
+
+
+def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                     x0: np.ndarray, manifold: Spheres, *,
+                     gtol: float | Callable[[float], float],
+                     max_iter: int = DEFAULT_MAX_ITER, memory: int = 10,
+                     max_step: float = 1.0, f_noise: float = 0.0) -> OptimizeOutcome:
+    """Riemannian L-BFGS with backtracking Armijo line search.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(X) -> (f, egrad)``, cost and Euclidean gradient.
+    x0 : ndarray
+        Starting point on ``manifold``.
+    manifold : Spheres
+        Provides ``proj``, ``retract``, ``transport`` and ``inner``.
+    gtol : float or callable
+        Stop when the Riemannian gradient norm is ``<= gtol`` (or ``<= gtol(f)`` for a
+        callable, which lets the threshold follow the current cost).
+    max_iter : int
+        Iteration cap.
+    memory : int
+        Number of stored curvature pairs.
+    max_step : float
+        Largest row-wise length of a trial step (radians, before retraction); longer
+        search directions are scaled down, because the retraction saturates beyond it.
+    f_noise : float
+        Absolute rounding error of ``fun``'s value (e.g. when it is a small difference of
+        large sums). Below it the line search trusts the gradient instead (see Notes).
+
+    Returns
+    -------
+    OptimizeOutcome
+
+    Notes
+    -----
+    Curvature pairs ``(s, y)`` are moved to each new tangent space by projection and kept
+    only when ``<s, y> > 1e-12 ||s|| ||y||`` (cautious update), so the two-loop
+    recursion always yields a positive-definite inverse-Hessian approximation; a search
+    direction that is not a descent direction resets the memory and falls back to
+    steepest descent. When a trial changes ``f`` by less than its rounding error, the
+    sufficient-decrease test is meaningless; the trial is then accepted on the
+    approximate Wolfe condition of Hager and Zhang (2005),
+    ``slope(t) <= (2 c1 - 1) slope(0)``, which uses the more accurate gradient.
+    """
+    tol_of = gtol if callable(gtol) else (lambda _f, _g=float(gtol): _g)
+    x = np.array(x0, dtype=float)
+    f, eg = fun(x)
+    g = manifold.proj(x, eg)
+    gnorm = manifold.norm(x, g)
+    nfev = 1
+    S: deque[np.ndarray] = deque(maxlen=memory)
+    Y: deque[np.ndarray] = deque(maxlen=memory)
+    it = 0
+    message = "maximum number of iterations reached"
+    converged = False
+    if not (math.isfinite(f) and math.isfinite(gnorm)):
+        return OptimizeOutcome(x, f, gnorm, 0, nfev, False, "non-finite cost at the start")
+    while True:
+        if gnorm <= tol_of(f):
+            converged = True
+            message = "gradient norm below tolerance"
+            break
+        if it >= max_iter:
+            break
+        # Two-loop recursion for the quasi-Newton direction.
+        q = g.copy()
+        alphas = []
+        for s, y in zip(reversed(S), reversed(Y), strict=True):
+            rho = 1.0 / np.vdot(s, y)
+            a = rho * np.vdot(s, q)
+            alphas.append((a, rho))
+            q -= a * y
+        if S:
+            gamma = np.vdot(S[-1], Y[-1]) / np.vdot(Y[-1], Y[-1])
+        else:
+            gamma = 1.0 / max(gnorm, 1.0)
+        r = gamma * q
+        for (s, y), (a, rho) in zip(zip(S, Y, strict=True), reversed(alphas), strict=True):
+            b = rho * np.vdot(y, r)
+            r += (a - b) * s
+        p = -manifold.proj(x, r)
+        slope = manifold.inner(x, g, p)
+        if not (slope < 0.0 and math.isfinite(slope)):
+            S.clear()
+            Y.clear()
+            p = -g / max(gnorm, 1.0)
+            slope = manifold.inner(x, g, p)
+        step, x_new, f_new, eg_new, nfev = _armijo(fun, manifold, x, f, p, slope, max_step,
+                                                   nfev, f_noise)
+        if x_new is None and S:
+            # A poor quasi-Newton model: forget it and retry along the gradient.
+            S.clear()
+            Y.clear()
+            p = -g / max(gnorm, 1.0)
+            slope = manifold.inner(x, g, p)
+            step, x_new, f_new, eg_new, nfev = _armijo(fun, manifold, x, f, p, slope,
+                                                       max_step, nfev, f_noise)
+        if x_new is None:
+            message = "line search failed (cost at its rounding floor)"
+            break
+        it += 1
+        g_new = manifold.proj(x_new, eg_new)
+        s_new = manifold.transport(x, x_new, step * p)
+        y_new = g_new - manifold.transport(x, x_new, g)
+        pairs = [(manifold.transport(x, x_new, s), manifold.transport(x, x_new, y))
+                 for s, y in zip(S, Y, strict=True)]
+        # Transport can spoil an old pair's curvature; such a pair would make the model
+        # indefinite, so drop it.
+        S.clear()
+        Y.clear()
+        for s, y in pairs:
+            if np.vdot(s, y) > 0.0:
+                S.append(s)
+                Y.append(y)
+        sy = np.vdot(s_new, y_new)
+        if sy > 1e-12 * np.linalg.norm(s_new) * np.linalg.norm(y_new):
+            S.append(s_new)
+            Y.append(y_new)
+        x, f, g = x_new, f_new, g_new
+        gnorm = manifold.norm(x, g)
+        if not (math.isfinite(f) and math.isfinite(gnorm)):
+            message = "non-finite cost or gradient"
+            break
+    return OptimizeOutcome(x, float(f), float(gnorm), it, nfev, converged, message)
+
+
+def _armijo(fun, manifold: Spheres, x, f, p, slope, max_step, nfev, f_noise,
+            c1: float = 1e-4, max_trials: int = 60):
+    """Backtracking line search; returns ``(step, x, f, egrad, nfev)``, ``x`` None on failure."""
+    longest = float(np.max(np.linalg.norm(p, axis=1)))
+    t = 1.0 if longest <= max_step else max_step / longest
+    noise = max(f_noise, 8.0 * np.finfo(float).eps * abs(f))
+    for _ in range(max_trials):
+        x_new = manifold.retract(x, t * p)
+        f_new, eg_new = fun(x_new)
+        nfev += 1
+        if not math.isfinite(f_new):
+            t *= 0.1
+            continue
+        if f_new <= f + c1 * t * slope and f_new < f:
+            return t, x_new, f_new, eg_new, nfev
+        if abs(f_new - f) <= noise:
+            # Differences of f are rounding noise here: judge the step by the slope.
+            slope_new = manifold.inner(x_new, eg_new, manifold.transport(x, x_new, p))
+            if slope_new <= (2.0 * c1 - 1.0) * slope:
+                return t, x_new, f_new, eg_new, nfev
+        # Minimiser of the quadratic through f, slope and f_new, kept in [0.1 t, 0.5 t].
+        denom = 2.0 * (f_new - f - slope * t)
+        t_q = -slope * t * t / denom if denom > 0 else 0.5 * t
+        t = min(max(t_q, 0.1 * t), 0.5 * t)
+        if t * longest < 1e-16:
+            break
+    return 0.0, None, f, None, nfev
+
+
+# ---------------------------------------------------------------------- restarts
+@dataclass(frozen=True)
+class NonconvexResult:
+    """Best of several non-convex runs on the product of spheres.
+
+    Attributes
+    ----------
+    spec : ProblemSpec
+    level : {"class", "sample"}
+    d : int
+        Feature dimension.
+    features : ndarray, shape (k, d) or (n, d)
+        Best point found (class means at class level; sample features, ordered as
+        ``spec.labels``, at sample level), unit rows.
+    loss : float
+        Full SC loss at ``features``.
+    excess : float
+        ``loss - sum_c n_c log(n_c - 1)``, computed without cancellation at class level.
+    best_index : int
+        Index of the best restart.
+    losses, excesses : tuple of float
+        Per-restart final loss and excess loss.
+    iterations : tuple of int
+        Per-restart optimizer iterations.
+    grad_norms : tuple of float
+        Per-restart final Riemannian gradient norm of the loss.
+    gtols : tuple of float
+        Per-restart gradient threshold in force at the final point.
+    converged : tuple of bool
+        Per-restart: the gradient test was met.
+    messages : tuple of str
+        Per-restart stopping reason.
+    seconds : tuple of float
+        Per-restart wall-clock time.
+    total_seconds : float
+        Wall-clock time of all restarts.
+    """
+
+    spec: ProblemSpec
+    level: str
+    d: int
+    features: np.ndarray
+    loss: float
+    excess: float
+    best_index: int
+    losses: tuple[float, ...]
+    excesses: tuple[float, ...]
+    iterations: tuple[int, ...]
+    grad_norms: tuple[float, ...]
+    gtols: tuple[float, ...]
+    converged: tuple[bool, ...]
+    messages: tuple[str, ...]
+    seconds: tuple[float, ...]
+    total_seconds: float
+
+    @property
+    def restarts(self) -> int:
+        """Number of runs."""
+        return len(self.losses)
+
+    @property
+    def gram(self) -> np.ndarray:
+        """Gram matrix ``F F^T`` of the best features."""
+        return self.features @ self.features.T
+
+    def to_dict(self) -> dict:
+        """JSON-safe summary (features as nested lists)."""
+        return {
+            "counts": list(self.spec.counts), "tau": self.spec.tau, "level": self.level,
+            "d": self.d, "loss": self.loss, "excess": self.excess,
+            "best_index": self.best_index, "losses": list(self.losses),
+            "excesses": list(self.excesses), "iterations": list(self.iterations),
+            "grad_norms": list(self.grad_norms), "gtols": list(self.gtols),
+            "converged": list(self.converged), "messages": list(self.messages),
+            "seconds": list(self.seconds), "total_seconds": self.total_seconds,
+            "features": self.features.tolist(),
+        }
+
+
+SeedLike = int | Sequence[int] | np.random.SeedSequence | None
+
+
+def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if seed is None:
+        return np.random.SeedSequence()
+    try:
+        return np.random.SeedSequence(seed)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"seed must be a non-negative integer: {exc}") from None
+
+
+def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restarts: int = 10,
+                     seed: SeedLike = 0, tol: float = DEFAULT_TOL,
+                     max_iter: int = DEFAULT_MAX_ITER, x0: np.ndarray | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> NonconvexResult:
+    """Minimise the SC loss over unit-norm rows in dimension ``d`` from random starts.
+
+    Parameters
+    ----------
+    spec : ProblemSpec
+        Class counts and temperature.
+    d : int
+        Feature dimension, ``d >= 1``.
+    level : {"class", "sample"}, default "class"
+        ``"class"``: optimise ``k`` class means (every class collapsed to one point);
+        ``"sample"``: optimise all ``n`` sample features.
+    restarts : int, default 10
+        Number of runs, ``>= 1``. Run ``i`` starts from a uniform random point drawn from
+        the ``i``-th child of ``SeedSequence(seed)`` (or from ``x0`` when given, for
+        ``i = 0``), so a run does not depend on how many others are made.
+    seed : int, sequence of int or numpy.random.SeedSequence, default 0
+        Root seed; ``None`` draws fresh entropy.
+    tol : float, default 1e-9
+        Relative gradient tolerance (see Notes).
+    max_iter : int, default 5000
+        Iteration cap per run.
+    x0 : ndarray, optional
+        Starting point for the first run (rows are normalised), e.g. a truncated factor
+        of the relaxed optimum from :func:`scconvex.factor.factor`.
+    progress : callable, optional
+        Called as ``progress(i, restarts)`` after run ``i`` (1-based) finishes.
+
+    Returns
+    -------
+    NonconvexResult
+
+    Raises
+    ------
+    InvalidInputError
+        On a bad level, ``d < 1``, ``restarts < 1``, ``tol <= 0``, ``max_iter < 0`` or a
+        bad ``x0``.
+
+    Notes
+    -----
+    A run stops when the Riemannian gradient of the loss satisfies
+
+        ||grad L(X)|| <= tol * E(X) / tau,     E = L - sum_c n_c log(n_c - 1) > 0,
+
+    i.e. the gradient is measured against the natural scale of the excess loss ``E``
+    (MATH.md section 6): near the optimum every gradient entry is a multiple of
+    ``E / tau``, and the curvature of the flat directions is of order ``E / tau^2``,
+    so the threshold fixes the *relative* accuracy of ``E`` (about
+    ``tol^2 / 2``) independently of ``n`` and of how small ``tau`` makes ``E``.
+
+    Examples
+    --------
+    >>> spec = ProblemSpec.from_counts([5, 5, 5], tau=0.5)
+    >>> res = minimize_spheres(spec, 2, restarts=2, seed=1)
+    >>> round(res.loss, 8)  # 15 log(4 + 10 exp(-3)), the simplex ETF
+    22.55406155
+    """
+    spec = _check_spec(spec)
+    d = _check_d(d)
+    if level not in NONCONVEX_LEVELS:
+        raise InvalidInputError(f"unknown level {level!r}; choose one of {NONCONVEX_LEVELS}")
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) \
+            or restarts < 1:
+        raise InvalidInputError(f"restarts must be an integer >= 1, got {restarts!r}")
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"tol must be a number, got {tol!r}") from None
+    if not (math.isfinite(tol) and tol > 0):
+        raise InvalidInputError(f"tol must be finite and > 0, got {tol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) \
+            or max_iter < 0:
+        raise InvalidInputError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+    if progress is not None and not callable(progress):
+        raise InvalidInputError("progress must be callable")
+    cost = class_cost(spec, d) if level == "class" else sample_cost(spec, d)
+    manifold = Spheres(*cost.shape)
+    if x0 is not None:
+        x0 = _check_start(x0, cost.shape)
+    children = _seed_sequence(seed).spawn(int(restarts))
+    scale = tol / spec.tau
+
+    def gtol(f: float) -> float:
+        return scale * max(f, 0.0)
+
+    runs = []
+    times = []
+    start_all = time.perf_counter()
+    for i, child in enumerate(children):
+        t0 = time.perf_counter()
+        start = x0 if (i == 0 and x0 is not None) else \
+            manifold.random_point(np.random.default_rng(child))
+        out = riemannian_lbfgs(cost.fun, start, manifold, gtol=gtol, max_iter=int(max_iter),
+                               f_noise=cost.noise)
+        times.append(time.perf_counter() - t0)
+        runs.append(out)
+        logger.debug("restart %d/%d (d=%d, %s): f=%.6g |grad|=%.3g it=%d %s", i + 1,
+                     restarts, d, level, out.fun, out.grad_norm, out.iterations, out.message)
+        if progress is not None:
+            progress(i + 1, int(restarts))
+    total = time.perf_counter() - start_all
+    excesses = [out.fun for out in runs]
+    best = int(np.argmin(excesses))
+    losses = [cost.loss(out.x) for out in runs]
+    return NonconvexResult(
+        spec=spec, level=level, d=d, features=runs[best].x, loss=float(losses[best]),
+        excess=float(excesses[best]), best_index=best,
+        losses=tuple(float(v) for v in losses), excesses=tuple(float(v) for v in excesses),
+        iterations=tuple(out.iterations for out in runs),
+        grad_norms=tuple(out.grad_norm for out in runs),
+        gtols=tuple(gtol(out.fun) for out in runs),
+        converged=tuple(out.converged for out in runs),
+        messages=tuple(out.message for out in runs),
+        seconds=tuple(times), total_seconds=total)
+
+
+def _check_start(x0, shape: tuple[int, int]) -> np.ndarray:
+    x0 = np.asarray(x0, dtype=float)
+    if x0.shape != shape:
+        raise InvalidInputError(f"x0 must have shape {shape}, got {x0.shape}")
+    if not np.all(np.isfinite(x0)):
+        raise InvalidInputError("x0 contains non-finite values")
+    norms = np.linalg.norm(x0, axis=1)
+    if np.any(norms == 0):
+        raise InvalidInputError("x0 has a zero row")
+    return x0 / norms[:, None]
