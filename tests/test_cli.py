@@ -53,3 +53,28 @@ def test_bad_input_exits_2_with_one_line(args):
     proc = run("solve", *args, check_rc=2)
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_step_million_scale_certified_and_verified(tmp_path):
+    cert = tmp_path / "c.json"
+    proc = run("solve", "--step", "1000,0.5,100,10", "--tau", "0.1", "--json",
+               "--certificate", str(cert), check_rc=0)
+    d = json.loads(proc.stdout)
+    assert d["n"] == 505_000 and d["level"] == "group"
+    assert d["sample_rel_gap"] <= 1e-8 and d["rel_gap"] <= 1e-8
+    run("verify", str(cert), check_rc=0)
+    data = json.loads(cert.read_text())
+    data["groups"]["gram"][0][0] += 1e-6
+    cert.write_text(json.dumps(data))
+    proc = run("verify", str(cert), check_rc=1)
+    assert "verification failed" in proc.stderr
+
+
+def test_tightness_done_criterion():
+    proc = run("tightness", "--counts", "20,20,2,2", "--tau", "0.1", "--dims", "2,3,4,5",
+               "--restarts", "10", "--json", check_rc=0)
+    d = json.loads(proc.stdout)
+    rows = {r["d"]: r for r in d["rows"]}
+    assert rows[2]["tight"] is False
+    for dim in (3, 4, 5):
+        assert rows[dim]["tight"] is True and rows[dim]["reached"] == rows[dim]["restarts"]
