@@ -126,6 +126,41 @@ def _progress(enabled: bool, total: int, label: str):
     return tick
 
 
+class _Ticker:
+    """Elapsed time and stage on one stderr line while a solve runs (terminals only)."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        import threading
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        frames = "|/-\\"
+        i = 0
+        while not self._stop.wait(0.2):
+            sys.stderr.write(f"\r{frames[i % 4]} {self.label} {time.perf_counter() - t0:6.1f} s")
+            sys.stderr.flush()
+            i += 1
+
+    def __enter__(self):
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            sys.stderr.write("\r" + " " * (len(self.label) + 12) + "\r")
+            sys.stderr.flush()
+
+
 def _cmd_solve(args) -> int:
     from .report import dumps, format_result, write_json
     from .solve import DEFAULT_GAP_TOL, solve
@@ -137,7 +172,10 @@ def _cmd_solve(args) -> int:
             raise InvalidInputError("--time-limit applies to --solver clarabel or scs")
         options = {"time_limit": args.time_limit}
     gap_tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
-    res = solve(spec, level=args.level, solver=args.solver, options=options, gap_tol=gap_tol)
+    label = f"solving k={spec.k}, n={spec.n} ({args.solver} solver, {args.level} level)"
+    with _Ticker(not args.json, label):
+        res = solve(spec, level=args.level, solver=args.solver, options=options,
+                    gap_tol=gap_tol)
     data = res.to_dict(full_gram=args.full_gram)
     if args.certificate:
         write_json(args.certificate, data)

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.special import expit, logsumexp
 
 from .errors import InvalidInputError
+from .spec import check_tau
 
 _UNIT_TOL = 1e-6
 
@@ -32,16 +33,6 @@ def _as_labels(labels, n: int) -> np.ndarray:
     if labels.ndim != 1 or labels.shape[0] != n:
         raise InvalidInputError(f"labels must have shape ({n},), got {labels.shape}")
     return labels
-
-
-def _check_tau(tau) -> float:
-    try:
-        tau = float(tau)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"tau must be a number, got {tau!r}") from None
-    if not np.isfinite(tau) or tau <= 0:
-        raise InvalidInputError(f"tau must be finite and > 0, got {tau!r}")
-    return tau
 
 
 def _as_finite(x, name: str, ndim: int) -> np.ndarray:
@@ -104,7 +95,7 @@ def sc_loss_gram_grad(G, labels, tau: float) -> tuple[float, np.ndarray]:
     if G.shape[0] != G.shape[1]:
         raise InvalidInputError(f"G must be square, got shape {G.shape}")
     labels = _as_labels(labels, G.shape[0])
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     value, logits, lse, same, npos, active = _sample_terms(G, labels, tau)
     A = np.exp(logits - lse[:, None])
     A -= same / np.maximum(npos, 1)[:, None]
@@ -309,5 +300,5 @@ def class_loss(M, counts, tau: float, *, excess: bool = False) -> float:
     if M.shape != (len(counts), len(counts)):
         raise InvalidInputError(f"M must have shape ({len(counts)}, {len(counts)}), "
                                 f"got {M.shape}")
-    t = block_terms(M, np.ones(len(counts), dtype=int), counts, _check_tau(tau))
+    t = block_terms(M, np.ones(len(counts), dtype=int), counts, check_tau(tau))
     return t.excess if excess else t.value

@@ -158,13 +158,13 @@ def format_result(res, *, max_classes: int = 12) -> str:
         return "\n".join(lines)
     lines += [
         f"  loss        {_fmt(res.loss)}",
-        f"  lower bound {_fmt(res.lower_bound)}   (certified, {res.level} level)",
+        f"  lower bound {_fmt(res.lower_bound)}   (certified over {res.certificate.level} Grams)",
         f"  gap         {res.gap:.3e}   relative {res.rel_gap:.3e}",
         f"  sample gap  {res.sample_gap:.3e}   relative {res.sample_rel_gap:.3e}"
         f"   (all n x n Grams)",
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
-    if res.level == "group":
+    if res.level == "group" and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)
     M = res.class_gram
@@ -177,7 +177,7 @@ def format_result(res, *, max_classes: int = 12) -> str:
         for i in range(k):
             row = "".join(f"{M[i, j]:>10.6f}" for j in range(k))
             lines.append(f"  {'c' + str(i):<{width}}{row}")
-    elif res.level != "group":
+    else:
         lines.append(f"  (class Gram of {k} classes not shown; use --json)")
     if res.status != "optimal":
         lines.append(f"  {res.message}")

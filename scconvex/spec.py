@@ -27,7 +27,8 @@ LEVELS = ("auto", "group", "class", "sample")
 """Levels at which the convex program can be built (``"auto"`` picks group or class)."""
 
 
-def _check_tau(tau: object) -> float:
+def check_tau(tau: object) -> float:
+    """``tau`` as a float, or InvalidInputError unless it is a finite real number > 0."""
     if isinstance(tau, bool) or not isinstance(tau, Real):
         raise InvalidInputError(f"tau must be a real number, got {tau!r}")
     tau = float(tau)
@@ -97,7 +98,7 @@ class ProblemSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counts", _check_counts(self.counts))
-        object.__setattr__(self, "tau", _check_tau(self.tau))
+        object.__setattr__(self, "tau", check_tau(self.tau))
         for name, allowed in (("loss", LOSSES), ("relaxation", RELAXATIONS), ("level", LEVELS)):
             value = getattr(self, name)
             if value not in allowed:
