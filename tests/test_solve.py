@@ -83,3 +83,10 @@ def test_bad_arguments():
         solve(spec, gap_tol=-1)
     with pytest.raises(InvalidInputError):
         solve((3, 3), solver="clarabel")
+
+
+@pytest.mark.parametrize("options", [{"tol": "abc"}, {"tol": -1.0}, {"max_iter": 2.5},
+                                     {"verbose": "yes"}, {"time_limit": float("nan")}])
+def test_bad_option_values(options):
+    with pytest.raises(InvalidInputError, match="option"):
+        solve(ProblemSpec((3, 3), 1.0), solver="clarabel", options=options)

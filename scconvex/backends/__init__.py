@@ -82,6 +82,8 @@ class Backend:
         if unknown:
             raise InvalidInputError(f"unknown option(s) {unknown} for solver {self.name!r}; "
                                     f"accepted: {sorted(self.options)}")
+        for key, value in options.items():
+            _check_option(self.name, key, value, self.options[key])
         return {**self.options, **options}
 
     def solve(self, model, options: Mapping[str, Any] | None = None) -> RawResult:
@@ -93,6 +95,28 @@ class Backend:
             raise BackendUnavailableError(f"solver {self.name!r} cannot solve the "
                                           f"{model.level} level (supports {self.levels})")
         return self.run(model, self.check_options(options))
+
+
+def _check_option(solver: str, key: str, value: Any, default: Any) -> None:
+    """Options whose default is a number must be finite positive numbers (``None`` stays
+    allowed where it is the default, meaning "no limit"); boolean options must be bools."""
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidInputError(f"option {key!r} of {solver!r} must be true or false, "
+                                    f"got {value!r}")
+        return
+    numeric = default is None or isinstance(default, (int, float))
+    if not numeric or (default is None and value is None):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"option {key!r} of {solver!r} must be a number, "
+                                f"got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"option {key!r} of {solver!r} must be finite and > 0, "
+                                f"got {value!r}")
+    if isinstance(default, int) and value != int(value):
+        raise InvalidInputError(f"option {key!r} of {solver!r} must be a whole number, "
+                                f"got {value!r}")
 
 
 BACKENDS: dict[str, Backend] = {}
