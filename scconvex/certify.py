@@ -40,6 +40,9 @@ class Certificate:
         Its side ``N``.
     loss : float
         Loss at the certified point.
+    excess_loss : float
+        ``loss - sum n_c log(n_c - 1)``, computed without cancellation at class and group
+        level.
     lower_bound : float
         Certified lower bound on the minimum over the elliptope.
     gap : float
@@ -58,6 +61,7 @@ class Certificate:
     level: str
     size: int
     loss: float
+    excess_loss: float
     lower_bound: float
     gap: float
     rel_gap: float
@@ -74,8 +78,8 @@ def _make(level, size, loss, excess, compl, lam) -> Certificate:
     gap = max(loss - lower, 0.0)
     rel = gap / abs(loss) if loss != 0 else (0.0 if gap == 0 else math.inf)
     ex = gap / excess if excess > 0 else (0.0 if gap == 0 else math.inf)
-    return Certificate(level, int(size), float(loss), float(lower), float(gap), float(rel),
-                       float(ex), float(lam), float(compl))
+    return Certificate(level, int(size), float(loss), float(excess), float(lower), float(gap),
+                       float(rel), float(ex), float(lam), float(compl))
 
 
 def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:

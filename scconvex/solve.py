@@ -168,14 +168,14 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options, gap_tol: fl
           and math.isfinite(cert.loss))
     status = "optimal" if ok else "uncertified"
     if ok:
-        message = (f"certified: relative gap {cert.rel_gap:.2e} ({model.level} level), "
-                   f"{scert.rel_gap:.2e} (sample level)")
+        message = (f"certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
+                   f"{scert.rel_gap:.2e} over sample Grams")
     else:
-        message = (f"not certified: relative gap {cert.rel_gap:.2e} ({model.level} level), "
-                   f"{scert.rel_gap:.2e} (sample level) above tolerance {gap_tol:.1e}; "
+        message = (f"not certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
+                   f"{scert.rel_gap:.2e} over sample Grams, above tolerance {gap_tol:.1e}; "
                    f"solver said {raw.status!r}")
     return SolveResult(
-        spec, model.level, solver, status, message, cert.loss, _excess(cert, spec),
+        spec, model.level, solver, status, message, cert.loss, cert.excess_loss,
         cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
         scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
         timings, raw.status, raw.iterations, shift, gap_tol, cert, scert, model)
@@ -210,12 +210,6 @@ def _round_and_certify(model: Model, X: np.ndarray, gap_tol: float):
         if best[0] <= 1e-3 * gap_tol:
             break
     return best[1:]
-
-
-def _excess(cert: Certificate, spec: ProblemSpec) -> float:
-    if cert.excess_gap > 0 and math.isfinite(cert.excess_gap):
-        return cert.gap / cert.excess_gap
-    return cert.loss - spec.constant
 
 
 def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
