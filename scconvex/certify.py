@@ -74,8 +74,10 @@ class Certificate:
 
 
 def _make(level, size, loss, excess, compl, lam) -> Certificate:
-    lower = loss - compl + size * min(0.0, lam)
-    gap = max(loss - lower, 0.0)
+    # The gap is formed from the slack terms alone, never as loss - lower_bound: at small
+    # tau the loss is ~1e30 times the gap and that difference would round to zero.
+    gap = max(compl - size * min(0.0, lam), 0.0)
+    lower = loss - gap
     rel = gap / abs(loss) if loss != 0 else (0.0 if gap == 0 else math.inf)
     ex = gap / excess if excess > 0 else (0.0 if gap == 0 else math.inf)
     return Certificate(level, int(size), float(loss), float(excess), float(lower), float(gap),

@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="backend (default auto: native, falling back to clarabel)")
     p.add_argument("--gap-tol", type=float, default=None,
                    help="largest certified relative gap for success (default 1e-6)")
+    p.add_argument("--excess-tol", type=float, default=None,
+                   help="largest certified gap relative to the excess loss L - sum n_c "
+                        "log(n_c - 1) for success (default 1e-3)")
     p.add_argument("--time-limit", type=float, default=None,
                    help="time limit in seconds for the cvxpy backends")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -163,7 +166,7 @@ class _Ticker:
 
 def _cmd_solve(args) -> int:
     from .report import dumps, format_result, write_json
-    from .solve import DEFAULT_GAP_TOL, solve
+    from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 
     spec = _spec_from_args(args)
     options = None
@@ -172,10 +175,11 @@ def _cmd_solve(args) -> int:
             raise InvalidInputError("--time-limit applies to --solver clarabel or scs")
         options = {"time_limit": args.time_limit}
     gap_tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
+    excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
     label = f"solving k={spec.k}, n={spec.n} ({args.solver} solver, {args.level} level)"
     with _Ticker(not args.json, label):
         res = solve(spec, level=args.level, solver=args.solver, options=options,
-                    gap_tol=gap_tol)
+                    gap_tol=gap_tol, excess_tol=excess_tol)
     data = res.to_dict(full_gram=args.full_gram)
     if args.certificate:
         write_json(args.certificate, data)

@@ -117,6 +117,9 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
         "sample_gap": res.sample_gap,
         "sample_rel_gap": res.sample_rel_gap,
         "gap_tol": res.gap_tol,
+        "excess_tol": res.excess_tol,
+        "excess_gap": _cert_field(res.certificate, "excess_gap"),
+        "sample_excess_gap": _cert_field(res.sample_certificate, "excess_gap"),
         "rank": res.rank,
         "rank_tol": _rank_tol(),
         "min_eigenvalue": res.min_eigenvalue,
@@ -133,6 +136,10 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
     if res.level == "sample" and res.variable is not None:
         out["sample_gram"] = res.variable
     return jsonable(out)
+
+
+def _cert_field(cert, name: str) -> float:
+    return math.nan if cert is None else getattr(cert, name)
 
 
 def _rank_tol() -> float:

@@ -28,12 +28,17 @@ from .spec import ProblemSpec
 log = logging.getLogger(__name__)
 
 STATUSES = ("optimal", "uncertified", "failed")
-"""``optimal``: both certificates within ``gap_tol``; ``uncertified``: a feasible point whose
+"""``optimal``: both certificates within ``gap_tol`` (relative to the loss) and within
+``excess_tol`` (relative to the excess loss); ``uncertified``: a feasible point whose
 certified gap is larger; ``failed``: the backend produced no usable point."""
 
 SOLVERS = ("auto", "native", "clarabel", "scs")
 
 DEFAULT_GAP_TOL = 1e-6
+DEFAULT_EXCESS_TOL = 1e-3
+"""Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``. At small
+``tau`` the loss is dominated by that constant, and a tiny ``rel_gap`` alone says little
+about the geometry (MATH.md section 6)."""
 RANK_TOL = 1e-6
 """Eigenvalues of the class Gram below ``RANK_TOL`` times the largest do not count in the rank."""
 
@@ -96,6 +101,7 @@ class SolveResult:
     iterations: int = 0
     repair_shift: float = math.nan
     gap_tol: float = DEFAULT_GAP_TOL
+    excess_tol: float = DEFAULT_EXCESS_TOL
     certificate: Certificate | None = None
     sample_certificate: Certificate | None = None
     model: Model | None = None
@@ -135,16 +141,21 @@ def _eigen_rank(model: Model, X: np.ndarray) -> int:
     return int(np.sum(lam > RANK_TOL * max(top, lam.max())))
 
 
-def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timings, gap_tol):
+def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timings, tols):
     nan = math.nan
     return SolveResult(spec, model.level, solver, "failed", message, nan, nan, nan, nan, nan,
                        nan, nan, nan, None, 0, nan, seconds, timings,
                        raw.status if raw else "error", raw.iterations if raw else 0,
-                       nan, gap_tol, None, None, model)
+                       nan, *tols, None, None, model)
 
 
-def _pipeline(spec: ProblemSpec, model: Model, solver: str, options, gap_tol: float,
-              t_start: float) -> SolveResult:
+def _badness(cert: Certificate, tols: tuple[float, float]) -> float:
+    """Largest ratio of a certified gap to its tolerance (<= 1 means certified)."""
+    return max(cert.rel_gap / tols[0], cert.excess_gap / tols[1])
+
+
+def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
+              tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -155,16 +166,16 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options, gap_tol: fl
     timings["solve"] = time.perf_counter() - t0
     if raw.X is None:
         return _failed(spec, model, solver, raw.message or "the solver returned no point",
-                       raw, time.perf_counter() - t_start, timings, gap_tol)
+                       raw, time.perf_counter() - t_start, timings, tols)
     t0 = time.perf_counter()
     try:
-        X, shift, cert, scert = _round_and_certify(model, raw.X, gap_tol)
+        X, shift, cert, scert = _round_and_certify(model, raw.X, tols)
     except SolveFailedError as exc:
         return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
-                       timings, gap_tol)
+                       timings, tols)
     lam = min_eigenvalue(model, X)
     timings["repair_and_certify"] = time.perf_counter() - t0
-    ok = (cert.rel_gap <= gap_tol and scert.rel_gap <= gap_tol and lam >= 0
+    ok = (_badness(cert, tols) <= 1 and _badness(scert, tols) <= 1 and lam >= 0
           and math.isfinite(cert.loss))
     status = "optimal" if ok else "uncertified"
     if ok:
@@ -172,20 +183,22 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options, gap_tol: fl
                    f"{scert.rel_gap:.2e} over sample Grams")
     else:
         message = (f"not certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
-                   f"{scert.rel_gap:.2e} over sample Grams, above tolerance {gap_tol:.1e}; "
+                   f"{scert.rel_gap:.2e} over sample Grams (relative to the excess loss "
+                   f"{cert.excess_gap:.2e}, {scert.excess_gap:.2e}), above tolerance "
+                   f"{tols[0]:.1e} ({tols[1]:.1e} relative to the excess loss); "
                    f"solver said {raw.status!r}")
     return SolveResult(
         spec, model.level, solver, status, message, cert.loss, cert.excess_loss,
         cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
         scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
-        timings, raw.status, raw.iterations, shift, gap_tol, cert, scert, model)
+        timings, raw.status, raw.iterations, shift, *tols, cert, scert, model)
 
 
 ROUNDING_DROPS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
 """Relative eigenvalue cut-offs tried when rounding a solver's answer to a feasible point."""
 
 
-def _round_and_certify(model: Model, X: np.ndarray, gap_tol: float):
+def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
     """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
 
     Every candidate is exactly feasible and carries its own valid certificate, so choosing
@@ -204,17 +217,18 @@ def _round_and_certify(model: Model, X: np.ndarray, gap_tol: float):
         for start in starts:
             Y, _ = repair(model, start, drop=drop)
             cert, scert = certify(model, Y)
-            worst = max(cert.rel_gap, scert.rel_gap)
+            worst = max(_badness(cert, tols), _badness(scert, tols))
             if best is None or worst < best[0]:
                 best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
-        if best[0] <= 1e-3 * gap_tol:
+        if best[0] <= 1e-3:
             break
     return best[1:]
 
 
 def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
           options: Mapping[str, Any] | None = None,
-          gap_tol: float = DEFAULT_GAP_TOL) -> SolveResult:
+          gap_tol: float = DEFAULT_GAP_TOL,
+          excess_tol: float = DEFAULT_EXCESS_TOL) -> SolveResult:
     """Solve the convex relaxation of an SC-loss problem and certify the answer.
 
     Parameters
@@ -233,6 +247,9 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     gap_tol : float
         Largest relative certified gap (at the solved level and at sample level) for
         ``status == "optimal"``.
+    excess_tol : float
+        Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``
+        for ``status == "optimal"``; this is what pins down the geometry at small ``tau``.
 
     Returns
     -------
@@ -255,27 +272,32 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         raise InvalidInputError(f"spec must be a ProblemSpec, got {type(spec).__name__}")
     if solver not in SOLVERS:
         raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
-    try:
-        gap_tol = float(gap_tol)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"gap_tol must be a number, got {gap_tol!r}") from None
-    if not math.isfinite(gap_tol) or gap_tol <= 0:
-        raise InvalidInputError(f"gap_tol must be finite and > 0, got {gap_tol!r}")
+    tols = (_tolerance(gap_tol, "gap_tol"), _tolerance(excess_tol, "excess_tol"))
     t_start = time.perf_counter()
     model = build_model(spec, level)
     if solver != "auto":
-        return _pipeline(spec, model, solver, options, gap_tol, t_start)
+        return _pipeline(spec, model, solver, options, tols, t_start)
     get_backend("clarabel")  # loads the registry
     native = BACKENDS.get("native")
     if native is not None and native.available() and model.level in native.levels:
-        res = _pipeline(spec, model, "native", options, gap_tol, t_start)
+        res = _pipeline(spec, model, "native", options, tols, t_start)
         if res.success:
             return res
         log.info("native solver did not certify (%s); falling back to clarabel", res.message)
-        fallback = _pipeline(spec, model, "clarabel", None, gap_tol, t_start)
+        fallback = _pipeline(spec, model, "clarabel", None, tols, t_start)
         note = f"native solver not certified ({res.message}); fell back to clarabel. "
         return _with_message(fallback, note + fallback.message)
-    return _pipeline(spec, model, "clarabel", options, gap_tol, t_start)
+    return _pipeline(spec, model, "clarabel", options, tols, t_start)
+
+
+def _tolerance(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be finite and > 0, got {value!r}")
+    return value
 
 
 def _with_message(res: SolveResult, message: str) -> SolveResult:

@@ -1,0 +1,196 @@
+"""The native backend (Burer-Monteiro + Riemannian L-BFGS + certificates).
+
+Reference values come from closed forms, the mpmath STEP reference in
+``benchmarks/reference.py`` (independent code) and cvxpy + Clarabel.
+"""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import taylor_slope
+
+from scconvex import InvalidInputError, ProblemSpec, solve
+from scconvex.backends import get_backend
+from scconvex.backends import native as nt
+from scconvex.certify import certify
+from scconvex.loss import block_terms
+from scconvex.model import block_gram, build_model
+from scconvex.repair import repair
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference import step_cosines  # noqa: E402
+
+NATIVE = get_backend("native")
+
+
+def distinct_counts(rng, k, hi=200):
+    return tuple(int(c) for c in rng.choice(np.arange(2, hi), size=k, replace=False))
+
+
+def balanced_loss(k, m, tau):
+    n = k * m
+    return n * math.log((m - 1) + (n - m) * math.exp(-k / ((k - 1) * tau)))
+
+
+# ---------------------------------------------------------------------- the cost
+@pytest.mark.parametrize("level,counts", [("class", (7, 5, 3, 2, 1)),
+                                          ("group", (7, 7, 5, 3, 3, 3, 1, 1))])
+@pytest.mark.parametrize("tau", [0.03, 0.5])
+def test_log_excess_matches_block_terms_and_gradient(rng, level, counts, tau):
+    model = build_model(ProblemSpec(counts, tau), level)
+    cost = nt._LogExcessCost(model.sizes, model.block_counts, tau)
+    W = rng.standard_normal((model.dim, model.dim))
+    W[cost.sphere] /= np.linalg.norm(W[cost.sphere], axis=1)[:, None]
+    W[~cost.sphere] *= 0.5
+    Q = W @ W.T
+    F, C = cost(Q)
+    B = cost.cosines(Q.copy())
+    terms = block_terms(B, model.sizes, model.block_counts, tau)
+    assert F == pytest.approx(math.log(terms.excess), rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(block_gram(B, model.sizes)[~np.eye(model.dim, dtype=bool)],
+                               Q[~np.eye(model.dim, dtype=bool)], rtol=1e-12)
+    E = rng.standard_normal(Q.shape)
+    E = E + E.T
+    E[np.diag_indices_from(E)] *= ~cost.sphere
+    slope = taylor_slope(lambda t: cost(Q + t * E)[0], float(np.sum(C * E)))
+    assert slope > 1.9
+
+
+def test_log_excess_is_finite_far_below_float_underflow():
+    # At tau = 0.002 the excess is about exp(-500): log space keeps it and its gradient.
+    model = build_model(ProblemSpec((9, 5, 3), 0.002), "class")
+    cost = nt._LogExcessCost(model.sizes, model.block_counts, 0.002)
+    M = np.full((3, 3), -0.5) + 1.5 * np.eye(3)
+    F, C = cost(M)
+    assert np.isfinite(F) and F < -700
+    assert np.all(np.isfinite(C)) and np.max(C) > 1.0
+
+
+# ---------------------------------------------------------------------- closed forms
+@pytest.mark.parametrize("k,m,tau", [(3, 5, 0.5), (6, 4, 0.1), (12, 3, 0.02), (40, 2, 1.0)])
+@pytest.mark.parametrize("level", ["class", "group"])
+def test_balanced_closed_form(k, m, tau, level):
+    res = solve(ProblemSpec((m,) * k, tau), level=level, solver="native")
+    assert res.status == "optimal", res.message
+    assert res.loss == pytest.approx(balanced_loss(k, m, tau), rel=1e-10)
+    off = res.class_gram[~np.eye(k, dtype=bool)]
+    np.testing.assert_allclose(off, -1 / (k - 1), atol=1e-7)
+
+
+def test_two_classes_are_antipodal():
+    res = solve(ProblemSpec((5, 2), 0.1), level="class", solver="native")
+    assert res.status == "optimal"
+    assert res.class_gram[0, 1] == pytest.approx(-1.0, abs=1e-10)
+
+
+# ---------------------------------------------------------------------- vs cvxpy
+@pytest.mark.parametrize("counts,tau,level", [
+    ((9, 6, 4, 3, 2), 0.5, "class"),
+    ((20, 11, 7, 5, 3, 2), 0.1, "class"),
+    ((8, 8, 8, 3, 3, 1), 0.2, "group"),
+    ((30, 30, 12, 12, 12, 4, 4, 4, 4), 0.1, "group"),
+])
+def test_native_agrees_with_clarabel(counts, tau, level):
+    spec = ProblemSpec(counts, tau)
+    ref = solve(spec, level=level, solver="clarabel")
+    res = solve(spec, level=level, solver="native")
+    assert ref.status == "optimal" and res.status == "optimal", (ref.message, res.message)
+    # The native point is at least as good, to the accuracy of the conic solver.
+    assert res.loss <= ref.loss * (1 + 1e-9)
+    assert res.loss == pytest.approx(ref.loss, rel=1e-7)
+    np.testing.assert_allclose(res.class_gram, ref.class_gram, atol=2e-3)
+    assert res.rel_gap <= ref.rel_gap + 1e-12
+
+
+# ---------------------------------------------------------------------- mpmath STEP
+@pytest.mark.parametrize("k,rho,ratio,n_min", [(10, 0.5, 10, 5), (20, 0.2, 25, 2)])
+def test_step_geometry_matches_mpmath(k, rho, ratio, n_min):
+    tau = 0.05
+    spec = ProblemSpec.step(k, rho, ratio, n_min, tau)
+    (s1, m1), (s2, m2) = spec.groups
+    a1, a2, b = step_cosines(m1, s1, m2, s2, tau, dps=40)
+    res = solve(spec, level="group", solver="native")
+    assert res.status == "optimal", res.message
+    M = res.class_gram
+    assert abs(M[0, 1] - a1) < 1e-7
+    assert abs(M[-1, -2] - a2) < 1e-7
+    assert abs(M[0, -1] - b) < 1e-7
+
+
+def test_step_class_level_matches_group_level():
+    spec = ProblemSpec.step(8, 0.5, 4, 3, 0.07)
+    group = solve(spec, level="group", solver="native")
+    cls = solve(spec, level="class", solver="native")
+    assert group.status == cls.status == "optimal"
+    np.testing.assert_allclose(cls.class_gram, group.class_gram, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- certificates
+@pytest.mark.parametrize("tau", [0.01, 0.02, 0.1, 1.0, 5.0])
+@pytest.mark.parametrize("level", ["class", "group"])
+def test_every_answer_is_certified(rng, tau, level):
+    counts = distinct_counts(rng, 15)
+    if level == "group":
+        counts = counts[:5] * 3
+    model = build_model(ProblemSpec(counts, tau), level)
+    raw = NATIVE.solve(model)
+    assert raw.status == "optimal", raw.message
+    assert raw.info["excess_gap"] <= max(1e-12, raw.info["gap_floor"])
+    X, _ = repair(model, raw.X)
+    cert, scert = certify(model, X)
+    assert 0 <= cert.gap and 0 <= scert.gap
+    assert cert.excess_gap < 1e-9
+    assert scert.rel_gap < 1e-9
+
+
+def test_small_temperature_geometry_is_determined(rng):
+    # At tau = 0.01 the loss is constant in float64 to 1e-80 relative; the certified gap
+    # relative to the excess is what pins the geometry.
+    spec = ProblemSpec(distinct_counts(rng, 8), 0.01)
+    res = solve(spec, level="class", solver="native")
+    assert res.status == "optimal"
+    assert res.certificate.excess_gap < 1e-9
+    assert not np.allclose(res.class_gram, solve(spec.with_(tau=0.1), level="class",
+                                                 solver="native").class_gram, atol=1e-3)
+
+
+def test_rank_staircase_escapes_saddles():
+    # Starting from rank 1 the factor cannot hold the optimum (rank k - 1): the solver must
+    # climb by escaping along the certificate's eigenvector.
+    model = build_model(ProblemSpec((11, 7, 5, 3, 2), 0.2), "class")
+    raw = NATIVE.solve(model, {"rank": 1})
+    assert raw.status == "optimal", raw.message
+    assert raw.info["rank"] >= 4 and raw.info["escapes"] >= 1
+    ref = NATIVE.solve(model)
+    np.testing.assert_allclose(raw.X, ref.X, atol=1e-6)
+
+
+def test_limits_are_reported_not_hidden(rng):
+    model = build_model(ProblemSpec(distinct_counts(rng, 30), 0.1), "class")
+    raw = NATIVE.solve(model, {"max_iter": 3})
+    assert raw.status in ("iteration_limit", "inaccurate")
+    assert raw.X is not None and raw.info["excess_gap"] > 1e-9
+    res = solve(model.spec, level="class", solver="native", options={"max_iter": 3},
+                gap_tol=1e-12)
+    assert res.status == "uncertified"
+
+
+# ---------------------------------------------------------------------- options
+@pytest.mark.parametrize("options", [
+    {"tol": -1.0}, {"tol": 0}, {"tol": "small"}, {"tol": math.nan},
+    {"max_iter": 0}, {"max_iter": 2.5}, {"memory": 0},
+    {"time_limit": 0}, {"time_limit": -3}, {"time_limit": "1s"},
+    {"rank": 0}, {"rank": "full"}, {"rank": True},
+    {"no_such_option": 1},
+])
+def test_bad_options_raise(options):
+    spec = ProblemSpec((5, 3, 2), 0.1)
+    with pytest.raises(InvalidInputError):
+        solve(spec, level="class", solver="native", options=options)
+
+
+def test_sample_level_is_not_offered():
+    assert "sample" not in NATIVE.levels
