@@ -8,14 +8,18 @@ from scconvex.report import write_json
 from scconvex.verify import verify
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    res = solve(ProblemSpec((6, 6, 3, 3, 2), 0.3), level="class", solver="clarabel",
+def _certificate_file(tmp_path_factory, level):
+    res = solve(ProblemSpec((6, 6, 3, 3, 2), 0.3), level=level, solver="clarabel",
                 gap_tol=1e-7)
     assert res.success
-    path = tmp_path_factory.mktemp("cert") / "c.json"
+    path = tmp_path_factory.mktemp("cert") / f"{level}.json"
     write_json(path, res.to_dict())
     return path
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return _certificate_file(tmp_path_factory, "class")
 
 
 def _edit(src, dst, change):
@@ -82,12 +86,7 @@ def test_gap_too_large(certificate):
 
 @pytest.fixture(scope="module")
 def group_certificate(tmp_path_factory):
-    res = solve(ProblemSpec((6, 6, 3, 3, 2), 0.3), level="group", solver="clarabel",
-                gap_tol=1e-7)
-    assert res.success
-    path = tmp_path_factory.mktemp("cert") / "g.json"
-    write_json(path, res.to_dict())
-    return path
+    return _certificate_file(tmp_path_factory, "group")
 
 
 def test_group_certificate_verifies(group_certificate):
