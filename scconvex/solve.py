@@ -286,6 +286,10 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         log.info("native solver did not certify (%s); falling back to clarabel", res.message)
         fallback = _pipeline(spec, model, "clarabel", None, tols, t_start)
         note = f"native solver not certified ({res.message}); fell back to clarabel. "
+        if not fallback.success and _worst(res, tols) < _worst(fallback, tols):
+            # Neither certified: keep the answer with the better certificate.
+            return _with_message(res, note + f"clarabel was no better ({fallback.message}); "
+                                 "kept the native answer")
         return _with_message(fallback, note + fallback.message)
     return _pipeline(spec, model, "clarabel", options, tols, t_start)
 
@@ -298,6 +302,12 @@ def _tolerance(value, name: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise InvalidInputError(f"{name} must be finite and > 0, got {value!r}")
     return value
+
+
+def _worst(res: SolveResult, tols: tuple[float, float]) -> float:
+    if res.certificate is None:
+        return math.inf
+    return max(_badness(res.certificate, tols), _badness(res.sample_certificate, tols))
 
 
 def _with_message(res: SolveResult, message: str) -> SolveResult:

@@ -90,3 +90,14 @@ def test_bad_arguments():
 def test_bad_option_values(options):
     with pytest.raises(InvalidInputError, match="option"):
         solve(ProblemSpec((3, 3), 1.0), solver="clarabel", options=options)
+
+
+def test_auto_falls_back_and_says_so():
+    spec = ProblemSpec((20, 20, 5, 2, 3), 0.5)
+    res = solve(spec, options={"max_iter": 1})  # starves the native solver
+    assert "fell back to clarabel" in res.message
+    direct = solve(spec, solver="native")
+    assert direct.success and direct.solver == "native"
+    if res.success:
+        assert res.solver == "clarabel"
+        assert res.loss == pytest.approx(direct.loss, rel=1e-7)

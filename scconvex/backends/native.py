@@ -81,8 +81,9 @@ DEFAULTS = {
     Target certified gap *relative to the excess loss* ``L - sum n_c log(n_c - 1)``; the
     gap relative to the loss is smaller still. None: ``1e-12`` for models of at most
     :data:`SMALL` blocks (cheap, and it pins the cosines down to about ``1e-10``), else
-    ``1e-7`` (at k = 1000, tau = 0.1: a loss-relative gap of 3e-10 in about 50 s). A gap below the certificate's own rounding floor (about
-    ``eps * k * ||S||``) also counts as reached.
+    ``1e-7`` (at k = 1000, tau = 0.1: a loss-relative gap of 3e-10 in about 50 s). A gap
+    below the certificate's own rounding floor (about ``eps * k * ||S||``) also counts as
+    reached.
 ``max_iter``
     Total L-BFGS iterations over all ranks.
 ``time_limit``
