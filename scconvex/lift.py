@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidInputError
+from .model import class_sums
 
 DENSE_LIMIT = 20_000
 """Largest ``n`` for which :meth:`SampleGram.toarray` forms the dense matrix by default."""
@@ -59,9 +60,7 @@ class SampleGram:
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``G @ x`` in O(n + k^2) time: sum ``x`` per class, multiply by ``M``, spread."""
         x = np.asarray(x, dtype=float)
-        k = self.class_gram.shape[0]
-        sums = np.zeros((k,) + x.shape[1:])
-        np.add.at(sums, self.labels, x)
+        sums = class_sums(x, self.labels, self.class_gram.shape[0])
         return (self.class_gram @ sums)[self.labels]
 
     def toarray(self, *, max_n: int = DENSE_LIMIT) -> np.ndarray:

@@ -118,13 +118,19 @@ def class_gram(model: Model, X: np.ndarray) -> np.ndarray:
     if model.level == "sample":
         lab = model.spec.labels
         k = model.spec.k
-        onehot = np.zeros((k, lab.size))
-        onehot[lab, np.arange(lab.size)] = 1.0
+        sums = class_sums(class_sums(X, lab, k).T, lab, k)
         counts = np.asarray(model.spec.counts, dtype=float)
-        M = onehot @ X @ onehot.T / np.outer(counts, counts)
+        M = sums / np.outer(counts, counts)
     else:
         M = X[np.ix_(model.block_of, model.block_of)]
         M = np.array(M)
     M = 0.5 * (M + M.T)
     M[np.diag_indices_from(M)] = 1.0
     return M
+
+
+def class_sums(values: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Sum the rows of ``values`` (shape ``(n, ...)``) class by class: shape ``(k, ...)``."""
+    out = np.zeros((k,) + values.shape[1:])
+    np.add.at(out, labels, values)
+    return out

@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import InvalidInputError, SolveFailedError
 from .factor import numerical_rank
+from .model import class_sums
 from .nonconvex import DEFAULT_MAX_ITER, DEFAULT_TOL, NONCONVEX_LEVELS, minimize_spheres
 from .spec import ProblemSpec
 
@@ -203,10 +204,8 @@ def class_gram_of(features: np.ndarray, labels: np.ndarray, k: int) -> np.ndarra
 
     Equals ``U U^T`` exactly when every class is collapsed to one class mean ``U_c``.
     """
-    onehot = np.zeros((k, labels.size))
-    onehot[labels, np.arange(labels.size)] = 1.0
-    S = onehot @ features  # per-class sums of features
-    counts = onehot.sum(axis=1)
+    S = class_sums(features, labels, k)
+    counts = np.bincount(labels, minlength=k).astype(float)
     M = (S @ S.T) / np.outer(counts, counts)
     np.fill_diagonal(M, 1.0)
     return M
