@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .loss import block_grad, block_terms, sc_loss_gram_grad
+from .loss import block_terms, sc_loss_gram_grad
 from .model import Model
 from .repair import block_min_eig
 
@@ -73,15 +73,25 @@ class Certificate:
         return asdict(self)
 
 
-def _make(level, size, loss, excess, compl, lam) -> Certificate:
-    # The gap is formed from the slack terms alone, never as loss - lower_bound: at small
-    # tau the loss is ~1e30 times the gap and that difference would round to zero.
-    gap = max(compl - size * min(0.0, lam), 0.0)
+def _make(level, size, loss, excess, compl, lam, unit: float = 1.0) -> Certificate:
+    """Assemble a certificate from ``<S, X>`` and ``lambda_min(S)`` given in ``unit``s.
+
+    The gap is formed from the slack terms alone, never as ``loss - lower_bound``: at small
+    tau the loss is ~1e30 times the gap and that difference would round to zero. At class
+    and group level ``S`` is computed divided by the excess loss (``unit = excess``), so
+    the gap relative to the excess stays exact even where the excess itself underflows.
+    """
+    scaled = max(compl - size * min(0.0, lam), 0.0)
+    gap = scaled * unit
     lower = loss - gap
     rel = gap / abs(loss) if loss != 0 else (0.0 if gap == 0 else math.inf)
-    ex = gap / excess if excess > 0 else (0.0 if gap == 0 else math.inf)
+    if unit != 1.0:
+        ex = scaled
+    else:
+        # The excess is positive in exact arithmetic; <= 0 means it was not resolved.
+        ex = gap / excess if excess > 0 else math.inf
     return Certificate(level, int(size), float(loss), float(excess), float(lower), float(gap),
-                       float(rel), float(ex), float(lam), float(compl))
+                       float(rel), float(ex), float(lam * unit), float(compl * unit))
 
 
 def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
@@ -125,14 +135,19 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     s = model.block_counts.astype(float)
     tau = spec.tau
     terms = block_terms(X, model.sizes, model.block_counts, tau)
-    D = block_grad(terms, model.sizes, model.block_counts, tau)
+    active = s >= 2
+    # Everything below is linear in sig; dividing it by the excess in log space keeps the
+    # slack finite at temperatures where the excess underflows (MATH.md section 6).
+    sig = np.zeros_like(s)
+    sig[active] = np.exp(-np.logaddexp(0.0, -terms.rowlse[active]) - terms.log_excess)
+    unit = terms.excess if terms.excess > 0 else 0.0
+    D = (m * s * sig)[:, None] * terms.prob / tau
     w = terms.weights
     # Per sample-pair gradient entries (one anchor row); symmetrised below.
     per_pair = np.divide(D, (m * s)[:, None] * w, out=np.zeros_like(D), where=w > 0)
     gamma = 0.5 * (per_pair + per_pair.T)
-    active = s >= 2
     gamma_in = np.zeros_like(s)
-    gamma_in[active] = -terms.sig[active] / (tau * (s[active] - 1))
+    gamma_in[active] = -sig[active] / (tau * (s[active] - 1))
     # mult[p, q]: classes of block q seen from one class of block p (itself excluded).
     mult = np.broadcast_to(m[None, :], gamma.shape).copy()
     mult[np.diag_indices_from(mult)] = m - 1
@@ -143,7 +158,7 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     nu_c = np.sum(off * K, axis=1)
     lam_c = block_min_eig(-nu_c, np.diag(K), K, model.sizes)
     compl_c = float(np.sum(m * (-nu_c + np.sum(off * K, axis=1))))
-    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c)
+    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit)
 
     # Sample level: nested blocks, samples within classes within groups.
     nu_s = (s - 1) * gamma_in + np.sum(off * (s[None, :] * gamma), axis=1)
@@ -154,5 +169,5 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
         lam_s = min(lam_s, float(np.min((-nu_s - gamma_in)[active])))
     compl_s = float(np.sum(m * s * (-nu_s + (s - 1) * gamma_in
                                      + np.sum(off * (s[None, :] * gamma), axis=1))))
-    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s)
+    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit)
     return cls, smp

@@ -174,6 +174,17 @@ def sc_loss_grad(H, labels, tau: float) -> tuple[float, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- block form
+def log_softplus(r: np.ndarray) -> np.ndarray:
+    """``log(log1p(exp(r)))`` without underflow for very negative ``r``."""
+    r = np.asarray(r, dtype=float)
+    out = np.empty_like(r)
+    low = r < -30.0
+    # log1p(e^r) = e^r (1 - e^r / 2 + ...), so its log is r - e^r / 2 to O(e^{2r}).
+    out[low] = r[low] - 0.5 * np.exp(r[low])
+    out[~low] = np.log(np.logaddexp(0.0, r[~low]))
+    return out
+
+
 @dataclass(frozen=True)
 class BlockTerms:
     """Intermediate quantities of the block-form loss at one geometry.
@@ -183,7 +194,10 @@ class BlockTerms:
     value : float
         Loss ``L`` (including the constant ``sum n_c log(n_c - 1)``).
     excess : float
-        ``L - sum n_c log(n_c - 1)``, computed without cancellation.
+        ``L - sum n_c log(n_c - 1)``, computed without cancellation (it underflows to 0
+        for ``tau`` below about 1e-3).
+    log_excess : float
+        ``log(excess)``, computed in log space: finite even where ``excess`` underflows.
     rowlse : ndarray, shape (g,)
         ``r_p = log( sum_q w_pq exp((B_pq - 1)/tau) / (s_p - 1) )`` (``-inf`` where
         ``s_p = 1``), so that an anchor of block ``p`` contributes ``log(s_p-1) +
@@ -198,6 +212,7 @@ class BlockTerms:
 
     value: float
     excess: float
+    log_excess: float
     rowlse: np.ndarray
     sig: np.ndarray
     prob: np.ndarray
@@ -248,8 +263,9 @@ def block_terms(B, sizes, counts, tau: float) -> BlockTerms:
     sig = expit(rowlse)
     mass = sizes * counts
     excess = float(np.sum(mass[active] * np.logaddexp(0.0, rowlse[active])))
+    log_excess = float(logsumexp(np.log(mass[active]) + log_softplus(rowlse[active])))
     const = float(np.sum(mass[active] * logbase[active]))
-    return BlockTerms(const + excess, excess, rowlse, sig, prob, w)
+    return BlockTerms(const + excess, excess, log_excess, rowlse, sig, prob, w)
 
 
 def block_grad(terms: BlockTerms, sizes, counts, tau: float) -> np.ndarray:

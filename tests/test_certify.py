@@ -102,3 +102,19 @@ def test_repair_makes_feasible(rng):
         if level != "group":
             np.testing.assert_array_equal(np.diag(Y), 1.0)
         assert np.array_equal(Y, Y.T)
+
+
+@pytest.mark.parametrize("tau", [1e-4, 1e-3, 0.02])
+def test_small_tau_certificate_still_separates_geometries(tau):
+    # At tau = 1e-4 the excess loss underflows to 0 in float64, yet the certificate is
+    # taken relative to it in log space: wrong geometries must not look optimal.
+    spec = ProblemSpec((5, 3, 2), tau)
+    model = build_model(spec, "class")
+    etf = np.full((3, 3), -0.5)
+    np.fill_diagonal(etf, 1.0)
+    for wrong in (np.eye(3), etf):
+        cls, smp = certify(model, wrong)
+        assert cls.excess_gap > 1.0 and smp.excess_gap > 1.0
+    res = solve(spec, solver="native")
+    assert res.success
+    assert res.certificate.excess_gap < 1e-6 and res.sample_certificate.excess_gap < 1e-6

@@ -58,6 +58,7 @@ from scipy.linalg.blas import saxpy, sdot
 from scipy.special import expit
 
 from ..errors import InvalidInputError
+from ..loss import log_softplus
 from ..model import Model
 from . import Backend, RawResult, register
 
@@ -96,18 +97,8 @@ DEFAULTS = {
 
 
 # ---------------------------------------------------------------------- the cost
-def _log_softplus(r: np.ndarray) -> np.ndarray:
-    """``log(log1p(exp(r)))`` without underflow for very negative ``r``."""
-    out = np.empty_like(r)
-    low = r < -30.0
-    # log1p(e^r) = e^r (1 - e^r / 2 + ...), so its log is r - e^r / 2 to O(e^{2r}).
-    out[low] = r[low] - 0.5 * np.exp(r[low])
-    out[~low] = np.log(np.logaddexp(0.0, r[~low]))
-    return out
-
-
 def _dlog_softplus(r: np.ndarray) -> np.ndarray:
-    """Derivative of :func:`_log_softplus`: ``sigmoid(r) / log1p(exp(r))``."""
+    """Derivative of :func:`~scconvex.loss.log_softplus`: ``sigmoid(r) / log1p(exp(r))``."""
     out = np.empty_like(r)
     low = r < -30.0
     out[low] = 1.0 - 0.5 * np.exp(r[low])
@@ -164,7 +155,7 @@ class _LogExcessCost:
         np.exp(z, out=z)
         tot = np.sum(z, axis=1)
         r = zmax + np.log(tot)
-        t = self.logmass + _log_softplus(r)
+        t = self.logmass + log_softplus(r)
         tmax = float(np.max(t))
         F = tmax + math.log(float(np.sum(np.exp(t - tmax))))
         # d F / d r_p, then d r_p / d B_pq = prob_pq / tau: z becomes the row partials.
