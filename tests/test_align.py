@@ -10,11 +10,6 @@ from scconvex.align import gram_distance, procrustes, rotation_distance
 from scconvex.errors import InvalidInputError
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(99)
-
-
 def test_recovers_a_known_rotation(rng):
     A = rng.standard_normal((8, 4))
     Q = ortho_group.rvs(4, random_state=1)

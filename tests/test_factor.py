@@ -13,11 +13,6 @@ from scconvex.factor import Factorization, TruncationWarning, factor, numerical_
 from scconvex.spec import ProblemSpec
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(2718)
-
-
 def etf(k: int) -> np.ndarray:
     return np.full((k, k), -1.0 / (k - 1)) + (1.0 + 1.0 / (k - 1)) * np.eye(k)
 

@@ -10,11 +10,6 @@ from scconvex.manifold import Spheres
 
 
 @pytest.fixture
-def rng():
-    return np.random.default_rng(20240229)
-
-
-@pytest.fixture
 def man():
     return Spheres(7, 4)
 
