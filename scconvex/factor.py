@@ -18,8 +18,8 @@ import numpy as np
 from .errors import InvalidInputError
 
 DEFAULT_RANK_TOL = 1e-6
-"""Eigenvalues at most this times the largest eigenvalue count as zero in the rank (the
-same rule as :data:`scconvex.solve.RANK_TOL`)."""
+"""Eigenvalues at most this times the largest eigenvalue count as zero in the rank; the
+solver results (:data:`scconvex.solve.RANK_TOL`) use the same value."""
 
 _DIAG_TOL = 1e-6
 

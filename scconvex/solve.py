@@ -21,7 +21,8 @@ import numpy as np
 from .backends import BACKENDS, RawResult, get_backend
 from .certify import Certificate, certify
 from .errors import InvalidInputError, SolveFailedError
-from .model import Model, build_model, class_gram
+from .factor import DEFAULT_RANK_TOL, numerical_rank
+from .model import Model, block_gram, build_model, class_gram
 from .repair import min_eigenvalue, repair
 from .spec import ProblemSpec
 
@@ -39,8 +40,9 @@ DEFAULT_EXCESS_TOL = 1e-3
 """Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``. At small
 ``tau`` the loss is dominated by that constant, and a tiny ``rel_gap`` alone says little
 about the geometry (MATH.md section 6)."""
-RANK_TOL = 1e-6
-"""Eigenvalues of the class Gram below ``RANK_TOL`` times the largest do not count in the rank."""
+RANK_TOL = DEFAULT_RANK_TOL
+"""Eigenvalues of the class Gram below ``RANK_TOL`` times the largest do not count in the rank
+(the rule of :func:`scconvex.factor.numerical_rank`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,18 +129,13 @@ class SolveResult:
 
 def _eigen_rank(model: Model, X: np.ndarray) -> int:
     if model.level == "sample":
-        lam = np.linalg.eigvalsh(X)
-        return int(np.sum(lam > RANK_TOL * lam[-1]))
+        return numerical_rank(X, RANK_TOL)
     # Eigenvalues of the class Gram from the block structure: 1 - a_p (m_p - 1 times) and
-    # those of Q.
-    from .model import block_gram
-
-    lam_q = np.linalg.eigvalsh(block_gram(X, model.sizes))
-    top = max(lam_q[-1], 1.0)
+    # those of Q. The largest is >= 1 (the trace is k), so it is a safe scale.
     big = model.sizes >= 2
-    extra = np.repeat(1.0 - np.diag(X)[big], model.sizes[big] - 1)
-    lam = np.concatenate([lam_q, extra])
-    return int(np.sum(lam > RANK_TOL * max(top, lam.max())))
+    lam = np.concatenate([np.linalg.eigvalsh(block_gram(X, model.sizes)),
+                          np.repeat(1.0 - np.diag(X)[big], model.sizes[big] - 1)])
+    return int(np.sum(lam > RANK_TOL * lam.max()))
 
 
 def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timings, tols):
