@@ -25,6 +25,7 @@ from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
 from .repair import min_eigenvalue, repair
 from .spec import ProblemSpec
+from .threads import blas_threads, check_threads, choose_threads
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,14 @@ def _badness(cert: Certificate, tols: tuple[float, float]) -> float:
 
 
 def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
-              tols: tuple[float, float], t_start: float) -> SolveResult:
+              tols: tuple[float, float], t_start: float, threads: int | None = None
+              ) -> SolveResult:
+    with blas_threads(choose_threads(threads, model.dim)):
+        return _run_pipeline(spec, model, solver, options, tols, t_start)
+
+
+def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
+                  tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -199,8 +207,9 @@ def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
     """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
 
     Every candidate is exactly feasible and carries its own valid certificate, so choosing
-    the one with the smallest gap is sound. The search stops once a candidate's gap is far
-    below the tolerance.
+    any of them is sound. The search stops at the first candidate that certifies (each
+    costs an eigendecomposition and a certificate: 0.5 s at k = 1000); otherwise it keeps
+    the one with the smallest gap.
     """
     starts = [X]
     if model.level == "sample" and np.all(np.isfinite(X)):
@@ -217,15 +226,16 @@ def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
             worst = max(_badness(cert, tols), _badness(scert, tols))
             if best is None or worst < best[0]:
                 best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
-        if best[0] <= 1e-3:
-            break
+            if worst <= 1.0:
+                return best[1:]
     return best[1:]
 
 
 def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
           options: Mapping[str, Any] | None = None,
           gap_tol: float = DEFAULT_GAP_TOL,
-          excess_tol: float = DEFAULT_EXCESS_TOL) -> SolveResult:
+          excess_tol: float = DEFAULT_EXCESS_TOL,
+          threads: int | None = None) -> SolveResult:
     """Solve the convex relaxation of an SC-loss problem and certify the answer.
 
     Parameters
@@ -247,6 +257,10 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     excess_tol : float
         Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``
         for ``status == "optimal"``; this is what pins down the geometry at small ``tau``.
+    threads : int, optional
+        BLAS threads for the solve and the certificate (every loaded BLAS library is
+        limited, and restored afterwards). None: :func:`scconvex.threads.choose_threads`,
+        one thread, the fastest measured on 2 cores.
 
     Returns
     -------
@@ -270,25 +284,26 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     if solver not in SOLVERS:
         raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
     tols = (_tolerance(gap_tol, "gap_tol"), _tolerance(excess_tol, "excess_tol"))
+    threads = check_threads(threads)
     t_start = time.perf_counter()
     model = build_model(spec, level)
     if solver != "auto":
-        return _pipeline(spec, model, solver, options, tols, t_start)
+        return _pipeline(spec, model, solver, options, tols, t_start, threads)
     get_backend("clarabel")  # loads the registry
     native = BACKENDS.get("native")
     if native is not None and native.available() and model.level in native.levels:
-        res = _pipeline(spec, model, "native", options, tols, t_start)
+        res = _pipeline(spec, model, "native", options, tols, t_start, threads)
         if res.success:
             return res
         log.info("native solver did not certify (%s); falling back to clarabel", res.message)
-        fallback = _pipeline(spec, model, "clarabel", None, tols, t_start)
+        fallback = _pipeline(spec, model, "clarabel", None, tols, t_start, threads)
         note = f"native solver not certified ({res.message}); fell back to clarabel. "
         if not fallback.success and _worst(res, tols) < _worst(fallback, tols):
             # Neither certified: keep the answer with the better certificate.
             return _with_message(res, note + f"clarabel was no better ({fallback.message}); "
                                  "kept the native answer")
         return _with_message(fallback, note + fallback.message)
-    return _pipeline(spec, model, "clarabel", options, tols, t_start)
+    return _pipeline(spec, model, "clarabel", options, tols, t_start, threads)
 
 
 def _tolerance(value, name: str) -> float:
