@@ -188,17 +188,21 @@ class _Rows:
 
     sphere: np.ndarray
 
-    def proj(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Tangent projection: remove the radial part of sphere rows."""
-        radial = np.einsum("ij,ij->i", X, V) * self.sphere
-        return V - radial[:, None] * X
+    def proj(self, X: np.ndarray, V: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """Tangent projection: remove the radial part of sphere rows (in ``V`` if asked)."""
+        radial = np.einsum("ij,ij->i", X, V)
+        radial *= self.sphere
+        if not inplace:
+            return V - radial[:, None] * X
+        V -= radial[:, None] * X
+        return V
 
     def retract(self, X: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``X + V`` with sphere rows normalised; also returns the row scale factors."""
         Y = X + V
-        scale = np.ones(X.shape[0])
-        nrm = np.linalg.norm(Y[self.sphere], axis=1)
-        scale[self.sphere] = 1.0 / nrm
+        scale = np.sqrt(np.einsum("ij,ij->i", Y, Y))
+        np.divide(1.0, scale, out=scale, where=self.sphere)
+        scale[~self.sphere] = 1.0
         Y *= scale[:, None]
         return Y, scale
 
@@ -264,10 +268,11 @@ class _Problem:
         return _State(X, F, egrad, C, Q)
 
     def rgrad(self, s: _State) -> np.ndarray:
-        return self.rows.proj(s.X, s.egrad)
+        # egrad is not used again once projected: project it in place.
+        return self.rows.proj(s.X, s.egrad, inplace=True)
 
-    def precond(self, s: _State):
-        """A diagonal approximate inverse Hessian, one weight per row (a callable).
+    def precond(self, s: _State) -> np.ndarray:
+        """Row weights ``h`` of a diagonal approximate Hessian (divide row ``p`` by ``h_p``).
 
         Along row ``p`` of ``W`` the Hessian of ``F`` is about
         ``sum_q C_pq |w_q|^2 / tau`` (each softmax entry curves by ``prob / tau``
@@ -279,8 +284,7 @@ class _Problem:
         sq = np.einsum("ij,ij->i", s.X, s.X)
         # Every entry of C is >= 0: the loss increases with every cosine.
         h = C @ sq / self.cost.tau + np.diag(C)
-        h = np.maximum(h, 1e-3 * float(np.mean(h)) + 1e-300)
-        return lambda G: G / h[:, None]
+        return np.maximum(h, 1e-3 * float(np.mean(h)) + 1e-300)
 
 
 @dataclass
@@ -340,13 +344,12 @@ def _lbfgs(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
                                 f"certified gap {cert.gap:.2e} (relative to the excess loss)")
         if time.perf_counter() > deadline:
             return _Outcome(s.X, s, cert, it, "time_limit", "time limit reached")
-        apply_p = problem.precond(s)
-        d = _two_loop(g, pairs, apply_p)
-        d = rows.proj(s.X, d)
+        h = problem.precond(s)
+        d = rows.proj(s.X, _two_loop(g, pairs, h), inplace=True)
         slope = float(np.vdot(g, d))
         if not slope < 0:
             pairs.clear()
-            d = rows.proj(s.X, -apply_p(g))
+            d = rows.proj(s.X, g / -h[:, None], inplace=True)
             slope = float(np.vdot(g, d))
         if pairs:
             t0 = 1.0
@@ -369,9 +372,11 @@ def _lbfgs(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
         step_scale = t
         # Pairs are kept in the ambient space without transport: the steps are short and
         # projecting every stored vector would cost more than it gains.
-        sv = (t * d).astype(np.float32).ravel()
-        yv = (g_new - g).astype(np.float32).ravel()
-        sy = float(np.dot(sv.astype(float), yv.astype(float)))
+        sv = d.astype(np.float32).ravel()
+        sv *= np.float32(t)
+        yv = np.empty(g.size, dtype=np.float32)
+        np.subtract(g_new.ravel(), g.ravel(), out=yv, casting="same_kind")
+        sy = float(np.dot(sv, yv))
         if sy > 1e-6 * float(np.linalg.norm(sv) * np.linalg.norm(yv)):
             pairs.append((sv, yv, 1.0 / sy))
         s, g = s_new, g_new
@@ -380,8 +385,8 @@ def _lbfgs(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
     return _Outcome(s.X, s, cert, max_iter, status, "iteration limit reached")
 
 
-def _two_loop(g: np.ndarray, pairs, apply_p) -> np.ndarray:
-    """L-BFGS direction ``-H g`` with initial matrix ``gamma P`` (``apply_p``).
+def _two_loop(g: np.ndarray, pairs, h: np.ndarray) -> np.ndarray:
+    """L-BFGS direction ``-H g`` with initial matrix ``gamma Diag(1 / h)`` on rows.
 
     Vectors are flat float32 with in-place BLAS updates: at class level with k = 1000 a
     vector has 10^6 entries, the recursion is bound by memory traffic, and a search
@@ -395,14 +400,14 @@ def _two_loop(g: np.ndarray, pairs, apply_p) -> np.ndarray:
         a = rho * sdot(sv, q)
         alphas.append(a)
         q = saxpy(yv, q, a=-a)
+    inv_h = (1.0 / h).astype(np.float32)
     if pairs:
         sv, yv, _ = pairs[-1]
-        py = np.asarray(apply_p(yv.reshape(shape)), dtype=np.float32).ravel()
-        gamma = sdot(sv, yv) / sdot(yv, py)
+        y2 = yv.reshape(shape)
+        gamma = sdot(sv, yv) / float(np.einsum("ij,ij->i", y2, y2) @ inv_h)
     else:
         gamma = 1.0
-    q = np.asarray(apply_p(q.reshape(shape)), dtype=np.float32).ravel()
-    q *= gamma
+    q.reshape(shape)[...] *= (gamma * inv_h)[:, None]
     for (sv, yv, rho), a in zip(pairs, reversed(alphas), strict=True):
         b = rho * sdot(yv, q)
         q = saxpy(sv, q, a=a - b)
@@ -430,7 +435,7 @@ def _wolfe(problem: _Problem, s: _State, d: np.ndarray, slope: float, t0: float,
             continue
         gt = problem.rgrad(st)
         # d/dt of the retraction is the tangent projection of d, scaled on sphere rows.
-        dphi = float(np.vdot(gt, d * scale[:, None]))
+        dphi = float(np.einsum("ij,ij->i", gt, d) @ scale)
         armijo = st.F <= s.F + c1 * t * slope
         approx = st.F <= s.F + noise and dphi <= (2 * c1 - 1) * slope
         if not (armijo or approx):
