@@ -227,7 +227,7 @@ def _cmd_tightness(args) -> int:
         raise InvalidInputError(f"--dims must be positive integers, got {args.dims!r}")
     dims = [int(d) for d in dims]
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
-    with blas_threads(choose_threads(args.threads, spec.k)):
+    with blas_threads(choose_threads(args.threads)):
         report = tightness(spec, dims, restarts=args.restarts, level=args.level,
                            seed=args.seed, progress=tick)
     if args.json:

@@ -155,7 +155,7 @@ def _badness(cert: Certificate, tols: tuple[float, float]) -> float:
 def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
               tols: tuple[float, float], t_start: float, threads: int | None = None
               ) -> SolveResult:
-    with blas_threads(choose_threads(threads, model.dim)):
+    with blas_threads(choose_threads(threads)):
         return _run_pipeline(spec, model, solver, options, tols, t_start)
 
 

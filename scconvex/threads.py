@@ -42,15 +42,15 @@ def check_threads(threads: object) -> int | None:
     return int(threads)
 
 
-def choose_threads(threads: int | None, size: int) -> int:
-    """The BLAS thread count for a problem with ``size`` blocks (classes or groups).
+def choose_threads(threads: int | None) -> int:
+    """The BLAS thread count to use: ``threads`` (validated) when given, else
+    :data:`DEFAULT_THREADS`.
 
-    ``threads`` (validated by :func:`check_threads`) wins when given; otherwise
-    :data:`DEFAULT_THREADS`, whatever the size: on 2 cores a second thread never paid
-    off (measured up to ``k = 1000``).
+    One rule for every size: on 2 cores one thread was faster at every size measured
+    (class level, k = 50 to 1000, idle and busy; ``docs/benchmarks.md``). Under load the
+    gap is large: k = 200 took 0.84 s with one thread and 58.6 s with two.
     """
     threads = check_threads(threads)
-    del size  # one rule for every size measured so far; kept for a size-based rule
     return DEFAULT_THREADS if threads is None else threads
 
 
