@@ -55,6 +55,20 @@ class Model:
         return self.spec.n if self.level == "sample" else len(self.sizes)
 
     @property
+    def loss(self):
+        """The loss object of the spec (:mod:`scconvex.losses`)."""
+        from .losses import get_loss
+
+        return get_loss(self.spec.loss)
+
+    @property
+    def relaxation(self):
+        """The relaxation object of the spec (:mod:`scconvex.relaxations`)."""
+        from .relaxations import get_relaxation
+
+        return get_relaxation(self.spec.relaxation)
+
+    @property
     def scale(self) -> float:
         """Objective scaling used by conic solvers (MATH.md section 6): ``1 / n``."""
         return 1.0 / self.spec.n

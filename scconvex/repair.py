@@ -90,6 +90,9 @@ def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarra
         Y = 0.5 * (Y + Y.T)
         Y[np.diag_indices_from(Y)] = np.where(sizes == 1, 1.0,
                                               np.minimum(np.diag(Y), 1.0))
+    # The extra cone of the relaxation (e.g. X >= 0); the mixing below keeps it, because the
+    # all-orthogonal point lies in it.
+    Y = model.relaxation.make_feasible(model, Y)
     # The all-orthogonal point: its class Gram (or sample Gram) is the identity.
     identity = np.eye(model.dim) if model.level == "sample" else model.identity()
     for _ in range(5):

@@ -17,11 +17,13 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-LOSSES = ("sc",)
-"""Loss functions that are implemented (``"sc"``: the L_out supervised contrastive loss)."""
+LOSSES = ("sc", "negatives-only")
+"""Loss functions that are implemented (``"sc"``: the L_out supervised contrastive loss;
+``"negatives-only"``: its denominator over negatives only). Objects: :mod:`scconvex.losses`."""
 
-RELAXATIONS = ("elliptope",)
-"""Constraint sets of the convex relaxation (``"elliptope"``: PSD with unit diagonal)."""
+RELAXATIONS = ("elliptope", "dnn")
+"""Constraint sets of the convex relaxation (``"elliptope"``: PSD with unit diagonal;
+``"dnn"``: also entrywise >= 0). Objects: :mod:`scconvex.relaxations`."""
 
 LEVELS = ("auto", "group", "class", "sample")
 """Levels at which the convex program can be built (``"auto"`` picks group or class)."""
@@ -193,8 +195,11 @@ class ProblemSpec:
 
     @property
     def constant(self) -> float:
-        """``sum_c n_c log(n_c - 1)``: the strict lower bound of MATH.md section 4."""
-        return float(sum(c * math.log(c - 1) for c in self.counts if c >= 2))
+        """The loss's geometry-independent lower bound: ``sum_c n_c log(n_c - 1)`` for SC
+        (MATH.md section 4), ``sum_c n_c (log(n - n_c) - 2/tau)`` for negatives-only."""
+        from .losses import get_loss
+
+        return get_loss(self.loss).constant(self.counts, self.tau)
 
     def with_(self, **changes) -> ProblemSpec:
         """A copy with some fields changed (validated again)."""

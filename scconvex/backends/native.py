@@ -558,7 +558,7 @@ def run(model: Model, options: dict) -> RawResult:
     t_start = time.perf_counter()
     deadline = math.inf if opts["time_limit"] is None else t_start + opts["time_limit"]
     spec = model.spec
-    cost = _LogExcessCost(model.sizes, model.block_counts, spec.tau)
+    cost = model.loss.native_cost(model)
     g = model.dim
     k = spec.k
     if g == 1:
@@ -566,6 +566,12 @@ def run(model: Model, options: dict) -> RawResult:
         B = np.array([[-1.0 / (k - 1)]])
         return RawResult("optimal", B, "a single group: the simplex ETF", 0,
                          {"rank": 0, "excess_gap": 0.0, "gap_floor": 0.0})
+    if k == 2:
+        # Two classes: the loss increases with their one cosine, so -1 is optimal (for the
+        # negatives-only loss the excess is then 0 and its logarithm undefined).
+        return RawResult("optimal", np.array([[1.0, -1.0], [-1.0, 1.0]]),
+                         "two classes: antipodal means", 0,
+                         {"rank": 1, "excess_gap": 0.0, "gap_floor": 0.0})
     problem = _Problem(cost, k)
     rank = opts["rank"] if opts["rank"] is not None else max(g - 1, 1)
     rank = min(rank, g)
