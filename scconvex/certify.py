@@ -72,7 +72,8 @@ class Certificate:
         return asdict(self)
 
 
-def _make(level, size, loss, excess, compl, lam, unit: float = 1.0) -> Certificate:
+def _make(level, size, loss, excess, compl, lam, unit: float = 1.0,
+          scale: float | None = None) -> Certificate:
     """Assemble a certificate from ``<S, X>`` and ``lambda_min(S)`` given in ``unit``s.
 
     The gap is formed from the slack terms alone, never as ``loss - lower_bound``: at small
@@ -83,7 +84,8 @@ def _make(level, size, loss, excess, compl, lam, unit: float = 1.0) -> Certifica
     scaled = max(compl - size * min(0.0, lam), 0.0)
     gap = scaled * unit
     lower = loss - gap
-    rel = gap / abs(loss) if loss != 0 else (0.0 if gap == 0 else math.inf)
+    scale = abs(loss) if scale is None else scale
+    rel = gap / scale if scale != 0 else (0.0 if gap == 0 else math.inf)
     if unit != 1.0:
         ex = scaled
     elif gap == 0:
@@ -136,7 +138,9 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
             S = Cy - np.diag(nu)
             lam = float(np.linalg.eigvalsh(S)[0])
             compl = float(np.sum(S * X)) + float(np.sum(Y * X))
-            cert = _make("sample", spec.n, value, value - spec.constant, compl, lam)
+            excess = value - spec.constant
+            cert = _make("sample", spec.n, value, excess, compl, lam,
+                         scale=loss.gap_scale(value, excess))
             if best is None or cert.gap < best.gap:
                 best = cert
         return best, best
@@ -189,6 +193,7 @@ def _block_certificates(model: Model, X, terms, sig, unit, y):
     s = model.block_counts.astype(float)
     tau = spec.tau
     active = s >= 2
+    scale = model.loss.gap_scale(terms.value, terms.excess)
     gamma = _pair_gradient(model, terms, sig) - y
     gamma_in = np.zeros_like(s)
     gamma_in[active] = -sig[active] / (tau * (s[active] - 1))
@@ -204,7 +209,7 @@ def _block_certificates(model: Model, X, terms, sig, unit, y):
     nu_c = np.sum(off * K, axis=1)
     lam_c = block_min_eig(-nu_c, np.diag(K), K, model.sizes)
     compl_c = float(np.sum(m * (-nu_c + np.sum(off * K, axis=1)))) + yx
-    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit)
+    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit, scale)
 
     # Sample level: nested blocks, samples within classes within groups.
     nu_s = (s - 1) * gamma_in + np.sum(off * (s[None, :] * gamma), axis=1)
@@ -215,5 +220,5 @@ def _block_certificates(model: Model, X, terms, sig, unit, y):
         lam_s = min(lam_s, float(np.min((-nu_s - gamma_in)[active])))
     compl_s = float(np.sum(m * s * (-nu_s + (s - 1) * gamma_in
                                      + np.sum(off * (s[None, :] * gamma), axis=1)))) + yx
-    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit)
+    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit, scale)
     return cls, smp
