@@ -50,13 +50,14 @@ def _spec_from_args(args):
     given = [x for x in (args.counts, args.step, args.long_tail) if x is not None]
     if len(given) != 1:
         raise InvalidInputError("give exactly one of --counts, --step, --long-tail")
+    variant = {"loss": args.loss, "relaxation": "dnn" if args.relu else "elliptope"}
     if args.counts is not None:
-        return ProblemSpec(_counts(args.counts), args.tau)
+        return ProblemSpec(_counts(args.counts), args.tau, **variant)
     if args.step is not None:
         k, rho, ratio, n_min = _ints(args.step, "--step", 4)
-        return ProblemSpec.step(k, rho, ratio, n_min, args.tau)
+        return ProblemSpec.step(k, rho, ratio, n_min, args.tau, **variant)
     k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
-    return ProblemSpec.long_tail(k, ratio, n_max, args.tau)
+    return ProblemSpec.long_tail(k, ratio, n_max, args.tau, **variant)
 
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
@@ -68,6 +69,12 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
     g.add_argument("--long-tail", metavar="K,R,NMAX",
                    help="long tail: n_c = floor(NMAX R^(-c/(K-1)))")
     p.add_argument("--tau", type=float, required=True, help="temperature (> 0)")
+    p.add_argument("--loss", choices=("sc", "negatives-only"), default="sc",
+                   help="sc (default): positives in the denominator; negatives-only: "
+                        "denominator over negatives only")
+    p.add_argument("--relu", action="store_true",
+                   help="non-negative (ReLU) features: Gram entries >= 0 (the doubly "
+                        "non-negative relaxation)")
 
 
 def _parser() -> argparse.ArgumentParser:

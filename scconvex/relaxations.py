@@ -68,6 +68,10 @@ class Relaxation:
         """Extra JSON fields for a solve result."""
         return {}
 
+    def closed_form(self, model) -> np.ndarray | None:
+        """A point known to be optimal for this relaxation, if any (certified afterwards)."""
+        return None
+
 
 @dataclass(frozen=True)
 class DoublyNonnegative(Relaxation):
@@ -99,6 +103,13 @@ class DoublyNonnegative(Relaxation):
         return [np.zeros_like(gamma)] + [np.where(B <= thr, np.maximum(gamma, 0.0), 0.0)
                                          for thr in COMPLEMENTARITY_THRESHOLDS]
 
+    def closed_form(self, model):
+        # Both losses increase with every between-class cosine and decrease with every
+        # within-class one, so the orthogonal frame (block-diagonal ones at sample level)
+        # minimises them over the box of cosines in [0, 1], which contains this set
+        # (docs/variants.md). The certificate checks it on every instance.
+        return model.identity()
+
     def report(self, result) -> dict:
         M = result.class_gram
         if M is None:
@@ -109,12 +120,14 @@ class DoublyNonnegative(Relaxation):
             "residual": residual}}
 
 
-def nonnegative_factor(M: np.ndarray, *, tol: float = 1e-8, max_iter: int = 3000):
+def nonnegative_factor(M: np.ndarray, *, tol: float = 1e-8, max_iter: int = 2000):
     """Try to write ``M = H H^T`` with ``H >= 0`` (a completely positive factorisation).
 
-    Starts from the absolute value of the eigen-factor (exact when ``M`` is a direct sum
-    of all-ones blocks, e.g. ``M = I``) and refines by projected gradient on
-    ``||H H^T - M||_F^2``. Finding none does not prove that none exists.
+    Two starts, each refined by projected gradient with backtracking on
+    ``||H H^T - M||_F^2``: the non-negative part of the PSD square root of ``M`` (exact
+    for ``M = I`` and close to exact near it) and the absolute value of the eigen-factor
+    (exact when ``M`` is a direct sum of all-ones blocks). Finding none does not prove
+    that none exists.
 
     Returns
     -------
@@ -126,19 +139,40 @@ def nonnegative_factor(M: np.ndarray, *, tol: float = 1e-8, max_iter: int = 3000
     M = np.asarray(M, dtype=float)
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise InvalidInputError(f"M must be square, got shape {M.shape}")
-    lam, V = np.linalg.eigh(0.5 * (M + M.T))
+    M = 0.5 * (M + M.T)
+    lam, V = np.linalg.eigh(M)
+    root = np.sqrt(np.maximum(lam, 0.0))
     keep = lam > 1e-10 * max(float(lam[-1]), 1e-300)
-    H = np.abs(V[:, keep] * np.sqrt(lam[keep]))
-    residual = float(np.max(np.abs(H @ H.T - M)))
-    if residual > tol:
-        step = 0.25 / max(float(lam[-1]), 1e-12)
-        for _ in range(max_iter):
-            R = H @ H.T - M
-            H = np.maximum(H - step * 4.0 * (R @ H), 0.0)
-            residual = float(np.max(np.abs(H @ H.T - M)))
-            if residual <= tol:
+    best_H, best_res = None, np.inf
+    for H in (np.maximum((V * root) @ V.T, 0.0), np.abs(V[:, keep] * root[keep])):
+        H, res = _refine(H, M, tol, max_iter)
+        if res < best_res:
+            best_H, best_res = H, res
+    return (best_H if best_res <= tol else None), float(best_res)
+
+
+def _refine(H: np.ndarray, M: np.ndarray, tol: float, max_iter: int):
+    def cost(X):
+        R = X @ X.T - M
+        return float(np.sum(R * R)), R
+
+    f, R = cost(H)
+    step = 1.0
+    for _ in range(max_iter):
+        if np.max(np.abs(R)) <= tol:
+            break
+        grad = 4.0 * R @ H
+        while step > 1e-12:
+            trial = np.maximum(H - step * grad, 0.0)
+            f_new, R_new = cost(trial)
+            if f_new < f:
+                H, f, R = trial, f_new, R_new
+                step *= 2.0
                 break
-    return (H if residual <= tol else None), residual
+            step *= 0.5
+        else:
+            break
+    return H, float(np.max(np.abs(R)))
 
 
 RELAXATIONS: dict[str, Relaxation] = {

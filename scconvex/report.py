@@ -135,6 +135,8 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
                          "block_of": model.block_of, "gram": res.variable}
     if res.level == "sample" and res.variable is not None:
         out["sample_gram"] = res.variable
+    if res.model is not None and res.variable is not None:
+        out.update(res.model.relaxation.report(res))
     return jsonable(out)
 
 

@@ -132,6 +132,10 @@ def verify_data(data: dict, tol: float = 1e-8) -> VerifyReport:
     if lam < -FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
                      f"(not positive semidefinite)", tol, min_eigenvalue=lam)
+    violation = model.relaxation.violation(model, X)
+    if violation > FEASIBILITY_TOL:
+        return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
+                     f"(violation {violation:.3e})", tol, min_eigenvalue=lam)
     cert, scert = certify(model, X)
     reasons = []
     scale = max(1.0, abs(cert.loss))
