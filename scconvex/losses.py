@@ -41,7 +41,7 @@ from scipy.special import logsumexp
 
 from . import loss as _sc
 from .errors import InvalidInputError
-from .loss import BlockTerms, block_weights, log_softplus
+from .loss import BlockTerms, block_weights
 from .spec import check_tau
 
 
