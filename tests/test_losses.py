@@ -206,3 +206,47 @@ def test_wrong_geometry_gap_bounds_the_true_excess():
     true_excess = cls.loss - best.loss
     assert true_excess > 1.0
     assert cls.gap >= true_excess and smp.gap >= true_excess
+
+
+def test_tightness_uses_the_loss(tmp_path):
+    from scconvex import tightness
+
+    spec = ProblemSpec((20, 20, 2, 2), 0.1, loss="negatives-only")
+    rep = tightness(spec, dims=[3], restarts=2)
+    assert rep.rows[0].tight and rep.relaxed_loss < 0
+
+
+def test_tightness_refuses_dnn():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "scconvex", "tightness", "--counts", "3,3,2",
+                          "--tau", "0.5", "--dims", "2", "--relu"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "dnn" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_negatives_only_cli_done_criterion(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    cert = tmp_path / "c.json"
+    out = subprocess.run([sys.executable, "-m", "scconvex", "solve", "--counts", "20,20,2,2",
+                          "--tau", "0.1", "--loss", "negatives-only", "--json",
+                          "--certificate", str(cert)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["status"] == "optimal" and data["spec"]["loss"] == "negatives-only"
+    check = subprocess.run([sys.executable, "-m", "scconvex", "verify", str(cert)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    # The same geometry is not the optimum of the SC problem: verify must not accept it
+    # under the other loss.
+    data["spec"]["loss"] = "sc"
+    cert.write_text(json.dumps(data))
+    check = subprocess.run([sys.executable, "-m", "scconvex", "verify", str(cert)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 1
