@@ -52,12 +52,31 @@ def _spec_from_args(args):
         raise InvalidInputError("give exactly one of --counts, --step, --long-tail")
     variant = {"loss": args.loss, "relaxation": "dnn" if args.relu else "elliptope"}
     if args.counts is not None:
-        return ProblemSpec(_counts(args.counts), args.tau, **variant)
-    if args.step is not None:
+        spec = ProblemSpec(_counts(args.counts), args.tau, **variant)
+    elif args.step is not None:
         k, rho, ratio, n_min = _ints(args.step, "--step", 4)
-        return ProblemSpec.step(k, rho, ratio, n_min, args.tau, **variant)
-    k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
-    return ProblemSpec.long_tail(k, ratio, n_max, args.tau, **variant)
+        spec = ProblemSpec.step(k, rho, ratio, n_min, args.tau, **variant)
+    else:
+        k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
+        spec = ProblemSpec.long_tail(k, ratio, n_max, args.tau, **variant)
+    batches = _batches(args, spec.n)
+    return spec if batches is None else spec.with_(batches=batches)
+
+
+def _batches(args, n: int):
+    """The batch scheme of ``--batches`` or ``--batch-size``/``--batch-seed`` (or None)."""
+    from .batches import load_batches, random_batches
+
+    path, size, seed = (getattr(args, a, None) for a in ("batches", "batch_size", "batch_seed"))
+    if path is not None and (size is not None or seed is not None):
+        raise InvalidInputError("give --batches or --batch-size/--batch-seed, not both")
+    if path is not None:
+        return load_batches(path)
+    if size is None:
+        if seed is not None:
+            raise InvalidInputError("--batch-seed needs --batch-size")
+        return None
+    return random_batches(n, size, 0 if seed is None else seed)
 
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
@@ -75,6 +94,17 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relu", action="store_true",
                    help="non-negative (ReLU) features: Gram entries >= 0 (the doubly "
                         "non-negative relaxation)")
+
+
+def _add_batches(p: argparse.ArgumentParser, required: bool = False) -> None:
+    g = p.add_argument_group("batch-wise loss (sample level)")
+    g.add_argument("--batches", metavar="FILE",
+                   help="JSON list of batches, each a list of sample indices (samples "
+                        "listed class by class)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="random batches of B samples (B must divide n)")
+    g.add_argument("--batch-seed", type=int, default=None, metavar="S",
+                   help="seed of the random batches (default 0)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--certificate", metavar="FILE",
                    help="write the result, a re-checkable certificate, as JSON")
+    _add_batches(p)
     p.add_argument("--full-gram", action="store_true",
                    help="write the k x k class Gram in JSON even for k > 200 at group level")
 
@@ -106,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--tol", type=float, default=1e-8,
                    help="largest accepted recomputed relative gap (default 1e-8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("compare-batching",
+                       help="the batch-wise optimum next to the full-batch one, certified")
+    _add_problem(p)
+    _add_batches(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("tightness", help="compare the relaxation with non-convex solves")
@@ -216,6 +253,26 @@ def _cmd_verify(args) -> int:
     return 0
 
 
+def _cmd_compare_batching(args) -> int:
+    from .compare_batching import compare_batching, format_comparison
+    from .report import SCHEMA_VERSION, dumps
+
+    spec = _spec_from_args(args)
+    if spec.batches is None:
+        raise InvalidInputError("compare-batching needs --batches or --batch-size")
+    pair = compare_batching(spec, spec.batches)
+    if args.json:
+        print(dumps({"kind": "scconvex.compare_batching", "spec": spec.to_dict(),
+                     "full_batch": pair[0].to_dict(), "batch_wise": pair[1].to_dict(),
+                     "scconvex_version": __version__, "schema_version": SCHEMA_VERSION}))
+    else:
+        print(format_comparison(spec, pair, spec.batches))
+    if any(g.status != "optimal" for g in pair):
+        print("scconvex: not every geometry is certified", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_tightness(args) -> int:
     from .report import dumps
     from .tightness import format_table, tightness
@@ -244,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
-                   "tightness": _cmd_tightness}[args.command]
+                   "tightness": _cmd_tightness,
+                   "compare-batching": _cmd_compare_batching}[args.command]
         return handler(args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

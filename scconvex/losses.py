@@ -53,6 +53,11 @@ class Loss:
     name: str
     description: str
 
+    levels = ("group", "class", "sample")
+    """Model levels at which the loss reduces exactly."""
+    batchable = False
+    """Whether a batch-wise version is supported (:mod:`scconvex.batches`)."""
+
     # -- sample form
     def sample_value_grad(self, G, labels, tau: float) -> tuple[float, np.ndarray]:
         """Loss of a Gram matrix ``G`` (n x n) and its symmetric gradient (zero diagonal)."""
@@ -107,6 +112,8 @@ class Loss:
 @dataclass(frozen=True)
 class SupCon(Loss):
     """The L_out SC loss (MATH.md sections 2 and 4); implemented in :mod:`scconvex.loss`."""
+
+    batchable = True
 
     def sample_value_grad(self, G, labels, tau):
         return _sc.sc_loss_gram_grad(G, labels, tau)
@@ -313,6 +320,16 @@ LOSSES: dict[str, Loss] = {
                                     "denominator over negatives only (decoupled form)"),
 }
 """Loss objects by name (the values of ``ProblemSpec.loss``)."""
+
+
+def loss_of(spec) -> Loss:
+    """The loss object of a spec: its named loss, summed over batches if it has any."""
+    base = get_loss(spec.loss)
+    if getattr(spec, "batches", None) is None:
+        return base
+    from .batches import batched_loss
+
+    return batched_loss(base, spec.batches, spec.labels)
 
 
 def get_loss(name: str) -> Loss:

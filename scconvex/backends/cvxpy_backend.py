@@ -79,12 +79,15 @@ def _block_problem(model: Model):
 
 def sc_sample_objective(model: Model, G):
     """``L / n`` of the SC loss (up to a constant) in the sample Gram ``G``."""
+    spec = model.spec
+    return model.scale * sc_gram_objective(G, spec.labels, spec.tau)
+
+
+def sc_gram_objective(G, lab: np.ndarray, tau: float):
+    """SC loss (up to a constant) of a symmetric cvxpy Gram expression with labels ``lab``."""
     import cvxpy as cp
 
-    spec = model.spec
-    n = spec.n
-    tau = spec.tau
-    lab = spec.labels
+    n = len(lab)
     rows = np.repeat(np.arange(n), n - 1)
     cols = np.delete(np.tile(np.arange(n), n), np.arange(n) * (n + 1))
     # cvxpy's vec is column-major; G is symmetric, so entry (i, l) sits at l * n + i.
@@ -94,12 +97,14 @@ def sc_sample_objective(model: Model, G):
     np.fill_diagonal(same, False)
     npos = same.sum(axis=1)
     active = np.flatnonzero(npos > 0)
+    if active.size == 0:
+        return 0
     W = np.zeros((n, n))
     W[active] = same[active] / npos[active, None]
     # Shifting by 1/tau keeps the exponents <= 0 (same value, better scaled).
     lse = cp.log_sum_exp((off[active, :] - 1.0) / tau, axis=1)
     pos = cp.sum(cp.multiply(W, G - 1.0)) / tau
-    return model.scale * (cp.sum(lse) - pos)
+    return cp.sum(lse) - pos
 
 
 def _sample_problem(model: Model):
