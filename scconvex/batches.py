@@ -9,7 +9,7 @@ is a sum of convex functions of ``G``, so it is convex and MATH.md section 5 cer
 with the summed gradient. It is defined on samples only: the class reduction holds only
 for schemes that treat the samples of a class alike, which a batch scheme in general does
 not, so class and group levels are refused (:attr:`BatchedLoss.levels`).
-Derivations and measurements: ``docs/variants.md`` section 5.
+Derivations and measurements: ``docs/variants.md`` section 4.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The batch-wise SC loss (scconvex.batches) and compare-batching.
 
 Reference values: the full-batch loss (one batch of all samples), the closed forms of
-docs/variants.md section 5 (pair design, Fano-plane design) and certified bounds.
+docs/variants.md section 4 (pair design, Fano-plane design) and certified bounds.
 """
 
 import json
@@ -95,7 +95,7 @@ def test_single_batch_reproduces_full_batch(rng):
 
 
 def test_pair_design_gives_zero_loss(rng):
-    """Batches of two, every pair once: every batch loss is 0 (docs/variants.md 5.2)."""
+    """Batches of two, every pair once: every batch loss is 0 (docs/variants.md 4.2)."""
     spec = ProblemSpec((3, 2, 2), 0.5)
     pairs = [(i, j) for i in range(spec.n) for j in range(i + 1, spec.n)]
     batched = spec.with_(batches=pairs)
@@ -107,7 +107,7 @@ def test_pair_design_gives_zero_loss(rng):
 
 @pytest.mark.parametrize("tau", [0.2, 1.0])
 def test_fano_design_closed_form(tau):
-    """Every pair in exactly one triple, classes {0..3} and {4, 5, 6}: docs/variants.md 5.2."""
+    """Every pair in exactly one triple, classes {0..3} and {4, 5, 6}: docs/variants.md 4.2."""
     spec = ProblemSpec((4, 3), tau, batches=FANO)
     expected = 3 * math.log(2) + 12 * math.log1p(math.exp(-2 / tau))
     # The antipodal collapsed geometry attains it and the certificate proves it optimal.
@@ -121,7 +121,7 @@ def test_fano_design_closed_form(tau):
 
 
 def test_batch_binding_does_not_restore_the_full_batch_geometry():
-    """Kini et al.'s batch binding, measured (docs/variants.md 5.3): one sample of every
+    """Kini et al.'s batch binding, measured (docs/variants.md 4.3): one sample of every
     class added to every batch. The full-batch geometry gets much closer to optimal but is
     not an optimum: a certified feasible point has a lower batch-wise loss."""
     spec = ProblemSpec((6, 6, 2, 2), 0.5)
