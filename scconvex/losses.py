@@ -287,12 +287,10 @@ class BlockLogExcessCost:
         self.logmass = np.log(sizes * self.counts)
 
     def cosines(self, Q: np.ndarray) -> np.ndarray:
-        """``B`` from ``Q`` (the diagonal of one-class blocks is not used and left as is)."""
-        if self.class_level:
-            return Q
-        B = Q * self.invroot
-        B[self.free, self.free] = (Q[self.free, self.free] - 1.0) / self.free_den
-        return B
+        """``B`` from ``Q`` (:func:`scconvex.model.from_block_gram`)."""
+        from .model import from_block_gram
+
+        return from_block_gram(Q, self.int_sizes)
 
     def __call__(self, Q: np.ndarray) -> tuple[float, np.ndarray]:
         B = self.cosines(Q)

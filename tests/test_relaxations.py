@@ -86,6 +86,17 @@ def test_orthogonal_frame_is_not_unique_with_two_singleton_classes(loss):
     assert cls.loss == ortho.loss and cls.gap == 0.0 and smp.gap == 0.0
 
 
+def test_sample_level_conic_solve_is_collapsed_orthogonal_frame():
+    spec = ProblemSpec((3, 2, 2), 0.5, relaxation="dnn")
+    res = solve(spec, level="sample", solver="clarabel")
+    model = res.model
+    best = certify(model, model.identity())[0]   # block-diagonal ones: gap 0 up to rounding
+    assert best.gap <= 1e-14 * best.loss
+    assert res.sample_lower_bound <= best.loss + 1e-12 and best.loss <= res.loss + 1e-12
+    if res.success:
+        np.testing.assert_allclose(res.variable, model.identity(), atol=1e-4)
+
+
 def test_without_relu_the_optimum_is_not_orthogonal():
     spec = ProblemSpec.step(10, 0.5, 10, 5, 0.1)
     res = solve(spec)
