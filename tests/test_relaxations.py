@@ -217,3 +217,22 @@ def test_loss_objects_increase_with_between_class_cosines(rng):
         G_opt = same.astype(float)
         _, C_opt = get_loss(name).sample_value_grad(G_opt, labels, 0.5)
         assert np.all(C_opt[off] < 0)
+
+
+@pytest.mark.parametrize("loss", ["sc", "negatives-only"])
+@pytest.mark.parametrize("level", ["class", "group"])
+def test_lower_bounds_are_valid_at_random_points(rng, loss, level):
+    """Soundness of every multiplier candidate: at any feasible point, including points
+    with tiny positive cosines (where Y is placed although X != 0), the certified lower
+    bound must stay below the optimum (M = I, certified with gap 0 above)."""
+    spec = ProblemSpec((5, 5, 3, 2, 2, 1), 0.2, loss=loss, relaxation="dnn")
+    model = build_model(spec, level)
+    optimum = certify(model, model.identity())[0].loss
+    for _ in range(20):
+        X = model.identity() + np.abs(rng.standard_normal((model.dim, model.dim))) * \
+            rng.choice([1e-10, 1e-7, 1e-4, 1e-2, 0.3])
+        X, _ = repair(model, 0.5 * (X + X.T))
+        cls, smp = certify(model, X)
+        slack = 1e-12 * abs(optimum)
+        assert cls.lower_bound <= optimum + slack and smp.lower_bound <= optimum + slack
+        assert cls.gap >= cls.loss - optimum - slack
