@@ -97,8 +97,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
     p.add_argument("file")
-    p.add_argument("--tol", type=float, default=1e-8,
-                   help="largest accepted recomputed relative gap (default 1e-8)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="largest accepted recomputed gap relative to the loss (default "
+                        "1e-6, as solve's --gap-tol)")
+    p.add_argument("--excess-tol", type=float, default=None,
+                   help="largest accepted recomputed gap relative to the excess loss "
+                        "(default 1e-3, as solve's --excess-tol)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("tightness", help="compare the relaxation with non-convex solves")
@@ -195,14 +199,19 @@ def _cmd_solve(args) -> int:
 
 def _cmd_verify(args) -> int:
     from .report import dumps
+    from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
     from .verify import verify
 
-    report = verify(args.file, tol=args.tol)
+    tol = DEFAULT_GAP_TOL if args.tol is None else args.tol
+    excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
+    report = verify(args.file, tol=tol, excess_tol=excess_tol)
     if args.json:
         print(dumps(report.to_dict()))
     elif report.ok:
-        print(f"verified: loss {report.loss:.12g}, relative gap {report.rel_gap:.2e} "
-              f"(class level), {report.sample_rel_gap:.2e} (sample level) <= {args.tol:.1e}")
+        print(f"verified: loss {report.loss:.12g}; gap relative to the loss "
+              f"{report.rel_gap:.2e} ({report.level} level), {report.sample_rel_gap:.2e} "
+              f"(sample level) <= {tol:.1e}; relative to the excess loss "
+              f"{report.excess_gap:.2e}, {report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
     if not report.ok:
         print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
         return 1
