@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", type=int, default=10, help="random restarts per dimension")
     p.add_argument("--level", choices=("class", "sample"), default="class")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rtol", type=float, default=None,
+                   help="tight when the gap to the certified lower bound is within this, "
+                        "relative to the loss (default 1e-6, as solve's --gap-tol) ...")
+    p.add_argument("--excess-rtol", type=float, default=None,
+                   help="... and within this relative to the excess loss (default 1e-3, "
+                        "as solve's --excess-tol)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -228,8 +234,11 @@ def _cmd_tightness(args) -> int:
         raise InvalidInputError(f"--dims must be positive integers, got {args.dims!r}")
     dims = [int(d) for d in dims]
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
+    tols = {name: value for name, value in (("rtol", args.rtol),
+                                            ("excess_rtol", args.excess_rtol))
+            if value is not None}
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
-                       progress=tick)
+                       progress=tick, **tols)
     if args.json:
         from .report import SCHEMA_VERSION
 
