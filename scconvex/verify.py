@@ -223,8 +223,16 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         excess_tol=excess_tol, details={"gap": cert.gap, "sample_gap": scert.gap})
 
 
+GEOMETRY_KEYS = {"group": "groups", "class": "class_gram", "sample": "sample_gram"}
+"""Where the geometry of each level is stored."""
+
+
 def _geometry(spec: ProblemSpec, level: str, data: dict) -> tuple[Model, np.ndarray]:
     """The model of the stored level and its stored variable."""
+    for other in ("group", "sample"):
+        if other != level and data.get(GEOMETRY_KEYS[other]) is not None:
+            raise InvalidInputError(f"level {level!r} but the file holds a {other}-level "
+                                    f"geometry ({GEOMETRY_KEYS[other]!r})")
     if level == "sample":
         return build_model(spec, "sample"), _matrix(data, "sample_gram", spec.n)
     if level == "class":

@@ -19,12 +19,11 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
+from conftest import honest_claims
 
 from scconvex import ProblemSpec, solve
 from scconvex.certify import certify
 from scconvex.model import build_model
-from scconvex.repair import min_eigenvalue
-from scconvex.solve import _eigen_rank
 from scconvex.verify import verify_data
 
 
@@ -53,20 +52,6 @@ def certified():
     return out
 
 
-def _honest_claims(data: dict, level: str = "class") -> dict:
-    """Every claim recomputed from the stored geometry (what a careful forger does)."""
-    spec = ProblemSpec.from_dict(data["spec"])
-    model = build_model(spec, level)
-    X = np.array(data["class_gram"] if level == "class" else data["groups"]["gram"])
-    cls, smp = certify(model, X)
-    data.update(loss=cls.loss, excess_loss=cls.excess_loss, lower_bound=cls.lower_bound,
-                gap=cls.gap, rel_gap=cls.rel_gap, excess_gap=cls.excess_gap,
-                sample_lower_bound=smp.lower_bound, sample_gap=smp.gap,
-                sample_rel_gap=smp.rel_gap, sample_excess_gap=smp.excess_gap,
-                min_eigenvalue=min_eigenvalue(model, X), rank=_eigen_rank(model, X))
-    return data
-
-
 def _perturbed(data: dict, shift: float) -> dict:
     """Move the class Gram towards orthogonal class means; cosines move by ``shift``."""
     out = copy.deepcopy(data)
@@ -92,7 +77,7 @@ def test_perturbed_geometry_is_rejected(certified, key, shift, claims):
         model = build_model(ProblemSpec(counts, tau), "class")
         data["loss"] = certify(model, np.array(data["class_gram"]))[0].loss
     elif claims == "all recomputed":
-        _honest_claims(data)
+        honest_claims(data)
     report = verify_data(data)
     assert not report.ok
     if claims == "all recomputed":
@@ -128,7 +113,7 @@ def test_forged_identity_geometry_is_rejected():
     data = solve(ProblemSpec(counts, tau), level="class").to_dict()
     M_star = data["class_gram"]
     data["class_gram"] = np.eye(3).tolist()
-    _honest_claims(data)
+    honest_claims(data)
     # Independent measure of the forgery: the identity's excess over the optimum's.
     ratio = _excess_mp(np.eye(3).tolist(), counts, tau) / _excess_mp(M_star, counts, tau)
     assert ratio > 1e20
@@ -210,7 +195,7 @@ def test_group_level_attack_is_rejected():
     t = 1e-2 / np.max(np.abs(B - np.eye(2)))
     data["groups"]["gram"] = ((1 - t) * B + t * np.array([[0.0, 0.0], [0.0, 0.0]])).tolist()
     data["class_gram"] = None
-    _honest_claims(data, level="group")
+    honest_claims(data)
     report = verify_data(data)
     assert not report.ok
     assert any("relative to the excess loss" in r for r in report.reasons), report.reasons
