@@ -156,8 +156,14 @@ def _matrix(data: dict, key: str, size: int) -> np.ndarray:
     return X
 
 
-def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True)
+def _same(claim, value) -> bool:
+    """Exact equality of JSON values, numbers by value (``1 == 1.0``, but not ``True``)."""
+    if isinstance(claim, list) and isinstance(value, list):
+        return len(claim) == len(value) and all(map(_same, claim, value))
+    numbers = (int, float)
+    if isinstance(claim, numbers) and isinstance(value, numbers):
+        return not isinstance(claim, bool) and not isinstance(value, bool) and claim == value
+    return False
 
 
 @dataclass(frozen=True)
@@ -244,7 +250,7 @@ def _geometry(spec: ProblemSpec, level: str, data: dict) -> tuple[Model, np.ndar
     for key, expected in (("counts", model.block_counts), ("sizes", model.sizes),
                           ("block_of", model.block_of)):
         got = groups.get(key)
-        if not isinstance(got, list) or _canonical(got) != _canonical(expected.tolist()):
+        if not _same(got, expected.tolist()):
             raise InvalidInputError(f"groups.{key} does not match the spec's counts")
     return model, _matrix(groups, "gram", model.dim)
 
@@ -274,7 +280,7 @@ def _check_claims(data: dict, claimed: dict, spec: ProblemSpec, rec: _Recomputed
     reasons = []
     expected = {"tau": spec.tau, "counts": list(spec.counts), "n": spec.n, "k": spec.k}
     for key, value in expected.items():
-        if _canonical(data[key]) != _canonical(value):
+        if not _same(data[key], value):
             reasons.append(f"tampered values: top-level {key} {data[key]!r} does not match "
                            f"the spec ({value!r})")
     cert, scert = rec.cert, rec.scert
@@ -390,12 +396,14 @@ def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
 
     Examples
     --------
-    >>> import json, tempfile
+    >>> import json, os, tempfile
     >>> from scconvex import ProblemSpec, solve
     >>> data = solve(ProblemSpec((5, 4, 3), tau=0.5)).to_dict()
-    >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-    ...     json.dump(data, fh)
-    >>> verify(fh.name).ok
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "c.json")
+    ...     with open(path, "w") as fh:
+    ...         json.dump(data, fh)
+    ...     verify(path).ok
     True
     """
     tol = _tolerance(tol, "tol")

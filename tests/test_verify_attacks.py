@@ -157,6 +157,8 @@ def test_claimed_lower_bound_just_above_certified_is_rejected(genuine, field):
     dict(tau=0.31), dict(counts=[9, 3, 4, 6]), dict(n=22), dict(k=5),
     dict(min_eigenvalue=0.5), dict(rank=1), dict(level="group"),
     dict(status="uncertified"), dict(status="failed"), dict(status="OPTIMAL"),
+    dict(gap_tol=1e-20), dict(excess_tol=1e-20), dict(gap_tol="x"), dict(k=True),
+    dict(counts=[9, 3, 4, True]), dict(kind="scconvex.tightness"),
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_tampered_claim_is_rejected(genuine, change):
     report = verify_data(_changed(genuine, **change))
@@ -208,3 +210,10 @@ def test_tolerances_are_validated(genuine):
                dict(excess_tol="x")):
         with pytest.raises(InvalidInputError):
             verify_data(genuine, **kw)
+
+
+def test_numbers_compare_by_value():
+    data = solve(ProblemSpec((5, 4, 3), 1.0)).to_dict()
+    assert data["tau"] == 1.0 and verify_data(data).ok
+    data.update(tau=1, counts=[5.0, 4, 3], n=12.0)  # the same values, written differently
+    assert verify_data(data).ok, verify_data(data).reasons
