@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +24,7 @@ from .certify import Certificate, certify
 from .errors import InvalidInputError
 from .model import Model, build_model, class_gram
 from .repair import min_eigenvalue
+from .report import SCHEMA_VERSION
 from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, _eigen_rank, _tolerance
 from .spec import ProblemSpec
 
@@ -187,6 +187,10 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             raise InvalidInputError("the file does not hold a JSON object")
         if data.get("kind", "scconvex.solve") != "scconvex.solve":
             raise InvalidInputError(f"kind {data.get('kind')!r} is not a solve certificate")
+        schema = data.get("schema_version", SCHEMA_VERSION)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise InvalidInputError(f"schema_version {schema!r} is not one this version "
+                                    f"reads (up to {SCHEMA_VERSION})")
         spec = ProblemSpec.from_dict(data.get("spec"))
         level = data.get("level")
         if level not in ("group", "class", "sample"):
@@ -285,38 +289,38 @@ def _check_claims(data: dict, claimed: dict, spec: ProblemSpec, rec: _Recomputed
                            f"the spec ({value!r})")
     cert, scert = rec.cert, rec.scert
     loss_slack = LOSS_RTOL * max(1.0, abs(cert.loss))
-    for key, c in (("lower_bound", cert), ("sample_lower_bound", scert)):
-        if claimed[key] > c.lower_bound + loss_slack:
-            reasons.append(f"tampered values: claimed {key} {claimed[key]!r} exceeds the "
-                           f"certified lower bound {c.lower_bound!r} over {c.level} Grams")
     # The excess is formed without cancellation except in the dense sample-level form.
     excess_floor = loss_slack if rec.model.level == "sample" else 0.0
-    allowed = [min(tol * abs(c.loss), excess_tol * max(c.excess_loss, 0.0))
-               for c in (cert, scert)]
-    slacks: dict[str, Callable[[float], float]] = {
-        "loss": lambda v: loss_slack,
-        "lower_bound": lambda v: loss_slack,
-        "sample_lower_bound": lambda v: loss_slack,
-        "excess_loss": lambda v: EXCESS_RTOL * abs(v) + excess_floor,
-        "gap": lambda v: GAP_RTOL * abs(v) + GAP_FLOOR * allowed[0],
-        "sample_gap": lambda v: GAP_RTOL * abs(v) + GAP_FLOOR * allowed[1],
-        "rel_gap": lambda v: GAP_RTOL * abs(v) + GAP_FLOOR * tol,
-        "sample_rel_gap": lambda v: GAP_RTOL * abs(v) + GAP_FLOOR * tol,
-        "excess_gap": lambda v: GAP_RTOL * abs(v) + GAP_FLOOR * excess_tol,
-        "sample_excess_gap": lambda v: GAP_RTOL * abs(v) + GAP_FLOOR * excess_tol,
-        "min_eigenvalue": lambda v: FEASIBILITY_TOL,
+
+    def gap_slack(value: float, judged_against: float) -> float:
+        return GAP_RTOL * abs(value) + GAP_FLOOR * judged_against
+
+    def allowed_gap(c: Certificate) -> float:
+        return min(tol * abs(c.loss), excess_tol * max(c.excess_loss, 0.0))
+
+    # claim -> (recomputed value, largest accepted difference)
+    checks = {
+        "loss": (cert.loss, loss_slack),
+        "lower_bound": (cert.lower_bound, loss_slack),
+        "sample_lower_bound": (scert.lower_bound, loss_slack),
+        "excess_loss": (cert.excess_loss, EXCESS_RTOL * abs(cert.excess_loss) + excess_floor),
+        "gap": (cert.gap, gap_slack(cert.gap, allowed_gap(cert))),
+        "sample_gap": (scert.gap, gap_slack(scert.gap, allowed_gap(scert))),
+        "rel_gap": (cert.rel_gap, gap_slack(cert.rel_gap, tol)),
+        "sample_rel_gap": (scert.rel_gap, gap_slack(scert.rel_gap, tol)),
+        "excess_gap": (cert.excess_gap, gap_slack(cert.excess_gap, excess_tol)),
+        "sample_excess_gap": (scert.excess_gap, gap_slack(scert.excess_gap, excess_tol)),
+        "min_eigenvalue": (rec.lam, FEASIBILITY_TOL),
     }
-    values = {"loss": cert.loss, "excess_loss": cert.excess_loss,
-              "lower_bound": cert.lower_bound, "sample_lower_bound": scert.lower_bound,
-              "gap": cert.gap, "sample_gap": scert.gap, "rel_gap": cert.rel_gap,
-              "sample_rel_gap": scert.rel_gap, "excess_gap": cert.excess_gap,
-              "sample_excess_gap": scert.excess_gap, "min_eigenvalue": rec.lam}
     for key in CLAIMED_NUMBERS:
-        if key.endswith("lower_bound") and claimed[key] > values[key] + loss_slack:
-            continue  # already reported as a forged lower bound
-        if not _close(claimed[key], values[key], slacks[key](values[key])):
+        value, slack = checks[key]
+        if key.endswith("lower_bound") and claimed[key] > value + slack:
+            level = cert.level if key == "lower_bound" else scert.level
+            reasons.append(f"tampered values: claimed {key} {claimed[key]!r} exceeds the "
+                           f"certified lower bound {value!r} over {level} Grams")
+        elif not _close(claimed[key], value, slack):
             reasons.append(f"tampered values: claimed {key} {claimed[key]!r} but the "
-                           f"geometry gives {values[key]!r}")
+                           f"geometry gives {value!r}")
     rank = data["rank"]
     if isinstance(rank, bool) or not isinstance(rank, int) or rank != rec.rank:
         reasons.append(f"tampered values: claimed rank {rank!r} but the geometry has "

@@ -158,7 +158,7 @@ def test_claimed_lower_bound_just_above_certified_is_rejected(genuine, field):
     dict(min_eigenvalue=0.5), dict(rank=1), dict(level="group"),
     dict(status="uncertified"), dict(status="failed"), dict(status="OPTIMAL"),
     dict(gap_tol=1e-20), dict(excess_tol=1e-20), dict(gap_tol="x"), dict(k=True),
-    dict(counts=[9, 3, 4, True]), dict(kind="scconvex.tightness"),
+    dict(counts=[9, 3, 4, True]), dict(kind="scconvex.tightness"), dict(schema_version=2),
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_tampered_claim_is_rejected(genuine, change):
     report = verify_data(_changed(genuine, **change))
