@@ -338,7 +338,11 @@ def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:
         if not cert.rel_gap <= tol:
             reasons.append(f"gap too large: relative gap {cert.rel_gap:.3e} {where} > "
                            f"{tol:.1e}")
-        if not cert.excess_gap <= excess_tol:
+        if cert.excess_gap == math.inf:
+            reasons.append(f"gap too large: the gap relative to the excess loss {where} is "
+                           f"not bounded (the excess is not resolved in float64 at this "
+                           f"tau; class and group level resolve it)")
+        elif not cert.excess_gap <= excess_tol:
             reasons.append(f"gap too large: gap relative to the excess loss "
                            f"{cert.excess_gap:.3e} {where} > {excess_tol:.1e}")
     return reasons

@@ -217,3 +217,25 @@ def test_numbers_compare_by_value():
     assert data["tau"] == 1.0 and verify_data(data).ok
     data.update(tau=1, counts=[5.0, 4, 3], n=12.0)  # the same values, written differently
     assert verify_data(data).ok, verify_data(data).reasons
+
+
+def test_sample_level_excess_below_rounding_is_not_accepted():
+    """A dense sample-level file at tau = 0.02: its excess (about 1e-27) is far below the
+    float64 rounding of ``L - sum n_c log(n_c - 1)`` (about 1e-14), so no gap relative to it
+    can be certified. Before the rounding allowance a lift of a geometry 100 times worse
+    than optimal (by excess) was accepted here."""
+    counts, tau = (6, 6, 2, 2), 0.02
+    spec = ProblemSpec(counts, tau)
+    M = solve(spec, level="class").class_gram
+    template = solve(ProblemSpec(counts, 0.5), level="sample", solver="clarabel").to_dict()
+    lab = spec.labels
+    for t in (0.0, 0.1):
+        Mt = (1 - t) * M + t * np.eye(4)
+        data = copy.deepcopy(template)
+        data["spec"]["tau"] = data["tau"] = tau
+        data["sample_gram"] = Mt[np.ix_(lab, lab)].tolist()
+        data["class_gram"] = Mt.tolist()
+        honest_claims(data)
+        report = verify_data(data)
+        assert not report.ok and report.sample_excess_gap == math.inf
+        assert any("not resolved" in r for r in report.reasons)
