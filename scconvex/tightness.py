@@ -36,16 +36,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .certify import dense_rounding
 from .errors import InvalidInputError, SolveFailedError
 from .factor import numerical_rank
 from .model import class_sums
-from .nonconvex import (
-    DEFAULT_MAX_ITER,
-    DEFAULT_TOL,
-    NONCONVEX_LEVELS,
-    minimize_spheres,
-    sample_cost,
-)
+from .nonconvex import DEFAULT_MAX_ITER, DEFAULT_TOL, NONCONVEX_LEVELS, minimize_spheres
 from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 from .spec import ProblemSpec
 
@@ -388,7 +383,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
 
     # At sample level the non-convex excess is a difference of two large sums, known only
     # to within this much; the verdict counts that uncertainty against tightness.
-    resolution = sample_cost(spec, 1).noise if level == "sample" else 0.0
+    resolution = dense_rounding(spec.n, spec.tau) if level == "sample" else 0.0
 
     def gaps_of(loss: float, excess: float) -> tuple[float, float, bool]:
         rel = _rel(loss, L_lb)
