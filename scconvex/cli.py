@@ -70,6 +70,17 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tau", type=float, required=True, help="temperature (> 0)")
 
 
+def _add_tolerances(p: argparse.ArgumentParser, loss_flag: str, excess_flag: str,
+                    what: str) -> None:
+    """The two tolerances of a certified verdict, with solve's defaults (None: default)."""
+    for flag, relative, default, solve_flag in (
+            (loss_flag, "the loss", "1e-6", "--gap-tol"),
+            (excess_flag, "the excess loss", "1e-3", "--excess-tol")):
+        p.add_argument(flag, type=float, default=None,
+                       help=f"{what} relative to {relative} (default {default}, as solve's "
+                            f"{solve_flag})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scconvex", description="Certified optimal geometries of "
                      "supervised contrastive learning.")
@@ -97,12 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
     p.add_argument("file")
-    p.add_argument("--tol", type=float, default=None,
-                   help="largest accepted recomputed gap relative to the loss (default "
-                        "1e-6, as solve's --gap-tol)")
-    p.add_argument("--excess-tol", type=float, default=None,
-                   help="largest accepted recomputed gap relative to the excess loss "
-                        "(default 1e-3, as solve's --excess-tol)")
+    _add_tolerances(p, "--tol", "--excess-tol", "largest accepted recomputed gap")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("tightness", help="compare the relaxation with non-convex solves")
@@ -111,12 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", type=int, default=10, help="random restarts per dimension")
     p.add_argument("--level", choices=("class", "sample"), default="class")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rtol", type=float, default=None,
-                   help="tight when the gap to the certified lower bound is within this, "
-                        "relative to the loss (default 1e-6, as solve's --gap-tol) ...")
-    p.add_argument("--excess-rtol", type=float, default=None,
-                   help="... and within this relative to the excess loss (default 1e-3, "
-                        "as solve's --excess-tol)")
+    _add_tolerances(p, "--rtol", "--excess-rtol",
+                    "tight when both gaps to the certified lower bound are within this:")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
