@@ -112,6 +112,9 @@ class BatchedLoss(Loss):
         return float(sum(self.base.constant(np.bincount(self.labels[list(b)], minlength=k),
                                             tau) for b in self.batches))
 
+    def anchor_count(self, spec):
+        return int(sum(len(b) for b in self.batches))
+
     def gap_scale(self, value, excess):
         return self.base.gap_scale(value, excess)
 

@@ -72,17 +72,32 @@ class Certificate:
         return asdict(self)
 
 
+def dense_rounding(n: int, tau: float) -> float:
+    """Bound on the float64 rounding of the dense sample-level loss and certificate terms.
+
+    Each of the ``n`` anchor terms is a log-sum-exp of size up to ``1/tau + log n``, and so
+    is each row of ``S`` (``|C_ij|`` sums to at most ``2/tau`` per row), so the loss, the
+    excess ``L - sum n_c log(n_c - 1)`` formed from it, ``<S, X>`` and ``n lambda_min(S)`` are
+    each known to about ``n eps (1/tau + log n)``; 16 times that is the allowance.
+    """
+    return 16.0 * np.finfo(float).eps * n * (1.0 / tau + math.log(n))
+
+
 def _make(level, size, loss, excess, compl, lam, unit: float = 1.0,
-          scale: float | None = None) -> Certificate:
+          rounding: float = 0.0, scale: float | None = None) -> Certificate:
     """Assemble a certificate from ``<S, X>`` and ``lambda_min(S)`` given in ``unit``s.
 
     The gap is formed from the slack terms alone, never as ``loss - lower_bound``: at small
     tau the loss is ~1e30 times the gap and that difference would round to zero. At class
     and group level ``S`` is computed divided by the excess loss (``unit = excess``), so
     the gap relative to the excess stays exact even where the excess itself underflows.
+    The dense sample-level form adds its ``rounding`` allowance to the gap and takes it off
+    the excess, so that the excess-relative gap stays an upper bound where the excess is a
+    cancelling difference (small tau). ``scale`` is the denominator of ``rel_gap`` (the
+    loss object's :meth:`~scconvex.losses.Loss.gap_scale`; ``|loss|`` by default).
     """
     scaled = max(compl - size * min(0.0, lam), 0.0)
-    gap = scaled * unit
+    gap = scaled * unit + rounding
     lower = loss - gap
     scale = abs(loss) if scale is None else scale
     rel = gap / scale if scale != 0 else (0.0 if gap == 0 else math.inf)
@@ -91,8 +106,8 @@ def _make(level, size, loss, excess, compl, lam, unit: float = 1.0,
     elif gap == 0:
         ex = 0.0
     else:
-        # The excess is positive in exact arithmetic; <= 0 means it was not resolved.
-        ex = gap / excess if excess > 0 else math.inf
+        # The excess is positive in exact arithmetic; below the rounding it is not resolved.
+        ex = gap / (excess - rounding) if excess > rounding else math.inf
     return Certificate(level, int(size), float(loss), float(excess), float(lower), float(gap),
                        float(rel), float(ex), float(lam * unit), float(compl * unit))
 
@@ -131,6 +146,7 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     if model.level == "sample":
         value, C = loss.sample_value_grad(X, spec.labels, spec.tau)
         best = None
+        rounding = dense_rounding(loss.anchor_count(spec), spec.tau)
         # Every multiplier of the extra cone (Y = 0 for the elliptope) gives a valid bound.
         for Y in relaxation.dense_multipliers(X, C):
             Cy = C - Y
@@ -139,7 +155,7 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
             lam = float(np.linalg.eigvalsh(S)[0])
             compl = float(np.sum(S * X)) + float(np.sum(Y * X))
             excess = value - spec.constant
-            cert = _make("sample", spec.n, value, excess, compl, lam,
+            cert = _make("sample", spec.n, value, excess, compl, lam, rounding=rounding,
                          scale=loss.gap_scale(value, excess))
             if best is None or cert.gap < best.gap:
                 best = cert

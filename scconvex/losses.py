@@ -77,6 +77,10 @@ class Loss:
         """Geometry-independent lower bound ``sum_c n_c base_c`` of the loss."""
         raise NotImplementedError
 
+    def anchor_count(self, spec) -> int:
+        """Number of anchor terms of the sample form (sizes the rounding allowance)."""
+        return spec.n
+
     def gap_scale(self, value: float, excess: float) -> float:
         """Denominator of the loss-relative gap ``rel_gap`` (``|L|`` unless overridden)."""
         return abs(value)
