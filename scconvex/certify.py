@@ -225,7 +225,7 @@ def _block_certificates(model: Model, X, terms, sig, unit, y):
     nu_c = np.sum(off * K, axis=1)
     lam_c = block_min_eig(-nu_c, np.diag(K), K, model.sizes)
     compl_c = float(np.sum(m * (-nu_c + np.sum(off * K, axis=1)))) + yx
-    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit, scale)
+    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit, scale=scale)
 
     # Sample level: nested blocks, samples within classes within groups.
     nu_s = (s - 1) * gamma_in + np.sum(off * (s[None, :] * gamma), axis=1)
@@ -236,5 +236,5 @@ def _block_certificates(model: Model, X, terms, sig, unit, y):
         lam_s = min(lam_s, float(np.min((-nu_s - gamma_in)[active])))
     compl_s = float(np.sum(m * s * (-nu_s + (s - 1) * gamma_in
                                      + np.sum(off * (s[None, :] * gamma), axis=1)))) + yx
-    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit, scale)
+    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit, scale=scale)
     return cls, smp
