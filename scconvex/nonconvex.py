@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidInputError
-from .loss import block_grad, block_terms
 from .manifold import Spheres
 from .model import class_sums
 from .optim import Point, lbfgs
@@ -85,6 +84,18 @@ def _check_d(d: object) -> int:
     return int(d)
 
 
+def _loss_of(spec: ProblemSpec):
+    """The spec's loss object; the sphere manifold cannot express other relaxations."""
+    from .losses import get_loss
+
+    if spec.relaxation != "elliptope":
+        raise InvalidInputError(
+            f"the non-convex solver works on unit spheres, not the {spec.relaxation!r} "
+            "relaxation; for 'dnn' the result's nonnegative_factor says whether the "
+            "relaxed optimum has non-negative features")
+    return get_loss(spec.loss)
+
+
 def class_cost(spec: ProblemSpec, d: int) -> Cost:
     """Class-level cost on class means ``U`` of shape ``(k, d)`` with unit rows.
 
@@ -113,15 +124,16 @@ def class_cost(spec: ProblemSpec, d: int) -> Cost:
     sizes = np.ones(spec.k, dtype=int)
     tau = spec.tau
     offset = spec.constant
+    block = _loss_of(spec)
 
     def fun(U: np.ndarray) -> tuple[float, np.ndarray]:
-        terms = block_terms(U @ U.T, sizes, counts, tau)
-        D = block_grad(terms, sizes, counts, tau)
+        terms = block.block_terms(U @ U.T, sizes, counts, tau)
+        D = block.block_grad(terms, sizes, counts, tau)
         np.fill_diagonal(D, 0.0)
         return terms.excess, (D + D.T) @ U
 
     def loss(U: np.ndarray) -> float:
-        return block_terms(U @ U.T, sizes, counts, tau).value
+        return block.block_terms(U @ U.T, sizes, counts, tau).value
 
     return Cost(fun, loss, offset, (spec.k, d))
 
@@ -131,29 +143,11 @@ CHUNK_ENTRIES = 2**21
 (16 MiB in float64): the n x n Gram is never formed."""
 
 
-def sample_cost(spec: ProblemSpec, d: int) -> Cost:
-    """Sample-level cost on features ``H`` of shape ``(n, d)`` with unit rows.
-
-    Samples are ordered as :attr:`ProblemSpec.labels` (class by class). The value and
-    gradient are those of ``H -> L(H H^T)`` (MATH.md section 2), computed in slabs of rows
-    so that memory stays ``O(n d)`` and every ``n x n`` quantity is touched a few times
-    only (see Notes).
-
-    Notes
-    -----
-    With unit rows ``G_ii = 1``, so the positive part of anchor ``i`` in class ``c`` is
-    ``(h_i . S_c - 1) / ((n_c - 1) tau)``, ``S_c`` the sum of the class's features: over
-    all anchors it is ``sum_c (|S_c|^2 - n_c) / ((n_c - 1) tau)``, with gradient
-    ``2 S_c / ((n_c - 1) tau)`` on each row of class ``c``. Only the log-sum-exp part
-    needs all pairs: row ``i`` of the softmax ``P`` over ``l != i`` gives the gradient
-    ``(P H + P^T H) / tau`` (anchors without positives contribute nothing: their rows of
-    ``P`` are zero). Time ``O(n^2 d)``, dominated by one ``exp`` per pair.
-    """
-    spec = _check_spec(spec)
-    d = _check_d(d)
+def _sc_features(spec: ProblemSpec) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """Slab-wise SC loss of unit-norm features and its Euclidean gradient (see
+    :func:`sample_cost`); samples ordered as ``spec.labels``."""
     labels = spec.labels
     tau = spec.tau
-    offset = spec.constant
     counts = np.asarray(spec.counts, dtype=float)
     active = counts[labels] >= 2
     pos = counts >= 2
@@ -185,6 +179,41 @@ def sample_cost(spec: ProblemSpec, d: int) -> Cost:
             grad[a:b] += Z @ H
             grad += Z.T @ H[a:b]
         return value + lse_total, grad
+
+    return value_grad
+
+
+def sample_cost(spec: ProblemSpec, d: int) -> Cost:
+    """Sample-level cost on features ``H`` of shape ``(n, d)`` with unit rows.
+
+    Samples are ordered as :attr:`ProblemSpec.labels` (class by class). The value and
+    gradient are those of ``H -> L(H H^T)`` for the spec's loss. For the SC loss
+    (MATH.md section 2) they are computed in slabs of rows, so that memory stays
+    ``O(n d)`` and every ``n x n`` quantity is touched a few times only (see Notes).
+
+    Notes
+    -----
+    With unit rows ``G_ii = 1``, so the positive part of anchor ``i`` in class ``c`` is
+    ``(h_i . S_c - 1) / ((n_c - 1) tau)``, ``S_c`` the sum of the class's features: over
+    all anchors it is ``sum_c (|S_c|^2 - n_c) / ((n_c - 1) tau)``, with gradient
+    ``2 S_c / ((n_c - 1) tau)`` on each row of class ``c``. Only the log-sum-exp part
+    needs all pairs: row ``i`` of the softmax ``P`` over ``l != i`` gives the gradient
+    ``(P H + P^T H) / tau`` (anchors without positives contribute nothing: their rows of
+    ``P`` are zero). Time ``O(n^2 d)``, dominated by one ``exp`` per pair.
+    """
+    spec = _check_spec(spec)
+    d = _check_d(d)
+    labels = spec.labels
+    tau = spec.tau
+    offset = spec.constant
+    from .losses import SupCon
+
+    sample = _loss_of(spec)
+    if isinstance(sample, SupCon):
+        value_grad = _sc_features(spec)
+    else:
+        def value_grad(H: np.ndarray) -> tuple[float, np.ndarray]:
+            return sample.features_value_grad(H, labels, tau)
 
     def fun(H: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = value_grad(H)

@@ -10,9 +10,10 @@ loss nor when the answer is good enough, which a *monitor* decides:
   product of spheres, and stops on the Riemannian gradient norm.
 
 The method: L-BFGS with a row-wise diagonal preconditioner (when the problem has one), a
-float32 two-loop recursion, curvature pairs kept in the ambient space without transport
-(cautious update), and a weak Wolfe line search with bracketing that falls back on the
-slope alone (the "approximate Wolfe" test of Hager and Zhang) once differences of the cost
+two-loop recursion in float64 or (for large, well-scaled costs) float32, curvature pairs
+kept in the ambient space without transport (cautious update), and a weak Wolfe line
+search with bracketing that falls back on the slope alone (the "approximate Wolfe" test of
+Hager and Zhang) once differences of the cost
 are rounding noise, so that the gradient can be driven far below ``sqrt(eps)``.
 
 References
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.linalg.blas import saxpy, sdot
+from scipy.linalg.blas import daxpy, ddot, saxpy, sdot
 
 _EPS = np.finfo(float).eps
 
@@ -110,7 +111,8 @@ class _Counted:
 
 def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
           memory: int = 5, deadline: float = math.inf, max_step: float = math.inf,
-          f_noise: float = 0.0, max_failures: int = 4) -> Outcome:
+          f_noise: float = 0.0, max_failures: int = 4,
+          pair_dtype: type = np.float64) -> Outcome:
     """Preconditioned Riemannian L-BFGS with a weak Wolfe line search.
 
     Parameters
@@ -136,6 +138,10 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
     max_failures : int
         Consecutive failed line searches (each followed by a reset to the preconditioned
         gradient) before giving up.
+    pair_dtype : numpy float type
+        Precision of the stored pairs and of the two-loop recursion. ``np.float32``
+        halves the memory traffic of large problems, but only for a well-scaled cost:
+        squared gradients below about 1e-38 underflow.
 
     Returns
     -------
@@ -161,7 +167,7 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
         h = problem.precondition(p)
         if h is None:
             h = np.ones(p.X.shape[0])
-        d = man.proj(p.X, _two_loop(p.grad, pairs, h), inplace=True)
+        d = man.proj(p.X, _two_loop(p.grad, pairs, h, pair_dtype), inplace=True)
         slope = float(np.vdot(p.grad, d))
         if not slope < 0:
             pairs.clear()
@@ -181,9 +187,9 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
             continue
         fails = 0
         step_scale = t
-        sv = d.astype(np.float32).ravel()
-        sv *= np.float32(t)
-        yv = np.empty(d.size, dtype=np.float32)
+        sv = d.astype(pair_dtype).ravel()
+        sv *= pair_dtype(t)
+        yv = np.empty(d.size, dtype=pair_dtype)
         np.subtract(p_new.grad.ravel(), p.grad.ravel(), out=yv, casting="same_kind")
         sy = float(np.dot(sv, yv))
         if sy > 1e-6 * float(np.linalg.norm(sv) * np.linalg.norm(yv)):
@@ -195,32 +201,33 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
     return Outcome(p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
 
 
-def _two_loop(g: np.ndarray, pairs, h: np.ndarray) -> np.ndarray:
+def _two_loop(g: np.ndarray, pairs, h: np.ndarray, dtype: type) -> np.ndarray:
     """L-BFGS direction ``-H g`` with initial matrix ``gamma Diag(1 / h)`` on rows.
 
-    Vectors are flat float32 with in-place BLAS updates: at class level with k = 1000 a
-    vector has 10^6 entries, the recursion is bound by memory traffic, and a search
-    direction needs no more than single precision (the gradient and the line search stay
-    in double precision).
+    Vectors are flat arrays of ``dtype`` with in-place BLAS updates: at class level with
+    k = 1000 a vector has 10^6 entries, the recursion is bound by memory traffic, and a
+    search direction of a well-scaled cost needs no more than single precision (the
+    gradient and the line search stay in double precision).
     """
+    dot, axpy = (sdot, saxpy) if dtype == np.float32 else (ddot, daxpy)
     shape = g.shape
-    q = g.astype(np.float32).ravel()
+    q = g.astype(dtype).ravel()
     alphas = []
     for sv, yv, rho in reversed(pairs):
-        a = rho * sdot(sv, q)
+        a = rho * dot(sv, q)
         alphas.append(a)
-        q = saxpy(yv, q, a=-a)
-    inv_h = (1.0 / h).astype(np.float32)
+        q = axpy(yv, q, a=-a)
+    inv_h = (1.0 / h).astype(dtype)
     if pairs:
         sv, yv, _ = pairs[-1]
         y2 = yv.reshape(shape)
-        gamma = sdot(sv, yv) / float(np.einsum("ij,ij->i", y2, y2) @ inv_h)
+        gamma = dot(sv, yv) / float(np.einsum("ij,ij->i", y2, y2) @ inv_h)
     else:
         gamma = 1.0
     q.reshape(shape)[...] *= (gamma * inv_h)[:, None]
     for (sv, yv, rho), a in zip(pairs, reversed(alphas), strict=True):
-        b = rho * sdot(yv, q)
-        q = saxpy(sv, q, a=a - b)
+        b = rho * dot(yv, q)
+        q = axpy(sv, q, a=a - b)
     return -q.reshape(shape).astype(float)
 
 
