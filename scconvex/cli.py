@@ -299,7 +299,6 @@ def _cmd_compare_batching(args) -> int:
 
 def _cmd_tightness(args) -> int:
     from .report import dumps
-    from .threads import blas_threads, choose_threads
     from .tightness import format_table, tightness
 
     spec = _spec_from_args(args)
@@ -311,9 +310,8 @@ def _cmd_tightness(args) -> int:
     tols = {name: value for name, value in (("rtol", args.rtol),
                                             ("excess_rtol", args.excess_rtol))
             if value is not None}
-    with blas_threads(choose_threads(args.threads)):
-        report = tightness(spec, dims, restarts=args.restarts, level=args.level,
-                           seed=args.seed, progress=tick, **tols)
+    report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
+                       progress=tick, threads=args.threads, **tols)
     if args.json:
         from .report import SCHEMA_VERSION
 

@@ -30,6 +30,7 @@ from .manifold import Spheres
 from .model import class_sums
 from .optim import Point, lbfgs
 from .spec import ProblemSpec
+from .threads import blas_threads, choose_threads
 
 logger = logging.getLogger(__name__)
 
@@ -437,7 +438,8 @@ def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
 def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restarts: int = 10,
                      seed: SeedLike = 0, tol: float = DEFAULT_TOL,
                      max_iter: int = DEFAULT_MAX_ITER, x0: np.ndarray | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> NonconvexResult:
+                     progress: Callable[[int, int], None] | None = None,
+                     threads: int | None = None) -> NonconvexResult:
     """Minimise the SC loss over unit-norm rows in dimension ``d`` from random starts.
 
     Parameters
@@ -464,6 +466,9 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
         of the relaxed optimum from :func:`scconvex.factor.factor`.
     progress : callable, optional
         Called as ``progress(i, restarts)`` after run ``i`` (1-based) finishes.
+    threads : int, optional
+        BLAS threads for the runs (:func:`scconvex.threads.choose_threads`: one unless
+        given; every loaded BLAS library is limited and restored afterwards).
 
     Returns
     -------
@@ -512,6 +517,7 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
         raise InvalidInputError(f"max_iter must be an integer >= 0, got {max_iter!r}")
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be callable")
+    threads = choose_threads(threads)
     cost = class_cost(spec, d) if level == "class" else sample_cost(spec, d)
     manifold = Spheres(*cost.shape)
     if x0 is not None:
@@ -525,22 +531,24 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
     runs = []
     times = []
     start_all = time.perf_counter()
-    for i, child in enumerate(children):
-        t0 = time.perf_counter()
-        start = x0 if (i == 0 and x0 is not None) else \
-            manifold.random_point(np.random.default_rng(child))
-        out = riemannian_lbfgs(cost.fun, start, manifold, gtol=gtol, max_iter=int(max_iter),
-                               f_noise=cost.noise)
-        times.append(time.perf_counter() - t0)
-        runs.append(out)
-        logger.debug("restart %d/%d (d=%d, %s): f=%.6g |grad|=%.3g it=%d %s", i + 1,
-                     restarts, d, level, out.fun, out.grad_norm, out.iterations, out.message)
-        if progress is not None:
-            progress(i + 1, int(restarts))
-    total = time.perf_counter() - start_all
+    with blas_threads(threads):
+        for i, child in enumerate(children):
+            t0 = time.perf_counter()
+            start = x0 if (i == 0 and x0 is not None) else \
+                manifold.random_point(np.random.default_rng(child))
+            out = riemannian_lbfgs(cost.fun, start, manifold, gtol=gtol,
+                                   max_iter=int(max_iter), f_noise=cost.noise)
+            times.append(time.perf_counter() - t0)
+            runs.append(out)
+            logger.debug("restart %d/%d (d=%d, %s): f=%.6g |grad|=%.3g it=%d %s", i + 1,
+                         restarts, d, level, out.fun, out.grad_norm, out.iterations,
+                         out.message)
+            if progress is not None:
+                progress(i + 1, int(restarts))
+        total = time.perf_counter() - start_all
+        losses = [cost.loss(out.x) for out in runs]
     excesses = [out.fun for out in runs]
     best = int(np.argmin(excesses))
-    losses = [cost.loss(out.x) for out in runs]
     return NonconvexResult(
         spec=spec, level=level, d=d, features=runs[best].x, loss=float(losses[best]),
         excess=float(excesses[best]), best_index=best,

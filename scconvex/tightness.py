@@ -291,7 +291,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
               seed: int = 0, *, rtol: float = DEFAULT_RTOL,
               excess_rtol: float = DEFAULT_EXCESS_RTOL, tol: float = DEFAULT_TOL,
               max_iter: int = DEFAULT_MAX_ITER, relaxed=None,
-              progress: Callable[[int, int], None] | None = None) -> TightnessReport:
+              progress: Callable[[int, int], None] | None = None,
+              threads: int | None = None) -> TightnessReport:
     """Compare the non-convex optimum in each dimension with the certified relaxed optimum.
 
     Parameters
@@ -326,6 +327,9 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     progress : callable, optional
         Called as ``progress(done, total)`` after each (dimension, restart), with
         ``total = len(dims) * restarts``. Nothing is printed otherwise.
+    threads : int, optional
+        BLAS threads of the relaxed solve and the non-convex runs
+        (:func:`scconvex.threads.choose_threads`: one unless given).
 
     Returns
     -------
@@ -364,7 +368,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
 
     t_start = time.perf_counter()
     if relaxed is None:
-        relaxed = solve(spec, level="class")
+        relaxed = solve(spec, level="class", threads=threads)
     relaxed_seconds = time.perf_counter() - t_start
     M_star = getattr(relaxed, "class_gram", None)
     L_star = float(getattr(relaxed, "loss", math.nan))
@@ -405,7 +409,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
 
         res = minimize_spheres(spec, d, level=level, restarts=restarts,
                                seed=np.random.SeedSequence([seed, d]), tol=tol,
-                               max_iter=max_iter,
+                               max_iter=max_iter, threads=threads,
                                progress=_tick if progress is not None else None)
         done += restarts
         verdicts = [gaps_of(loss, ex)[2]

@@ -89,3 +89,21 @@ def test_cli_threads_flag(value, code):
     assert proc.returncode == code
     if code == 2:
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_minimize_spheres_runs_inside_the_limit(monkeypatch):
+    import scconvex.nonconvex as nc
+
+    seen = []
+    real = nc.riemannian_lbfgs
+
+    def spy(*args, **kwargs):
+        seen.append(set(blas_counts().values()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nc, "riemannian_lbfgs", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_counts()
+        nc.minimize_spheres(ProblemSpec((3, 3, 3), 0.5), 2, restarts=1)
+        assert blas_counts() == before
+    assert seen == [{1}]
