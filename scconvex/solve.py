@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from .backends import BACKENDS, RawResult, get_backend
-from .certify import Certificate, certify
+from .certify import Certificate, badness, round_and_certify
 from .errors import InvalidInputError, SolveFailedError
 from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
-from .repair import min_eigenvalue, repair
+from .repair import min_eigenvalue
 from .spec import ProblemSpec
 
 log = logging.getLogger(__name__)
@@ -146,11 +146,6 @@ def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timing
                        nan, *tols, None, None, model)
 
 
-def _badness(cert: Certificate, tols: tuple[float, float]) -> float:
-    """Largest ratio of a certified gap to its tolerance (<= 1 means certified)."""
-    return max(cert.rel_gap / tols[0], cert.excess_gap / tols[1])
-
-
 def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
               tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
@@ -166,13 +161,13 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                        raw, time.perf_counter() - t_start, timings, tols)
     t0 = time.perf_counter()
     try:
-        X, shift, cert, scert = _round_and_certify(model, raw.X, tols)
+        X, shift, cert, scert = round_and_certify(model, raw.X, tols)
     except SolveFailedError as exc:
         return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
                        timings, tols)
     lam = min_eigenvalue(model, X)
     timings["repair_and_certify"] = time.perf_counter() - t0
-    ok = (_badness(cert, tols) <= 1 and _badness(scert, tols) <= 1 and lam >= 0
+    ok = (badness(cert, tols) <= 1 and badness(scert, tols) <= 1 and lam >= 0
           and math.isfinite(cert.loss))
     status = "optimal" if ok else "uncertified"
     if ok:
@@ -189,37 +184,6 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
         scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
         timings, raw.status, raw.iterations, shift, *tols, cert, scert, model)
-
-
-ROUNDING_DROPS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
-"""Relative eigenvalue cut-offs tried when rounding a solver's answer to a feasible point."""
-
-
-def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
-    """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
-
-    Every candidate is exactly feasible and carries its own valid certificate, so choosing
-    the one with the smallest gap is sound. The search stops once a candidate's gap is far
-    below the tolerance.
-    """
-    starts = [X]
-    if model.level == "sample" and np.all(np.isfinite(X)):
-        # The class-collapsed version of a sample Gram: the average over within-class
-        # permutations, with within-class cosines set to 1 (MATH.md section 4).
-        M = class_gram(model, np.asarray(X, dtype=float))
-        lab = model.spec.labels
-        starts.append(M[np.ix_(lab, lab)])
-    best = None
-    for drop in ROUNDING_DROPS:
-        for start in starts:
-            Y, _ = repair(model, start, drop=drop)
-            cert, scert = certify(model, Y)
-            worst = max(_badness(cert, tols), _badness(scert, tols))
-            if best is None or worst < best[0]:
-                best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
-        if best[0] <= 1e-3:
-            break
-    return best[1:]
 
 
 def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
@@ -304,7 +268,7 @@ def _tolerance(value, name: str) -> float:
 def _worst(res: SolveResult, tols: tuple[float, float]) -> float:
     if res.certificate is None:
         return math.inf
-    return max(_badness(res.certificate, tols), _badness(res.sample_certificate, tols))
+    return max(badness(res.certificate, tols), badness(res.sample_certificate, tols))
 
 
 def _with_message(res: SolveResult, message: str) -> SolveResult:
