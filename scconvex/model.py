@@ -5,7 +5,8 @@ A :class:`Model` fixes the variable of the relaxation:
 * ``"sample"``: the ``n x n`` Gram matrix ``G`` (PSD, unit diagonal);
 * ``"class"``: the ``k x k`` class-mean Gram matrix ``M`` (MATH.md section 4);
 * ``"group"``: the ``g x g`` block matrix ``B`` of a partition of the classes into groups
-  of equal count (MATH.md section 4).
+  of equal count (MATH.md section 4); each class of a single sample is a group of its own
+  (see :func:`build_model`).
 
 Class and group levels share one representation: a partition of the classes into blocks of
 ``m_p`` classes with ``s_p`` samples each, and a symmetric ``g x g`` matrix ``B`` whose
@@ -72,22 +73,46 @@ class Model:
 def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
     """Build the model of ``spec`` at ``level`` (default: ``spec.level``).
 
-    ``"auto"`` picks the group level when some count repeats and the class level
-    otherwise.
+    ``"auto"`` picks the group level when some count of at least 2 repeats and the class
+    level otherwise.
+
+    At group level each count ``s >= 2`` held by several classes forms one block, and every
+    class of a single sample is a block of its own (see Notes).
+
+    Notes
+    -----
+    Classes of one sample have no anchor, so the cosines among them never enter the loss;
+    the within-block cosine ``a_p`` of a block of such classes would be a free variable
+    that only the constraints touch, and its optimum sits on the bound ``a_p = 1``. Solvers
+    that treat ``a_p`` as an unconstrained interior variable (the native Burer-Monteiro
+    factor does) then leave the feasible set and cannot certify (10,1,1 at tau 0.1 did
+    not, where the class level did). One block per such class removes ``a_p``: every
+    remaining cosine enters the loss, and the partition is still one of exchangeable
+    classes, so the reduction stays exact (MATH.md section 4).
     """
     level = spec.level if level is None else level
     if level == "auto":
-        level = "group" if spec.repeated else "class"
+        level = "group" if _repeats(spec.counts) else "class"
     if level not in MODEL_LEVELS:
         raise InvalidInputError(f"unknown level {level!r}; choose one of {MODEL_LEVELS}")
     counts = np.asarray(spec.counts)
     if level == "group":
-        distinct = np.array([c for c, _ in spec.groups])
-        sizes = np.array([m for _, m in spec.groups])
-        block_of = np.searchsorted(-distinct, -counts)
+        multi = [(c, m) for c, m in spec.groups if c >= 2]
+        singles = int(np.sum(counts == 1))
+        distinct = np.array([c for c, _ in multi] + [1] * singles, dtype=int)
+        sizes = np.array([m for _, m in multi] + [1] * singles, dtype=int)
+        block_of = np.searchsorted(-distinct[: len(multi)], -counts)
+        one = counts == 1
+        block_of[one] = len(multi) + np.arange(singles)
         return Model(spec, level, sizes, distinct, block_of)
     k = spec.k
     return Model(spec, level, np.ones(k, dtype=int), counts.copy(), np.arange(k))
+
+
+def _repeats(counts) -> bool:
+    """True when some count of at least 2 is held by two or more classes."""
+    big = [c for c in counts if c >= 2]
+    return len(set(big)) < len(big)
 
 
 def block_gram(B: np.ndarray, sizes: np.ndarray) -> np.ndarray:

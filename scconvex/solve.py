@@ -198,7 +198,9 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         Counts, temperature, loss, relaxation and (default) level.
     level : {"auto", "group", "class", "sample"}, optional
         Overrides ``spec.level``. ``"auto"`` solves at group level when counts repeat and at
-        class level otherwise; ``"sample"`` is the dense ``n x n`` program (small ``n``).
+        class level otherwise, and retries at class level (up to
+        :data:`CLASS_FALLBACK_MAX` classes) when the group-level answer is not certified;
+        ``"sample"`` is the dense ``n x n`` program (small ``n``).
     solver : {"auto", "native", "clarabel", "scs"}
         Backend. ``"auto"`` uses the native solver where it supports the level and falls
         back to Clarabel when the native answer is not certified (the result's message
@@ -236,6 +238,28 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     tols = (_tolerance(gap_tol, "gap_tol"), _tolerance(excess_tol, "excess_tol"))
     t_start = time.perf_counter()
     model = build_model(spec, level)
+    res = _solve_model(spec, model, solver, options, tols, t_start)
+    requested = spec.level if level is None else level
+    if (requested == "auto" and not res.success and model.level == "group"
+            and spec.k <= CLASS_FALLBACK_MAX):
+        # "auto" must not settle for a level that cannot certify where another can.
+        log.info("group level not certified (%s); trying class level", res.message)
+        other = _solve_model(spec, build_model(spec, "class"), solver, options, tols,
+                             t_start)
+        note = f"group level not certified ({res.message}); solved at class level. "
+        if other.success or _worst(other, tols) < _worst(res, tols):
+            return _with_message(other, note + other.message)
+        return _with_message(res, note + f"class level was no better ({other.message}); "
+                             "kept the group-level answer")
+    return res
+
+
+CLASS_FALLBACK_MAX = 200
+"""With ``level="auto"``, a group-level answer that is not certified is tried again at
+class level when there are at most this many classes."""
+
+
+def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_start):
     if solver != "auto":
         return _pipeline(spec, model, solver, options, tols, t_start)
     get_backend("clarabel")  # loads the registry
