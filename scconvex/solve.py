@@ -25,6 +25,7 @@ from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
 from .repair import min_eigenvalue
 from .spec import ProblemSpec
+from .uniqueness import Uniqueness, assess
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class SolveResult:
         Seconds per stage (``solve``, ``repair``, ``certify``).
     raw_status : str
         What the backend said, before certification.
+    uniqueness : Uniqueness or None
+        Whether the cosines are determined (:func:`scconvex.uniqueness.assess`); see also
+        :attr:`unique`. None when there is no point.
     """
 
     spec: ProblemSpec
@@ -107,6 +111,13 @@ class SolveResult:
     certificate: Certificate | None = None
     sample_certificate: Certificate | None = None
     model: Model | None = None
+    uniqueness: Uniqueness | None = None
+
+    @property
+    def unique(self) -> bool:
+        """False when the certified answer does not determine the cosines: some do not
+        enter the loss, or the loss is too flat (see :mod:`scconvex.uniqueness`)."""
+        return self.uniqueness is None or self.uniqueness.unique
 
     @property
     def success(self) -> bool:
@@ -179,11 +190,23 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                    f"{cert.excess_gap:.2e}, {scert.excess_gap:.2e}), above tolerance "
                    f"{tols[0]:.1e} ({tols[1]:.1e} relative to the excess loss); "
                    f"solver said {raw.status!r}")
+    if raw.message:
+        message += f" [{solver}: {raw.message}]"
+    unique = _assess(model, X, scert)
+    if unique.note:
+        message += f"; {unique.note}"
     return SolveResult(
         spec, model.level, solver, status, message, cert.loss, cert.excess_loss,
         cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
         scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
-        timings, raw.status, raw.iterations, shift, *tols, cert, scert, model)
+        timings, raw.status, raw.iterations, shift, *tols, cert, scert, model, unique)
+
+
+def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness:
+    if model.level == "sample":
+        cls = build_model(model.spec, "class")
+        return assess(cls, class_gram(model, X), scert.excess_gap)
+    return assess(model, X, scert.excess_gap)
 
 
 def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
