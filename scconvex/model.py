@@ -27,6 +27,15 @@ from .spec import ProblemSpec
 
 MODEL_LEVELS = ("group", "class", "sample")
 
+TAU_RANGE = (1e-5, 1e100)
+"""Temperatures at which models are built and solved. Below 1e-5 the certified gap relative
+to the excess loss stops resolving the geometry in float64 (measured: the native solver
+certifies random count vectors down to 1e-6, with excess gaps near 1e-4 there, and none at
+1e-8; from about 1e-20 the arithmetic overflows). Above 1e100 the loss is linear in the
+cosines to far beyond float64 precision, so no solver can say anything about the geometry
+(already from about 1e4 the answer is flagged as not determined,
+:mod:`scconvex.uniqueness`)."""
+
 
 @dataclass(frozen=True, eq=False)
 class Model:
@@ -76,6 +85,11 @@ def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
     ``"auto"`` picks the group level when some count of at least 2 repeats and the class
     level otherwise.
 
+    Raises
+    ------
+    InvalidInputError
+        For an unknown level, or ``tau`` outside :data:`TAU_RANGE`.
+
     At group level each count ``s >= 2`` held by several classes forms one block, and every
     class of a single sample is a block of its own (see Notes).
 
@@ -91,6 +105,10 @@ def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
     classes, so the reduction stays exact (MATH.md section 4).
     """
     level = spec.level if level is None else level
+    if not TAU_RANGE[0] <= spec.tau <= TAU_RANGE[1]:
+        raise InvalidInputError(
+            f"tau = {spec.tau:g} is outside [{TAU_RANGE[0]:g}, {TAU_RANGE[1]:g}], the range "
+            "in which float64 certificates can resolve the geometry")
     if level == "auto":
         level = "group" if _repeats(spec.counts) else "class"
     if level not in MODEL_LEVELS:
