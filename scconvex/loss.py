@@ -26,6 +26,18 @@ from .spec import check_tau
 
 _UNIT_TOL = 1e-6
 
+MIN_SAMPLE_TAU = 1e-300
+"""Smallest ``tau`` of the sample form: differences of logits ``h_i.h_j / tau`` reach
+``4 / tau`` in the log-sum-exp, which must stay finite in float64."""
+
+
+def _sample_tau(tau) -> float:
+    tau = check_tau(tau)
+    if tau < MIN_SAMPLE_TAU:
+        raise InvalidInputError(f"tau = {tau:g} is below {MIN_SAMPLE_TAU:g}: the logits "
+                                "h_i.h_j / tau overflow float64")
+    return tau
+
 
 # ---------------------------------------------------------------------- validation
 def _as_labels(labels, n: int) -> np.ndarray:
@@ -95,7 +107,7 @@ def sc_loss_gram_grad(G, labels, tau: float) -> tuple[float, np.ndarray]:
     if G.shape[0] != G.shape[1]:
         raise InvalidInputError(f"G must be square, got shape {G.shape}")
     labels = _as_labels(labels, G.shape[0])
-    tau = check_tau(tau)
+    tau = _sample_tau(tau)
     value, logits, lse, same, npos, active = _sample_terms(G, labels, tau)
     A = np.exp(logits - lse[:, None])
     A -= same / np.maximum(npos, 1)[:, None]
@@ -217,7 +229,7 @@ def sc_loss(H, labels, tau: float, *, normalize: bool = True,
     """
     H = _features(H, normalize)
     n = H.shape[0]
-    tau = check_tau(tau)
+    tau = _sample_tau(tau)
     y, npos = _class_structure(labels, n)
     active = npos > 0
     if n < 2:
@@ -251,7 +263,7 @@ def sc_loss_grad(H, labels, tau: float, *,
     """
     H = _features(H, normalize=False)
     n = H.shape[0]
-    tau = check_tau(tau)
+    tau = _sample_tau(tau)
     y, npos = _class_structure(labels, n)
     active = npos > 0
     means = _positive_means(H, y, npos)
