@@ -277,3 +277,26 @@ def test_sample_level_against_class_level(tau):
     assert cls.status == "optimal"
     assert res.status in ("optimal", "uncertified")
     assert res.sample_lower_bound <= cls.loss and cls.sample_lower_bound <= res.loss
+
+
+# ---------------------------------------------------------------------- level choice
+def test_auto_level_retries_at_class_level_and_says_so():
+    # A starved native solver cannot certify at group level; auto must try class level
+    # (which cannot certify either with one iteration) and report both, not hide them.
+    spec = ProblemSpec((7, 7, 4, 4, 2), 0.3)
+    res = solve(spec, solver="native", options={"max_iter": 1})
+    assert res.status == "uncertified"
+    assert "group level not certified" in res.message and "class level" in res.message
+    explicit = solve(spec, level="group", solver="native", options={"max_iter": 1})
+    assert "class level" not in explicit.message
+
+
+def test_auto_level_never_worse_than_class_level_on_singletons(rng):
+    for _ in range(5):
+        big = tuple(int(c) for c in rng.integers(2, 12, size=int(rng.integers(1, 4))))
+        counts = big + big[:1] + (1,) * int(rng.integers(1, 5))
+        spec = ProblemSpec(counts, float(rng.choice([0.02, 0.1, 0.5])))
+        cls = solve(spec, level="class")
+        auto = solve(spec)
+        assert cls.status == "optimal", (counts, cls.message)
+        assert auto.status == "optimal", (counts, auto.message)
