@@ -115,11 +115,13 @@ def test_native_agrees_with_clarabel(counts, tau, level):
 
 @pytest.mark.parametrize("counts,tau,level", [((20, 11, 7, 5, 3, 2), 0.1, "class"),
                                               ((30, 30, 2, 2), 1.0, "class"),
-                                              ((4, 3, 2), 0.5, "sample")])
+                                              ((4, 3, 2), 0.5, "sample"),
+                                              ((20, 11, 7, 5, 3, 2), 0.02, "class")])
 def test_clarabel_path_certifies_issue_instances(counts, tau, level):
-    # Issue 8 observations 5 and 9: the former model left these uncertified (excess gap
-    # 1.5e-3, sample gap 1.7e-6, 1.6e-5). Measured now: excess gaps of 4e-7, 4e-11 and
-    # 5e-12, at least 2000 times inside the default tolerances, not at their edge.
+    # Issue 8 observations 5 and 9: the former model left the first three uncertified
+    # (excess gap 1.5e-3, sample gap 1.7e-6, 1.6e-5), and nothing below tau = 0.05.
+    # Measured now: excess gaps of 1e-6, 4e-11, 5e-12 and 4e-7, at least 1000 times
+    # inside the default tolerances, not at their edge.
     res = solve(ProblemSpec(counts, tau), level=level, solver="clarabel")
     assert res.status == "optimal", res.message
     assert "attempt" in res.message  # which Clarabel settings produced the point
