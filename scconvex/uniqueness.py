@@ -100,40 +100,53 @@ def free_singletons(model: Model, B: np.ndarray) -> tuple[int, float]:
     return nfree * (nfree - 1) // 2, float(2.0 * math.sqrt(top[0] * top[1]))
 
 
-def relative_curvature(model: Model, B: np.ndarray) -> float:
-    """Smallest eigenvalue of the Hessian of ``excess / excess(B)`` over the cosines that
-    enter the loss (block entries ``B_pq``, ``p <= q``), or nan above :data:`MAX_PAIRS`."""
+def relative_hessian(model: Model, B: np.ndarray):
+    """Hessian of ``excess / excess(B)`` over the cosines that enter the loss.
+
+    Returns
+    -------
+    H : ndarray, shape (P, P), or None
+        None when no cosine enters the loss or there are more than :data:`MAX_PAIRS`.
+    pairs : tuple of ndarray
+        ``(rows, cols)``: the block entries ``B_pq``, ``p <= q``, in the order of ``H``.
+    """
     m = model.sizes
     s = model.block_counts
     g = model.dim
     tau = model.spec.tau
-    terms = block_terms(B, m, s, tau)
     active = s >= 2
-    pairs = {}
-    for p in range(g):
-        for q in range(p, g):
-            if p == q and m[p] < 2:
-                continue
-            if not (active[p] or active[q]):
-                continue  # two singleton classes: the cosine enters no term
-            pairs[(p, q)] = len(pairs)
-    if not pairs:
-        return math.inf
-    if len(pairs) > MAX_PAIRS:
-        return math.nan
-    H = np.zeros((len(pairs), len(pairs)))
+    # Pairs p <= q that enter the loss: not two singleton classes, and a diagonal entry
+    # only inside a block of several classes.
+    enters = np.triu(active[:, None] | active[None, :])
+    enters[np.diag_indices(g)] &= m >= 2
+    rows, cols = np.nonzero(enters)
+    if rows.size == 0 or rows.size > MAX_PAIRS:
+        return None, (rows, cols)
+    index = np.full((g, g), -1)
+    index[rows, cols] = np.arange(rows.size)
+    index = np.maximum(index, index.T)
+    terms = block_terms(B, m, s, tau)
+    H = np.zeros((rows.size, rows.size))
     w = terms.weights
     for p in np.flatnonzero(active):
-        cols = np.flatnonzero(w[p] > 0)
-        idx = np.array([pairs[(min(p, q), max(p, q))] for q in cols])
+        q = np.flatnonzero(w[p] > 0)
+        idx = index[p, q]
         # Row p is m_p s_p log(1 + sum_q exp(z_pq)); its Hessian in z is diag(pi) - pi pi^T
-        # with pi the shares of the row's sum. Divided by the excess in log space.
-        # sig_p / excess is formed in log space: both underflow at small tau.
+        # with pi the shares of the row's sum, and dz/dB = 1/tau. Divided by the excess,
+        # with sig_p / excess formed in log space: both underflow at small tau.
         rel = math.exp(-float(np.logaddexp(0.0, -terms.rowlse[p])) - terms.log_excess)
-        prob = terms.prob[p, cols]
-        block = (m[p] * s[p] * rel / tau**2) * (np.diag(prob)
-                                                - terms.sig[p] * np.outer(prob, prob))
-        H[np.ix_(idx, idx)] += block
+        prob = terms.prob[p, q]
+        H[np.ix_(idx, idx)] += (m[p] * s[p] * rel / tau**2) * (
+            np.diag(prob) - terms.sig[p] * np.outer(prob, prob))
+    return H, (rows, cols)
+
+
+def relative_curvature(model: Model, B: np.ndarray) -> float:
+    """Smallest eigenvalue of :func:`relative_hessian` (inf if no cosine enters the loss,
+    nan above :data:`MAX_PAIRS`)."""
+    H, (rows, _) = relative_hessian(model, B)
+    if H is None:
+        return math.inf if rows.size == 0 else math.nan
     return float(np.linalg.eigvalsh(H)[0])
 
 

@@ -300,3 +300,29 @@ def test_auto_level_never_worse_than_class_level_on_singletons(rng):
         auto = solve(spec)
         assert cls.status == "optimal", (counts, cls.message)
         assert auto.status == "optimal", (counts, auto.message)
+
+
+@pytest.mark.parametrize("counts,level", [((7, 5, 3, 1, 1), "class"),
+                                          ((6, 6, 4, 4, 4, 2, 1), "group")])
+def test_relative_hessian_matches_second_differences(rng, counts, level):
+    from scconvex.loss import block_terms
+    from scconvex.model import build_model
+    from scconvex.uniqueness import relative_hessian
+
+    tau = 0.4
+    model = build_model(ProblemSpec(counts, tau), level)
+    g = model.dim
+    B = rng.uniform(-0.4, 0.2, size=(g, g))
+    B = 0.5 * (B + B.T)
+    H, (rows, cols) = relative_hessian(model, B)
+    v = rng.standard_normal(rows.size)
+    E = np.zeros((g, g))
+    E[rows, cols] = v
+    E[cols, rows] = v
+
+    def excess(t):
+        return block_terms(B + t * E, model.sizes, model.block_counts, tau).excess
+
+    t = 1e-4
+    second = (excess(t) - 2 * excess(0.0) + excess(-t)) / t**2 / excess(0.0)
+    assert float(v @ H @ v) == pytest.approx(second, rel=1e-5)
