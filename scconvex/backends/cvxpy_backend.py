@@ -180,11 +180,16 @@ def _run(name: str):
         best = None
         iterations = 0
         tried = 0
+        built: dict[bool, tuple] = {}  # cvxpy problems by "linearised", compiled once
         for attempt in _ordered(ATTEMPTS[name], model):
             left = None if limit is None else limit - (time.perf_counter() - t0)
             if left is not None and left <= 0:
                 break
-            raw = run_once(model, options, attempt, left)
+            linear = bool(attempt.get("linearised"))
+            if linear not in built:
+                built[linear] = (_sample_problem(model) if model.level == "sample"
+                                 else _block_problem(model, linear))
+            raw = run_once(model, built[linear], options, attempt, left)
             tried += 1
             iterations += raw.iterations
             if raw.X is None:
@@ -201,13 +206,11 @@ def _run(name: str):
         info = {**raw.info, "solve_seconds": time.perf_counter() - t0, "attempts": tried}
         return RawResult(raw.status, raw.X, raw.message + note, iterations, info)
 
-    def run_once(model: Model, options: dict, attempt: dict, limit) -> RawResult:
+    def run_once(model: Model, built: tuple, options: dict, attempt: dict,
+                 limit) -> RawResult:
         import cvxpy as cp
 
-        if model.level == "sample":
-            problem, var = _sample_problem(model)
-        else:
-            problem, var = _block_problem(model, bool(attempt.get("linearised")))
+        problem, var = built
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
