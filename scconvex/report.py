@@ -173,7 +173,7 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"   (all n x n Grams)",
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
-    if not res.unique:
+    if res.unique is False:
         # Say it before the cosines, which are then one optimum among many (or imprecise).
         lines.append(f"  cosines {res.uniqueness.note}")
     if res.level == "group" and len(res.model.sizes) <= 6:

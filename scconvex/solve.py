@@ -82,7 +82,7 @@ class SolveResult:
         What the backend said, before certification.
     uniqueness : Uniqueness or None
         Whether the cosines are determined (:func:`scconvex.uniqueness.assess`); see also
-        :attr:`unique`. None when there is no point.
+        :attr:`unique`. None when the answer is not certified.
     """
 
     spec: ProblemSpec
@@ -114,10 +114,11 @@ class SolveResult:
     uniqueness: Uniqueness | None = None
 
     @property
-    def unique(self) -> bool:
+    def unique(self) -> bool | None:
         """False when the certified answer does not determine the cosines: some do not
-        enter the loss, or the loss is too flat (see :mod:`scconvex.uniqueness`)."""
-        return self.uniqueness is None or self.uniqueness.unique
+        enter the loss, or the loss is too flat (see :mod:`scconvex.uniqueness`); None
+        when the answer is not certified (then nothing is determined)."""
+        return None if self.uniqueness is None else self.uniqueness.unique
 
     @property
     def success(self) -> bool:
@@ -192,8 +193,9 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                    f"solver said {raw.status!r}")
     if raw.message:
         message += f" [{solver}: {raw.message}]"
-    unique = _assess(model, X, scert)
-    if unique.note:
+    # Only a certified answer has a gap small enough for the question to matter.
+    unique = _assess(model, X, scert) if ok else None
+    if unique is not None and unique.note:
         message += f"; {unique.note}"
     return SolveResult(
         spec, model.level, solver, status, message, cert.loss, cert.excess_loss,

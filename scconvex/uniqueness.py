@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import eigh
 
 from .loss import block_terms
 from .model import Model, block_gram
@@ -41,9 +42,9 @@ determined."""
 SINGLETON_TOL = 1e-6
 """A singleton class whose free squared component ``r_i`` exceeds this counts as free."""
 
-MAX_PAIRS = 1200
-"""The curvature is computed on a dense Hessian over cosine pairs; above this many pairs it
-is not assessed (``resolution`` is nan)."""
+MAX_PAIRS = 600
+"""The curvature is computed on a dense Hessian over cosine pairs; above this many pairs
+(about 34 blocks) it is not assessed (``resolution`` is nan)."""
 
 _FLOOR = 64 * np.finfo(float).eps
 """Relative resolution of the excess loss itself: a gap below it means nothing more."""
@@ -147,7 +148,7 @@ def relative_curvature(model: Model, B: np.ndarray) -> float:
     H, (rows, _) = relative_hessian(model, B)
     if H is None:
         return math.inf if rows.size == 0 else math.nan
-    return float(np.linalg.eigvalsh(H)[0])
+    return float(eigh(H, eigvals_only=True, subset_by_index=[0, 0], check_finite=False)[0])
 
 
 def assess(model: Model, B: np.ndarray, excess_gap: float) -> Uniqueness:
