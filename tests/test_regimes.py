@@ -263,6 +263,7 @@ def test_sample_level_small_problem_certifies():
     cls = solve(spec, level="class")
     assert res.status == "optimal", res.message
     assert res.sample_lower_bound <= cls.loss and cls.sample_lower_bound <= res.loss
+    assert res.unique
     lab = spec.labels
     H = np.linalg.cholesky(res.variable + 1e-12 * np.eye(spec.n))
     assert sc_loss(H, lab, 0.5) == pytest.approx(res.loss, rel=1e-9)
