@@ -66,6 +66,9 @@ def main(argv=None) -> None:
     ap.add_argument("--grad", action="store_true", help="time sc_loss_grad instead")
     ap.add_argument("--chunk", default="auto", help="rows per block (default: automatic)")
     ap.add_argument("--out", type=Path, help="directory for sc_loss_memory.csv/.png")
+    ap.add_argument("--append", action="store_true",
+                    help="merge with the rows already in OUT/sc_loss_memory.csv (same n, d "
+                         "and grad are replaced), then plot them all")
     args = ap.parse_args(argv)
     rows = []
     print(f"{'n':>8} {'d':>5} {'seconds':>9} {'peak MiB':>9} {'extra MiB':>10} "
@@ -83,10 +86,19 @@ def main(argv=None) -> None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     keys = ["n", "d", "grad", "seconds", "peak_mib", "extra_mib", "dense_mib", "value"]
-    with open(args.out / "sc_loss_memory.csv", "w", newline="") as fh:
+    path = args.out / "sc_loss_memory.csv"
+    rows = [r for r in rows if "error" not in r]
+    if args.append and path.exists():
+        with open(path, newline="") as fh:
+            old = [{k: (v == "True" if k == "grad" else int(v) if k in ("n", "d") else
+                        float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
+        new = {(r["n"], r["d"], r["grad"]) for r in rows}
+        rows = sorted([r for r in old if (r["n"], r["d"], r["grad"]) not in new] + rows,
+                      key=lambda r: (r["grad"], r["d"], r["n"]))
+    with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, keys, extrasaction="ignore")
         w.writeheader()
-        w.writerows(r for r in rows if "error" not in r)
+        w.writerows(rows)
     try:
         import matplotlib
 
@@ -94,7 +106,7 @@ def main(argv=None) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    ok = [r for r in rows if "error" not in r]
+    ok = [r for r in rows if r["d"] == args.d and r["grad"] == args.grad]
     ns = [r["n"] for r in ok]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.loglog(ns, [r["extra_mib"] for r in ok], "o-", label="sc_loss, chunked")
