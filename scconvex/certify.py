@@ -190,8 +190,9 @@ def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
     """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
 
     Every candidate is exactly feasible and carries its own valid certificate, so choosing
-    the one with the smallest gap is sound. The search stops once a candidate's gap is far
-    below the tolerance.
+    any of them is sound. The search stops at the first candidate that certifies (each
+    costs an eigendecomposition and a certificate); otherwise it keeps the one with the
+    smallest gap.
 
     Returns
     -------
@@ -217,6 +218,6 @@ def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
             worst = max(badness(cert, tols), badness(scert, tols))
             if best is None or worst < best[0]:
                 best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
-        if best[0] <= 1e-3:
-            break
+            if worst <= 1.0:
+                return best[1:]
     return best[1:]
