@@ -50,13 +50,33 @@ def _spec_from_args(args):
     given = [x for x in (args.counts, args.step, args.long_tail) if x is not None]
     if len(given) != 1:
         raise InvalidInputError("give exactly one of --counts, --step, --long-tail")
+    variant = {"loss": args.loss, "relaxation": "dnn" if args.relu else "elliptope"}
     if args.counts is not None:
-        return ProblemSpec(_counts(args.counts), args.tau)
-    if args.step is not None:
+        spec = ProblemSpec(_counts(args.counts), args.tau, **variant)
+    elif args.step is not None:
         k, rho, ratio, n_min = _ints(args.step, "--step", 4)
-        return ProblemSpec.step(k, rho, ratio, n_min, args.tau)
-    k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
-    return ProblemSpec.long_tail(k, ratio, n_max, args.tau)
+        spec = ProblemSpec.step(k, rho, ratio, n_min, args.tau, **variant)
+    else:
+        k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
+        spec = ProblemSpec.long_tail(k, ratio, n_max, args.tau, **variant)
+    batches = _batches(args, spec.n)
+    return spec if batches is None else spec.with_(batches=batches)
+
+
+def _batches(args, n: int):
+    """The batch scheme of ``--batches`` or ``--batch-size``/``--batch-seed`` (or None)."""
+    from .batches import load_batches, random_batches
+
+    path, size, seed = (getattr(args, a, None) for a in ("batches", "batch_size", "batch_seed"))
+    if path is not None and (size is not None or seed is not None):
+        raise InvalidInputError("give --batches or --batch-size/--batch-seed, not both")
+    if path is not None:
+        return load_batches(path)
+    if size is None:
+        if seed is not None:
+            raise InvalidInputError("--batch-seed needs --batch-size")
+        return None
+    return random_batches(n, size, 0 if seed is None else seed)
 
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
@@ -68,6 +88,34 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
     g.add_argument("--long-tail", metavar="K,R,NMAX",
                    help="long tail: n_c = floor(NMAX R^(-c/(K-1)))")
     p.add_argument("--tau", type=float, required=True, help="temperature (> 0)")
+    p.add_argument("--loss", choices=("sc", "negatives-only"), default="sc",
+                   help="sc (default): positives in the denominator; negatives-only: "
+                        "denominator over negatives only")
+    p.add_argument("--relu", action="store_true",
+                   help="non-negative (ReLU) features: Gram entries >= 0 (the doubly "
+                        "non-negative relaxation)")
+
+
+def _add_batches(p: argparse.ArgumentParser, required: bool = False) -> None:
+    g = p.add_argument_group("batch-wise loss (sample level)")
+    g.add_argument("--batches", metavar="FILE",
+                   help="JSON list of batches, each a list of sample indices (samples "
+                        "listed class by class)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="random batches of B samples (B must divide n)")
+    g.add_argument("--batch-seed", type=int, default=None, metavar="S",
+                   help="seed of the random batches (default 0)")
+
+
+def _add_tolerances(p: argparse.ArgumentParser, loss_flag: str, excess_flag: str,
+                    what: str) -> None:
+    """The two tolerances of a certified verdict, with solve's defaults (None: default)."""
+    for flag, relative, default, solve_flag in (
+            (loss_flag, "the loss", "1e-6", "--gap-tol"),
+            (excess_flag, "the excess loss", "1e-3", "--excess-tol")):
+        p.add_argument(flag, type=float, default=None,
+                       help=f"{what} relative to {relative} (default {default}, as solve's "
+                            f"{solve_flag})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,13 +140,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--certificate", metavar="FILE",
                    help="write the result, a re-checkable certificate, as JSON")
+    _add_batches(p)
     p.add_argument("--full-gram", action="store_true",
                    help="write the k x k class Gram in JSON even for k > 200 at group level")
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
     p.add_argument("file")
-    p.add_argument("--tol", type=float, default=1e-8,
-                   help="largest accepted recomputed relative gap (default 1e-8)")
+    _add_tolerances(p, "--tol", "--excess-tol", "largest accepted recomputed gap")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("compare-batching",
+                       help="the batch-wise optimum next to the full-batch one, certified")
+    _add_problem(p)
+    _add_batches(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("tightness", help="compare the relaxation with non-convex solves")
@@ -107,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", type=int, default=10, help="random restarts per dimension")
     p.add_argument("--level", choices=("class", "sample"), default="class")
     p.add_argument("--seed", type=int, default=0)
+    _add_tolerances(p, "--rtol", "--excess-rtol",
+                    "tight when both gaps to the certified lower bound are within this:")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -195,16 +251,41 @@ def _cmd_solve(args) -> int:
 
 def _cmd_verify(args) -> int:
     from .report import dumps
+    from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
     from .verify import verify
 
-    report = verify(args.file, tol=args.tol)
+    tol = DEFAULT_GAP_TOL if args.tol is None else args.tol
+    excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
+    report = verify(args.file, tol=tol, excess_tol=excess_tol)
     if args.json:
         print(dumps(report.to_dict()))
     elif report.ok:
-        print(f"verified: loss {report.loss:.12g}, relative gap {report.rel_gap:.2e} "
-              f"(class level), {report.sample_rel_gap:.2e} (sample level) <= {args.tol:.1e}")
+        print(f"verified: loss {report.loss:.12g}; gap relative to the loss "
+              f"{report.rel_gap:.2e} ({report.level} level), {report.sample_rel_gap:.2e} "
+              f"(sample level) <= {tol:.1e}; relative to the excess loss "
+              f"{report.excess_gap:.2e}, {report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
     if not report.ok:
         print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_compare_batching(args) -> int:
+    from .compare_batching import compare_batching, format_comparison
+    from .report import SCHEMA_VERSION, dumps
+
+    spec = _spec_from_args(args)
+    if spec.batches is None:
+        raise InvalidInputError("compare-batching needs --batches or --batch-size")
+    pair = compare_batching(spec, spec.batches)
+    if args.json:
+        print(dumps({"kind": "scconvex.compare_batching", "spec": spec.to_dict(),
+                     "full_batch": pair[0].to_dict(), "batch_wise": pair[1].to_dict(),
+                     "scconvex_version": __version__, "schema_version": SCHEMA_VERSION}))
+    else:
+        print(format_comparison(spec, pair, spec.batches))
+    if any(g.status != "optimal" for g in pair):
+        print("scconvex: not every geometry is certified", file=sys.stderr)
         return 1
     return 0
 
@@ -219,8 +300,11 @@ def _cmd_tightness(args) -> int:
         raise InvalidInputError(f"--dims must be positive integers, got {args.dims!r}")
     dims = [int(d) for d in dims]
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
+    tols = {name: value for name, value in (("rtol", args.rtol),
+                                            ("excess_rtol", args.excess_rtol))
+            if value is not None}
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
-                       progress=tick)
+                       progress=tick, **tols)
     if args.json:
         from .report import SCHEMA_VERSION
 
@@ -237,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
-                   "tightness": _cmd_tightness}[args.command]
+                   "tightness": _cmd_tightness,
+                   "compare-batching": _cmd_compare_batching}[args.command]
         return handler(args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -65,6 +65,20 @@ class Model:
         return self.spec.n if self.level == "sample" else len(self.sizes)
 
     @property
+    def loss(self):
+        """The loss object of the spec (:mod:`scconvex.losses`)."""
+        from .losses import loss_of
+
+        return loss_of(self.spec)
+
+    @property
+    def relaxation(self):
+        """The relaxation object of the spec (:mod:`scconvex.relaxations`)."""
+        from .relaxations import get_relaxation
+
+        return get_relaxation(self.spec.relaxation)
+
+    @property
     def scale(self) -> float:
         """Objective scaling used by conic solvers (MATH.md section 6): ``1 / n``."""
         return 1.0 / self.spec.n
@@ -85,13 +99,14 @@ def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
     ``"auto"`` picks the group level when some count of at least 2 repeats and the class
     level otherwise.
 
+    At group level each count ``s >= 2`` held by several classes forms one block, and every
+    class of a single sample is a block of its own (see Notes).
+
     Raises
     ------
     InvalidInputError
-        For an unknown level, or ``tau`` outside :data:`TAU_RANGE`.
-
-    At group level each count ``s >= 2`` held by several classes forms one block, and every
-    class of a single sample is a block of its own (see Notes).
+        For an unknown level, a level that does not reduce the loss exactly, or ``tau``
+        outside :data:`TAU_RANGE`.
 
     Notes
     -----
@@ -104,15 +119,23 @@ def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
     remaining cosine enters the loss, and the partition is still one of exchangeable
     classes, so the reduction stays exact (MATH.md section 4).
     """
+    from .losses import loss_of
+
     level = spec.level if level is None else level
     if not TAU_RANGE[0] <= spec.tau <= TAU_RANGE[1]:
         raise InvalidInputError(
             f"tau = {spec.tau:g} is outside [{TAU_RANGE[0]:g}, {TAU_RANGE[1]:g}], the range "
             "in which float64 certificates can resolve the geometry")
+    exact = loss_of(spec).levels
     if level == "auto":
         level = "group" if _repeats(spec.counts) else "class"
+        level = level if level in exact else exact[0]
     if level not in MODEL_LEVELS:
         raise InvalidInputError(f"unknown level {level!r}; choose one of {MODEL_LEVELS}")
+    if level not in exact:
+        raise InvalidInputError(f"the {level} level does not reduce this problem exactly: "
+                                f"{loss_of(spec).description} is defined at the "
+                                f"{', '.join(exact)} level only")
     counts = np.asarray(spec.counts)
     if level == "group":
         multi = [(c, m) for c, m in spec.groups if c >= 2]

@@ -137,6 +137,8 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
                          "block_of": model.block_of, "gram": res.variable}
     if res.level == "sample" and res.variable is not None:
         out["sample_gram"] = res.variable
+    if res.model is not None and res.variable is not None:
+        out.update(res.model.relaxation.report(res))
     return jsonable(out)
 
 
@@ -162,6 +164,9 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"  counts      {_counts_text(spec.counts)}",
         f"  level       {res.level}   solver {res.solver}   status {res.status.upper()}",
     ]
+    if (spec.loss, spec.relaxation) != ("sc", "elliptope") or spec.batches is not None:
+        batches = "" if spec.batches is None else f"   batches {len(spec.batches)}"
+        lines.insert(2, f"  variant     loss {spec.loss}   relaxation {spec.relaxation}{batches}")
     if res.status == "failed":
         lines.append(f"  {res.message}")
         return "\n".join(lines)

@@ -204,7 +204,9 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         timings, raw.status, raw.iterations, shift, *tols, cert, scert, model, unique)
 
 
-def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness:
+def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness | None:
+    if model.loss.name != "sc" or model.relaxation.name != "elliptope":
+        return None  # the curvature of scconvex.uniqueness is that of the SC loss
     if model.level == "sample":
         cls = build_model(model.spec, "class")
         return assess(cls, class_gram(model, X), scert.excess_gap)
@@ -289,7 +291,7 @@ def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_
         return _pipeline(spec, model, solver, options, tols, t_start)
     get_backend("clarabel")  # loads the registry
     native = BACKENDS.get("native")
-    if native is not None and native.available() and model.level in native.levels:
+    if native is not None and native.available() and native.supports(model):
         res = _pipeline(spec, model, "native", options, tols, t_start)
         if res.success:
             return res

@@ -64,14 +64,40 @@ loss, relative to the excess loss) at the solved level and at sample level: 100 
 times inside the default tolerances of :func:`scconvex.solve`."""
 
 
-def _block_problem(model: Model, linear: bool = False):
-    """The class/group model; ``linear`` minimises the log of the linearised excess instead.
+def sc_block_objective(model: Model, B):
+    """``(L - sum n_c log(n_c - 1)) / n`` of the SC loss in the block variable ``B``."""
+    import cvxpy as cp
+
+    g = model.dim
+    m = model.sizes
+    s = model.block_counts
+    tau = model.spec.tau
+    active = np.flatnonzero(s >= 2)
+    w = block_weights(m, s)
+    logbase = np.log(np.maximum(s - 1.0, 1.0))
+    with np.errstate(divide="ignore"):
+        logw = np.log(w) - logbase[:, None]
+    # Every row gets a constant entry 0 (the n_c - 1 same-class positives, relative to
+    # themselves). For blocks of one class the diagonal entry is not a term: B_pp is fixed
+    # to 1 there, so that entry and the constant one each carry log(1/2) and add up to 1.
+    const = np.zeros(g)
+    single = m == 1
+    const[single] = np.log(0.5)
+    logw[single, single] = np.log(0.5)
+    terms = cp.hstack([cp.reshape(cp.Constant(const), (g, 1), order="F"),
+                       (B - 1.0) / tau + logw])
+    weight = (m * s)[active].astype(float) * model.scale
+    return weight @ cp.log_sum_exp(terms[active, :], axis=1)
+
+
+def sc_block_linearised_objective(model: Model, B):
+    """Log of the linearised excess of the SC loss, ``log sum_p m_p s_p exp(r_p)``.
 
     With ``r_p`` the row log-sum-exp, the excess is ``sum_p m_p s_p log1p(exp(r_p))``.
     Where every ``exp(r_p)`` is tiny (small ``tau``) the excess is about ``1e-13`` at
-    ``tau = 0.05`` and an interior-point method at absolute tolerances cannot resolve it;
+    ``tau = 0.05``, and an interior-point method at absolute tolerances cannot resolve it.
     ``sum_p m_p s_p exp(r_p)`` differs from it by a factor ``1 + O(max exp(r_p))``, and its
-    logarithm is one log-sum-exp of affine functions of ``Q``, of order ``1 / tau``. Its
+    logarithm is one log-sum-exp of affine functions of ``B``, of order ``1 / tau``. Its
     minimiser is therefore within a relative ``O(max exp(r_p))`` of optimal for the true
     loss, which the certificate then measures exactly.
     """
@@ -80,57 +106,71 @@ def _block_problem(model: Model, linear: bool = False):
     g = model.dim
     m = model.sizes
     s = model.block_counts
-    tau = model.spec.tau
-    single = m == 1
-    Q = cp.Variable((g, g), PSD=True)
+    w = block_weights(m, s)
+    rows, cols = np.nonzero((s[:, None] >= 2) & (w > 0))
+    base = (np.log(w[rows, cols]) - np.log(s[rows] - 1.0)
+            + np.log((m * s)[rows].astype(float)))
+    # cvxpy's vec is column-major: entry (p, q) sits at q * g + p.
+    z = (cp.vec(B, order="F")[cols * g + rows] - 1.0) / model.spec.tau + base
+    return cp.log_sum_exp(z)
+
+
+def block_cosines(model: Model, Q):
+    """The cosines ``B`` as an affine cvxpy expression of the block Gram ``Q``.
+
+    ``b_pq = Q_pq / sqrt(m_p m_q)``, ``a_p = (Q_pp - 1) / (m_p - 1)`` inside a block of
+    several classes, and the constant 1 on the diagonal of a block of one class (the
+    inverse of :func:`scconvex.model.block_gram`).
+    """
+    import cvxpy as cp
+
+    g = model.dim
+    m = model.sizes
     root = np.sqrt(m.astype(float))
-    # Cosines as affine functions of Q: b_pq = Q_pq / sqrt(m_p m_q) and, inside a block of
-    # m_p >= 2 classes, a_p = (Q_pp - 1) / (m_p - 1).
     coef = 1.0 / np.outer(root, root)
     shift = np.zeros((g, g))
-    d = np.flatnonzero(~single)
-    coef[d, d] = 1.0 / (m[d] - 1.0)
-    shift[d, d] = -1.0 / (m[d] - 1.0)
-    w = block_weights(m, s)
-    logbase = np.log(np.maximum(s - 1.0, 1.0))
-    with np.errstate(divide="ignore"):
-        logw = np.log(w) - logbase[:, None]
-    # Every row gets a constant entry 0 (the n_c - 1 same-class positives, relative to
-    # themselves). A block of one class has no diagonal term (w_pp = 0); that entry and
-    # the constant one then each carry log(1/2), which adds up to the same 1, and the
-    # entry does not depend on Q.
-    const = np.zeros(g)
-    const[single] = np.log(0.5)
-    e = np.flatnonzero(single)
-    coef[e, e] = 0.0
-    logw[e, e] = np.log(0.5) + 1.0 / tau
-    Z = (cp.multiply(coef, Q) + shift - 1.0) / tau + logw
-    active = np.flatnonzero(s >= 2)
-    if linear:
-        rows, cols = np.nonzero((s[:, None] >= 2) & (w > 0))
-        # cvxpy's vec is column-major: entry (p, q) sits at q * g + p.
-        z = cp.vec(Z, order="F")[cols * g + rows] + np.log((m * s)[rows].astype(float))
-        objective = cp.Minimize(cp.log_sum_exp(z))
+    big = np.flatnonzero(m >= 2)
+    one = np.flatnonzero(m == 1)
+    coef[big, big] = 1.0 / (m[big] - 1.0)
+    shift[big, big] = -1.0 / (m[big] - 1.0)
+    coef[one, one] = 0.0
+    shift[one, one] = 1.0
+    return cp.multiply(coef, Q) + shift
+
+
+def _block_problem(model: Model, linearised: bool = False):
+    import cvxpy as cp
+
+    m = model.sizes
+    g = model.dim
+    Q = cp.Variable((g, g), PSD=True)
+    B = block_cosines(model, Q)
+    if linearised:
+        objective = cp.Minimize(sc_block_linearised_objective(model, B))
     else:
-        terms = cp.hstack([cp.reshape(cp.Constant(const), (g, 1), order="F"), Z])
-        weight = (m * s)[active].astype(float) * model.scale
-        objective = cp.Minimize(weight @ cp.log_sum_exp(terms[active, :], axis=1))
+        objective = cp.Minimize(model.loss.cvxpy_block_objective(model, B))
     constraints = []
-    if np.any(single):
-        constraints.append(cp.diag(Q)[e] == 1.0)
-    if np.any(~single):
-        constraints.append(cp.diag(Q)[d] <= m[d].astype(float))
+    one = np.flatnonzero(m == 1)
+    big = np.flatnonzero(m >= 2)
+    if one.size:
+        constraints.append(cp.diag(Q)[one] == 1.0)
+    if big.size:
+        constraints.append(cp.diag(Q)[big] <= m[big].astype(float))
+    constraints += model.relaxation.cvxpy_constraints(model, B)
     return cp.Problem(objective, constraints), Q
 
 
-def _sample_problem(model: Model):
+def sc_sample_objective(model: Model, G):
+    """``L / n`` of the SC loss (up to a constant) in the sample Gram ``G``."""
+    spec = model.spec
+    return model.scale * sc_gram_objective(G, spec.labels, spec.tau)
+
+
+def sc_gram_objective(G, lab: np.ndarray, tau: float):
+    """SC loss (up to a constant) of a symmetric cvxpy Gram expression with labels ``lab``."""
     import cvxpy as cp
 
-    spec = model.spec
-    n = spec.n
-    tau = spec.tau
-    lab = spec.labels
-    G = cp.Variable((n, n), PSD=True)
+    n = len(lab)
     rows = np.repeat(np.arange(n), n - 1)
     cols = np.delete(np.tile(np.arange(n), n), np.arange(n) * (n + 1))
     # cvxpy's vec is column-major; G is symmetric, so entry (i, l) sits at l * n + i.
@@ -140,13 +180,24 @@ def _sample_problem(model: Model):
     np.fill_diagonal(same, False)
     npos = same.sum(axis=1)
     active = np.flatnonzero(npos > 0)
+    if active.size == 0:
+        return 0
     W = np.zeros((n, n))
     W[active] = same[active] / npos[active, None]
     # Shifting by 1/tau keeps the exponents <= 0 (same value, better scaled).
     lse = cp.log_sum_exp((off[active, :] - 1.0) / tau, axis=1)
     pos = cp.sum(cp.multiply(W, G - 1.0)) / tau
-    objective = cp.Minimize(model.scale * (cp.sum(lse) - pos))
-    return cp.Problem(objective, [cp.diag(G) == 1.0]), G
+    return cp.sum(lse) - pos
+
+
+def _sample_problem(model: Model):
+    import cvxpy as cp
+
+    n = model.spec.n
+    G = cp.Variable((n, n), PSD=True)
+    objective = cp.Minimize(model.loss.cvxpy_sample_objective(model, G))
+    constraints = [cp.diag(G) == 1.0] + model.relaxation.cvxpy_constraints(model, G)
+    return cp.Problem(objective, constraints), G
 
 
 def _settings(name: str, options: dict, attempt: dict, time_limit: float | None) -> dict:
@@ -188,7 +239,7 @@ def _run(name: str):
             linear = bool(attempt.get("linearised"))
             if linear not in built:
                 built[linear] = (_sample_problem(model) if model.level == "sample"
-                                 else _block_problem(model, linear))
+                                 else _block_problem(model, linearised=linear))
             raw = run_once(model, built[linear], options, attempt, left)
             tried += 1
             iterations += raw.iterations
@@ -247,7 +298,8 @@ def _ordered(attempts, model: Model) -> list[dict]:
     to about that factor; the others would spend their iterations where they cannot
     resolve it. Otherwise it comes second, after the default settings.
     """
-    if model.level == "sample":
+    if model.level == "sample" or model.loss.name != "sc":
+        # The linearised model is written for the SC loss at class and group level.
         return [a for a in attempts if not a.get("linearised")]
     k = model.spec.k
     B = np.full((model.dim, model.dim), -1.0 / (k - 1))
@@ -270,4 +322,4 @@ def _score(model: Model, X: np.ndarray) -> float:
 
 for _name in ("clarabel", "scs"):
     register(Backend(_name, ("group", "class", "sample"), _DEFAULTS[_name], ("cvxpy", _name),
-                     _run(_name)))
+                     _run(_name), relaxations=("elliptope", "dnn")))
