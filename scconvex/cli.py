@@ -36,32 +36,20 @@ def _ints(text: str, name: str, size: int | None = None) -> list[float]:
     return out
 
 
-def _counts(text: str) -> tuple[int, ...]:
-    values = _ints(text, "--counts")
-    for v in values:
-        if v != int(v):
-            raise InvalidInputError(f"--counts: {v!r} is not an integer")
-    return tuple(int(v) for v in values)
-
-
 def _spec_from_args(args):
-    from .spec import ProblemSpec
+    from .inputs import spec_from_args
 
-    given = [x for x in (args.counts, args.step, args.long_tail) if x is not None]
-    if len(given) != 1:
-        raise InvalidInputError("give exactly one of --counts, --step, --long-tail")
-    if args.counts is not None:
-        return ProblemSpec(_counts(args.counts), args.tau)
-    if args.step is not None:
-        k, rho, ratio, n_min = _ints(args.step, "--step", 4)
-        return ProblemSpec.step(k, rho, ratio, n_min, args.tau)
-    k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
-    return ProblemSpec.long_tail(k, ratio, n_max, args.tau)
+    return spec_from_args(args)
 
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem (one of)")
-    g.add_argument("--counts", metavar="C1,C2,...", help="samples per class")
+    g.add_argument("--counts", metavar="C1,C2,...",
+                   help="samples per class; NxM is M classes of N (e.g. 500x5,50x5)")
+    g.add_argument("--counts-file", metavar="FILE",
+                   help="counts, one per line, CSV or a JSON list")
+    g.add_argument("--labels-file", metavar="FILE",
+                   help="labels (.npy, or text with one label per line); counts per label")
     g.add_argument("--step", metavar="K,RHO,R,NMIN",
                    help="STEP imbalance: K classes, a fraction RHO of majority classes "
                         "with R*NMIN samples, the others with NMIN")
@@ -108,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=("class", "sample"), default="class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    from .commands import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -236,8 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        from .commands import HANDLERS
+
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
-                   "tightness": _cmd_tightness}[args.command]
+                   "tightness": _cmd_tightness, **HANDLERS}[args.command]
         return handler(args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

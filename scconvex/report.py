@@ -135,7 +135,15 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
                          "block_of": model.block_of, "gram": res.variable}
     if res.level == "sample" and res.variable is not None:
         out["sample_gram"] = res.variable
+    out["measures"] = _measures(out, res)
     return jsonable(out)
+
+
+def _measures(out: dict, res) -> dict | None:
+    from .measures import geometry_of, summary
+
+    geo = geometry_of(out)
+    return None if geo is None else summary(geo, counts=res.spec.counts, rank=res.rank)
 
 
 def _cert_field(cert, name: str) -> float:
