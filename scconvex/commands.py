@@ -134,9 +134,13 @@ def _cmd_sweep(args) -> int:
     if args.json:
         print(dumps(summary.to_dict()))
     else:
-        where = f"{summary.workers} workers" if summary.workers else "in process"
-        print(f"{summary.message} ({summary.seconds:.1f} s, {summary.batches} batches, "
-              f"{where})")
+        if summary.batches:
+            where = (f"{summary.workers} worker{'s' * (summary.workers != 1)}"
+                     if summary.workers else "in process")
+            print(f"{summary.message} ({summary.seconds:.1f} s, {summary.batches} batches, "
+                  f"{where})")
+        else:
+            print(summary.message)
     if summary.interrupted:
         print("scconvex: interrupted; every finished solve is saved", file=sys.stderr)
         return 130

@@ -383,6 +383,12 @@ def _run_dask(todo, store, summary: SweepSummary, workers: int, scheduler: str |
         raise
     futures = []
     try:
+        if scheduler is not None:
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except TimeoutError:
+                raise ScconvexError(f"the dask scheduler at {scheduler!r} has no workers "
+                                    f"(waited 60 s)") from None
         n_workers = len(client.scheduler_info().get("workers", {})) or max(workers, 1)
         summary.workers = n_workers
         batches = _batches(todo, n_workers, batch_size)
@@ -392,8 +398,9 @@ def _run_dask(todo, store, summary: SweepSummary, workers: int, scheduler: str |
             try:
                 records = fut.result()
             except Exception as exc:  # a bug or a lost worker: keep going, report it
-                summary.errors.append(f"{type(exc).__name__}: {exc}")
-                log.warning("a sweep batch failed: %s", exc)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                summary.errors.append(f"{type(exc).__name__}: {first}")
+                log.debug("a sweep batch failed", exc_info=True)
                 continue
             store(records)
     finally:
