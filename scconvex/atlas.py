@@ -423,6 +423,9 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None)
     fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=".csv",
                                dir=os.path.dirname(os.path.abspath(path)))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; exports are meant to be shared
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(buf.getvalue())
         os.replace(tmp, path)

@@ -375,7 +375,7 @@ def _run_dask(todo, store, summary: SweepSummary, workers: int, scheduler: str |
                                     f"{scheduler!r}: {exc}") from None
         else:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
             client = Client(cluster)
     except BaseException:
         if cluster is not None:
