@@ -102,26 +102,24 @@ def _title(rows: list[dict]) -> str:
     return f"{r['dataset']}: k={r['k']}"
 
 
-def cosines_figure(rows: list[dict]):
-    """Named cosines against R (log axis), one set of curves per tau."""
-    rows = _one_config(rows, "cosines")
+def _cosine_figure(rows: list[dict], kind: str, x: str, by: str, xlabel: str):
+    rows = _one_config(rows, kind)
     fig = _figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    _curves(ax, rows, "R", "tau")
-    ax.set_xlabel("imbalance ratio R")
+    _curves(ax, rows, x, by)
+    ax.set_xlabel(xlabel)
     ax.set_title(_title(rows) + " (grey: simplex ETF)", fontsize=9)
     return fig
+
+
+def cosines_figure(rows: list[dict]):
+    """Named cosines against R (log axis), one set of curves per tau."""
+    return _cosine_figure(rows, "cosines", "R", "tau", "imbalance ratio R")
 
 
 def tau_figure(rows: list[dict]):
     """Named cosines against tau (log axis), one set of curves per R."""
-    rows = _one_config(rows, "tau")
-    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
-    ax = fig.add_subplot()
-    _curves(ax, rows, "tau", "R")
-    ax.set_xlabel("temperature tau")
-    ax.set_title(_title(rows) + " (grey: simplex ETF)", fontsize=9)
-    return fig
+    return _cosine_figure(rows, "tau", "tau", "R", "temperature tau")
 
 
 def gap_figure(rows: list[dict]):
