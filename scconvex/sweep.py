@@ -12,9 +12,12 @@ calling process writes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -374,8 +377,10 @@ def _run_dask(todo, store, summary: SweepSummary, workers: int, scheduler: str |
                 raise ScconvexError(f"cannot connect to the dask scheduler at "
                                     f"{scheduler!r}: {exc}") from None
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.CRITICAL)
+            with _children_ignore_sigint():
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=None,
+                                       silence_logs=logging.CRITICAL)
             client = Client(cluster)
     except BaseException:
         if cluster is not None:
@@ -409,3 +414,21 @@ def _run_dask(todo, store, summary: SweepSummary, workers: int, scheduler: str |
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Start processes with SIGINT ignored, so that a Ctrl-C reaches only the client.
+
+    A terminal sends SIGINT to the whole process group; worker processes would die
+    mid-batch with tracebacks. An ignored signal stays ignored in spawned children (and
+    Python keeps it so), while the client restores its handler and stops cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
