@@ -70,6 +70,12 @@ def test_toml_spec(tmp_path):
     points = build_points(settings)
     assert len(points) == 3 * 2 + 2
     assert points[-1]["spec"]["counts"] == [10, 10, 3]
+    path.write_text(path.read_text() + f'atlas = "{tmp_path / "t.sqlite"}"\n')
+    proc = run_cli("sweep", "--spec", str(path), "--tau", "2", "--json")  # CLI overrides
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["solved"] == 4
+    with Atlas(tmp_path / "t.sqlite") as atlas:
+        assert {r["tau"] for r in atlas.rows()} == {2.0}
     path.write_text("steps = 3\n")
     with pytest.raises(InvalidInputError, match="unknown settings"):
         load_spec_file(path)
@@ -268,6 +274,11 @@ def test_export_names_cosines_and_atlas_errors(tmp_path):
             assert r["cos_maj_min"] == pytest.approx(M[0, 5], abs=1e-12)
         for r in other:
             assert r["cos_maj_maj"] is None and r["cos_min"] <= r["cos_mean"] <= r["cos_max"]
+    proc = run_cli("atlas", "list", db, "--where", "family=counts")
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("2 rows")
+    proc = run_cli("atlas", "show", db, other[0]["key"][:10])
+    shown = json.loads(proc.stdout)
+    assert shown["key"] == other[0]["key"] and shown["measures"]["cos_min"] == other[0]["cos_min"]
     proc = run_cli("atlas", "list", str(tmp_path / "missing.sqlite"))
     assert proc.returncode == 2 and "no atlas" in proc.stderr
     (tmp_path / "junk.sqlite").write_text("not a database")
