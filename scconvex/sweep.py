@@ -325,7 +325,8 @@ def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str
     batch_size : int, optional
         Points per task; default about four tasks per worker, at most 50 points each.
     progress : callable, optional
-        Called with the number of points finished by each stored batch.
+        Called with the number of points the atlas already holds (if any), then with the
+        number of points of each stored batch.
 
     Returns
     -------
@@ -338,6 +339,8 @@ def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str
         raise InvalidInputError(f"--workers must be an integer >= 0, got {workers!r}")
     todo = pending(points, atlas)
     summary = SweepSummary(points=len(points), from_atlas=len(points) - len(todo))
+    if progress is not None and summary.from_atlas:
+        progress(summary.from_atlas)
 
     def store(records: list[dict]) -> None:
         atlas.add(records)
