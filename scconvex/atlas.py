@@ -16,6 +16,7 @@ every committed row.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -76,6 +77,11 @@ def problem_key(spec: dict, gap_tol: float, excess_tol: float) -> str:
             "loss": spec["loss"], "relaxation": spec["relaxation"], "level": spec["level"],
             "gap_tol": float(gap_tol), "excess_tol": float(excess_tol)}
     return hashlib.sha256(dumps(data).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> str:
+    return dumps(package_versions())
 
 
 def package_versions() -> dict[str, str]:
@@ -211,8 +217,19 @@ class Atlas:
                 clauses.append("key LIKE ?")
                 params.append(value + "%")
                 continue
+            value = _coerce(value)
+            if isinstance(value, float) or dict(SOLVE_COLUMNS)[col] == "REAL":
+                # Grid values come from arithmetic (linspace, R rounding): compare to 1e-9.
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise InvalidInputError(f"--where {col}: {value!r} is not a number") \
+                        from None
+                clauses.append(f"ABS({col} - ?) <= 1e-9 * MAX(1.0, ABS(?))")
+                params += [value, value]
+                continue
             clauses.append(f"{col} = ?")
-            params.append(_coerce(value))
+            params.append(value)
         sql = "SELECT * FROM solves"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -281,7 +298,7 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
         "level": result["level"], "gap_tol": result["gap_tol"],
         "excess_tol": result["excess_tol"], "solver": result["solver"],
         "seconds": _float(seconds if seconds is not None else result["seconds"]),
-        "rank": result["rank"], "versions": dumps(package_versions()),
+        "rank": result["rank"], "versions": _versions(),
         "block_gram": None if geo is None else dumps(geo.to_dict()),
         "class_gram": (dumps(geo.class_gram()) if geo is not None
                        and geo.k <= CLASS_GRAM_MAX else None),
