@@ -153,9 +153,13 @@ def read_labels_file(path: str | os.PathLike) -> tuple[int, ...]:
             raise InvalidInputError(f"{where}: labels contain NaN or infinity")
     else:
         labels = [line.strip() for line in _read_text(path, name).splitlines()]
-        labels = np.array([x for x in labels if x])
-        if labels.size == 0:
+        labels = [x for x in labels if x]
+        if not labels:
             raise InvalidInputError(f"{where}: no labels found")
+        try:  # integer labels sort as numbers (2 before 10), others as text
+            labels = np.array([int(x) for x in labels])
+        except ValueError:
+            labels = np.array(labels)
     _, counts = np.unique(labels, return_counts=True)
     return tuple(int(c) for c in counts)
 

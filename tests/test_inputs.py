@@ -72,6 +72,8 @@ def test_labels_files(tmp_path, rng):
     assert read_labels_file(tmp_path / "y.npy") == (6, 2, 4)
     (tmp_path / "y.txt").write_text("\n".join(["cat"] * 3 + ["ant"] * 5) + "\n")
     assert read_labels_file(tmp_path / "y.txt") == (5, 3)  # sorted label order
+    (tmp_path / "n.txt").write_text("\n".join(["10"] * 3 + ["2"] * 5) + "\n")
+    assert read_labels_file(tmp_path / "n.txt") == (5, 3)  # 2 before 10
     np.save(tmp_path / "m.npy", np.zeros((2, 2)))
     with pytest.raises(InvalidInputError, match="1-D"):
         read_labels_file(tmp_path / "m.npy")

@@ -246,7 +246,16 @@ def test_atlas_verify_rejects_altered_rows(tmp_path):
         conn.execute("UPDATE solves SET block_gram = ?", (json.dumps(geo),))
     proc = run_cli("atlas", "verify", db)
     assert proc.returncode == 1 and "block_gram" in proc.stderr
-    # 2. Column and certificate altered alike: the recomputed loss exposes it.
+    # 2. A measure altered in its column and in the measures JSON alike.
+    with conn:
+        conn.execute("UPDATE solves SET block_gram = ?", (block,))
+        m = json.loads(conn.execute("SELECT measures FROM solves").fetchone()[0])
+        m["cos_min_min"] += 1e-3
+        conn.execute("UPDATE solves SET measures = ?, cos_min_min = ?",
+                     (json.dumps(m), m["cos_min_min"]))
+    proc = run_cli("atlas", "verify", db)
+    assert proc.returncode == 1 and "measure cos_min_min" in proc.stderr
+    # 3. Column and certificate altered alike: the recomputed loss exposes it.
     data = json.loads(cert)
     data["groups"]["gram"] = geo["gram"]
     with conn:
