@@ -431,7 +431,8 @@ def _distinct_counts(text: str) -> int:
 def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None) -> None:
     """Write export rows as CSV to ``path`` (atomically) or to ``stream``."""
     import io
-    import tempfile
+
+    from .report import write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
@@ -440,21 +441,8 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None)
         writer.writerow({k: ("" if v is None else v) for k, v in rec.items()})
     if path is None:
         stream.write(buf.getvalue())
-        return
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=".csv",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; exports are meant to be shared
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    else:
+        write_text(path, buf.getvalue())
 
 
 def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
