@@ -88,6 +88,8 @@ def test_toml_spec(tmp_path):
     pytest.param("2", marks=pytest.mark.slow, id="local-cluster"), pytest.param("0", id="serial")])
 def test_sweep_equals_direct_solves(tmp_path, workers):
     """Two local dask workers (or in process); a rerun solves nothing and says so."""
+    if workers != "0":
+        pytest.importorskip("distributed")
     db = str(tmp_path / "runs.sqlite")
     args = ["sweep", "--step-k", "6", "--rho", "0.5", "--n-min", "2", "--R", "1,3,10",
             "--tau", "0.2,1", "--atlas", db, "--workers", workers]
@@ -110,6 +112,7 @@ def test_sweep_equals_direct_solves(tmp_path, workers):
 @pytest.mark.slow
 def test_external_scheduler_and_worker(tmp_path):
     """A scheduler and a worker started as separate processes, as a user would."""
+    pytest.importorskip("distributed")
     env = {**os.environ, "PYTHONPATH": ROOT}
     dask = os.path.join(os.path.dirname(sys.executable), "dask")
     sched_file = tmp_path / "scheduler.json"
