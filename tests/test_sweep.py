@@ -208,6 +208,8 @@ BIG = ["--step-k", "10", "--rho", "0.5", "--n-min", "5", "--R", "logspace:1:1e4:
     pytest.param(signal.SIGINT, "2", marks=pytest.mark.slow, id="ctrl-c-local-cluster")])
 def test_stopped_sweep_leaves_an_atlas_that_opens(tmp_path, sig, workers):
     """SIGKILL, or a Ctrl-C sent to the whole process group as a terminal does."""
+    if workers != "0":
+        pytest.importorskip("distributed")
     db = str(tmp_path / "runs.sqlite")
     proc = subprocess.Popen([sys.executable, "-m", "scconvex", "sweep", *BIG, "--atlas", db,
                              "--workers", workers], cwd=ROOT, stdout=subprocess.PIPE,
