@@ -332,9 +332,10 @@ def check_row(row: dict, tol: float | None = None) -> VerifyRow:
     """Re-check one atlas row against its certificate, trusting no stored number.
 
     The certificate is verified from scratch (:func:`scconvex.verify.verify_data` with
-    the row's ``gap_tol`` unless ``tol`` is given); the key must be the hash of the
-    certificate's problem; the geometry columns, the claimed values and the measures
-    must equal what the certificate's geometry gives.
+    the row's ``gap_tol`` unless ``tol`` is given, and the row's ``excess_tol``); the key
+    must be the hash of the certificate's problem; the geometry columns and the claimed
+    values must equal the certificate's, and the measures must equal those recomputed
+    from the certificate's geometry.
     """
     from .measures import BlockGeometry, geometry_of, step_minority, summary
     from .verify import verify_data
@@ -386,7 +387,8 @@ def check_row(row: dict, tol: float | None = None) -> VerifyRow:
                 and _close(_float(stored_measures.get(name)), want, 1e-9)):
             reasons.append(f"measure {name} differs from the certificate's geometry")
     if status == "optimal":
-        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol)
+        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol,
+                             excess_tol=row["excess_tol"])
         reasons.extend(report.reasons)
     return VerifyRow(key, not reasons, status, tuple(reasons))
 
