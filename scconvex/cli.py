@@ -36,29 +36,14 @@ def _ints(text: str, name: str, size: int | None = None) -> list[float]:
     return out
 
 
-def _counts(text: str) -> tuple[int, ...]:
-    values = _ints(text, "--counts")
-    for v in values:
-        if v != int(v):
-            raise InvalidInputError(f"--counts: {v!r} is not an integer")
-    return tuple(int(v) for v in values)
-
-
 def _spec_from_args(args):
-    from .spec import ProblemSpec
+    from .inputs import spec_from_args
 
-    given = [x for x in (args.counts, args.step, args.long_tail) if x is not None]
-    if len(given) != 1:
-        raise InvalidInputError("give exactly one of --counts, --step, --long-tail")
-    variant = {"loss": args.loss, "relaxation": "dnn" if args.relu else "elliptope"}
-    if args.counts is not None:
-        spec = ProblemSpec(_counts(args.counts), args.tau, **variant)
-    elif args.step is not None:
-        k, rho, ratio, n_min = _ints(args.step, "--step", 4)
-        spec = ProblemSpec.step(k, rho, ratio, n_min, args.tau, **variant)
-    else:
-        k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
-        spec = ProblemSpec.long_tail(k, ratio, n_max, args.tau, **variant)
+    spec = spec_from_args(args)
+    variant = {"loss": getattr(args, "loss", "sc"),
+               "relaxation": "dnn" if getattr(args, "relu", False) else "elliptope"}
+    if variant != {"loss": spec.loss, "relaxation": spec.relaxation}:
+        spec = spec.with_(**variant)
     batches = _batches(args, spec.n)
     return spec if batches is None else spec.with_(batches=batches)
 
@@ -81,7 +66,12 @@ def _batches(args, n: int):
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem (one of)")
-    g.add_argument("--counts", metavar="C1,C2,...", help="samples per class")
+    g.add_argument("--counts", metavar="C1,C2,...",
+                   help="samples per class; NxM is M classes of N (e.g. 500x5,50x5)")
+    g.add_argument("--counts-file", metavar="FILE",
+                   help="counts, one per line, CSV or a JSON list")
+    g.add_argument("--labels-file", metavar="FILE",
+                   help="labels (.npy, or text with one label per line); counts per label")
     g.add_argument("--step", metavar="K,RHO,R,NMIN",
                    help="STEP imbalance: K classes, a fraction RHO of majority classes "
                         "with R*NMIN samples, the others with NMIN")
@@ -166,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
                     "tight when both gaps to the certified lower bound are within this:")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_threads(p)
+    from .commands import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -327,9 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        from .commands import HANDLERS
+
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
                    "tightness": _cmd_tightness,
-                   "compare-batching": _cmd_compare_batching}[args.command]
+                   "compare-batching": _cmd_compare_batching, **HANDLERS}[args.command]
         return handler(args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -79,16 +79,21 @@ def dumps(obj: Any) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    write_text(path, dumps(obj) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=".json", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=os.path.splitext(path)[1],
+                               dir=folder)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dumps(obj))
-            fh.write("\n")
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -151,6 +156,8 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
         "seconds": res.seconds,
         "timings": dict(res.timings),
         "class_gram": res.class_gram if with_class else None,
+        "unique": res.unique,
+        "uniqueness": None if res.uniqueness is None else res.uniqueness.to_dict(),
     }
     if res.level == "group" and res.variable is not None:
         model = res.model
@@ -160,7 +167,15 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
         out["sample_gram"] = res.variable
     if res.model is not None and res.variable is not None:
         out.update(res.model.relaxation.report(res))
+    out["measures"] = _measures(out, res)
     return jsonable(out)
+
+
+def _measures(out: dict, res) -> dict | None:
+    from .measures import geometry_of, summary
+
+    geo = geometry_of(out)
+    return None if geo is None else summary(geo, counts=res.spec.counts, rank=res.rank)
 
 
 def _cert_field(cert, name: str) -> float:
@@ -199,6 +214,9 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"   (all n x n Grams)",
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
+    if res.unique is False:
+        # Say it before the cosines, which are then one optimum among many (or imprecise).
+        lines.append(f"  cosines {res.uniqueness.note}")
     if res.level == "group" and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)
