@@ -24,6 +24,7 @@ def run_peers(spec, d: int, seed: int, time_limit: float = 120.0) -> list[dict]:
 
     from scconvex.manifold import Spheres
     from scconvex.nonconvex import DEFAULT_TOL, class_cost, minimize_spheres
+    from scconvex.threads import blas_threads
 
     cost = class_cost(spec, d)
     x0 = Spheres(spec.k, d).random_point(np.random.default_rng(seed))
@@ -69,7 +70,9 @@ def run_peers(spec, d: int, seed: int, time_limit: float = 120.0) -> list[dict]:
                           max_iterations=20000))):
         nfev[0] = 0
         t0 = time.perf_counter()
-        res = opt.run(problem, initial_point=x0.T.copy())
+        # The same single BLAS thread as minimize_spheres uses by default.
+        with blas_threads(1):
+            res = opt.run(problem, initial_point=x0.T.copy())
         rows.append({"solver": name, "seconds": time.perf_counter() - t0,
                      "excess": float(res.cost), "grad_norm": float(res.gradient_norm),
                      "iterations": int(res.iterations),

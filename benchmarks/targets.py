@@ -140,8 +140,11 @@ def scaling_exponent(ks, seconds) -> float:
     return float(np.polyfit(np.log(ks[good]), np.log(secs[good]), 1)[0])
 
 
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
+def _verdict(ok: bool, ok_busy: bool | None = None) -> str:
+    """``met`` / ``**not met**``, or, for two conditions, which of them met it."""
+    if ok_busy is None or ok == ok_busy:
+        return "met" if ok else "**not met**"
+    return "met idle, **not met** busy" if ok else "met busy, **not met** idle"
 
 
 def targets_table(phases: dict, peers: list[dict] | None) -> list[str]:
@@ -157,23 +160,23 @@ def targets_table(phases: dict, peers: list[dict] | None) -> list[str]:
     def cell(ph, row):
         return f"{row['seconds']:.3f} ({row['cpu_seconds']:.3f})" if ph else "-"
 
+    def within(row, target, key="status", good="optimal"):
+        return row.get("seconds", math.inf) <= target and row.get(key) == good
+
     for k, target in SECONDS_TARGET.items():
         a, b = idle["native"][k], busy["native"][k]
-        ok = (max(a["seconds"], b["seconds"]) <= target and a["status"] == b["status"]
-              == "optimal")
         extra = " rel_gap <= 1e-9" if k == 1000 else ""
-        if k == 1000:
-            ok = ok and max(a["rel_gap"], b["rel_gap"]) <= 1e-9
+        gap_ok = k != 1000 or max(a["rel_gap"], b["rel_gap"]) <= 1e-9
         lines.append(f"| class level k = {k}, distinct counts, tau = 0.1 | <= {target} s"
                      f"{extra} | {cell(idle, a)} | {cell(busy, b)} | {a['status']}, "
                      f"{b['status']} (rel_gap <= {max(a['rel_gap'], b['rel_gap']):.1e}) | "
-                     f"{_verdict(ok)} |")
+                     f"{_verdict(within(a, target) and gap_ok, within(b, target) and gap_ok)} |")
     ratios = []
     for ph in (idle, busy):
         cvx = [o["seconds"] for o in ph["cvxpy50"].values() if o.get("status") == "optimal"]
         ratios.append(min(cvx) / ph["native"][50]["seconds"] if cvx else math.nan)
     lines.append(f"| native vs fastest certified cvxpy, k = 50 | >= 300x | {ratios[0]:.0f}x | "
-                 f"{ratios[1]:.0f}x | | {_verdict(min(ratios) >= 300)} |")
+                 f"{ratios[1]:.0f}x | | {_verdict(ratios[0] >= 300, ratios[1] >= 300)} |")
     worst = max(busy["native"][k]["seconds"] / idle["native"][k]["seconds"]
                 for k in (200, 500, 1000))
     lines.append(f"| busy / idle wall-time ratio, native, k = 200-1000 | <= 2 | | {worst:.2f} "
@@ -183,16 +186,14 @@ def targets_table(phases: dict, peers: list[dict] | None) -> list[str]:
                  f"| <= 1e-6 | {agree:.1e} | | | {_verdict(agree <= 1e-6)} |")
     for name, (_shape, target, _reps) in LONG_TAILS.items():
         a, b = idle["long_tails"][name], busy["long_tails"][name]
-        ok = (max(a["seconds"], b["seconds"]) <= target and a["status"] == b["status"]
-              == "optimal")
         lines.append(f"| {name}, tau = 0.1, certified | <= {target} s | {cell(idle, a)} | "
-                     f"{cell(busy, b)} | {a['status']}, {b['status']} | {_verdict(ok)} |")
+                     f"{cell(busy, b)} | {a['status']}, {b['status']} | "
+                     f"{_verdict(within(a, target), within(b, target))} |")
     a, b = idle["sample"], busy["sample"]
-    ok = max(a.get("seconds", math.inf), b.get("seconds", math.inf)) <= 30 and \
-        a["status"] == b["status"] == "converged"
+    verdict = _verdict(within(a, 30, good="converged"), within(b, 30, good="converged"))
     lines.append(f"| non-convex sample level, n = 5000 (10 x 500), d = 16, one restart | "
-                 f"<= 30 s | {a.get('seconds', math.nan):.1f} | {b.get('seconds', math.nan):.1f}"
-                 f" | {a['status']}, {b['status']} | {_verdict(ok)} |")
+                 f"<= 30 s | {cell(idle, a)} | {cell(busy, b)} | {a['status']}, "
+                 f"{b['status']} | {verdict} |")
     lines += ["", "Scaling in k (native, class level, tau = 0.1, fitted over k = "
               f"{', '.join(map(str, CLASS_KS))}):"]
     for ph in (idle, busy):
