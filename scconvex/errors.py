@@ -38,3 +38,12 @@ class SolveFailedError(ScconvexError):
 
 class VerificationError(ScconvexError):
     """A certificate file could not be verified (malformed, tampered or not optimal)."""
+
+
+class ResourceLimitError(InvalidInputError):
+    """A run was refused before it started: it would need more memory than is available.
+
+    A subclass of :class:`InvalidInputError` (the command line exits with code 2): the
+    request is too large for this machine, and the message names a level or solver that
+    fits.
+    """

@@ -20,10 +20,11 @@ import numpy as np
 
 from .backends import BACKENDS, RawResult, get_backend
 from .certify import Certificate, certify
-from .errors import InvalidInputError, SolveFailedError
+from .errors import InvalidInputError, ResourceLimitError, SolveFailedError
 from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
 from .repair import min_eigenvalue, repair
+from .resources import check_memory, level_hint, solve_bytes
 from .spec import ProblemSpec
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,22 @@ def _badness(cert: Certificate, tols: tuple[float, float]) -> float:
 def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
               tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
+    check_memory(solve_bytes(model.level, model.dim, solver),
+                 f"the {model.level} level ({model.dim} x {model.dim}) with the {solver} solver",
+                 level_hint(spec, model.level, solver))
+    limit = (options or {}).get("time_limit")
+    deadline = math.inf if limit is None else t_start + float(limit)
+    if limit is not None:
+        # The backend gets what is left after keeping time to repair and certify; when
+        # even that does not fit, say so now rather than overrun the limit by minutes.
+        left = deadline - time.perf_counter()
+        reserve = certify_seconds(model)
+        if reserve > left:
+            return _failed(spec, model, solver, f"time limit {float(limit):g} s: repairing and "
+                           f"certifying a {model.dim} x {model.dim} answer takes about "
+                           f"{reserve:.0f} s on this machine now; raise --time-limit",
+                           None, time.perf_counter() - t_start, {}, tols)
+        options = {**options, "time_limit": max(left - reserve, 1e-3)}
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
@@ -166,7 +183,7 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                        raw, time.perf_counter() - t_start, timings, tols)
     t0 = time.perf_counter()
     try:
-        X, shift, cert, scert = _round_and_certify(model, raw.X, tols)
+        X, shift, cert, scert = _round_and_certify(model, raw.X, tols, deadline)
     except SolveFailedError as exc:
         return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
                        timings, tols)
@@ -191,16 +208,43 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         timings, raw.status, raw.iterations, shift, *tols, cert, scert, model)
 
 
+CERTIFY_EIGS = 10
+"""Repair, certification, rank and feasibility checks cost about this many dense symmetric
+eigenvalue problems of the model's size (measured at g = 2696: 182 s for 8 of 24 s)."""
+
+
+def certify_seconds(model: Model) -> float:
+    """Seconds that repairing and certifying an answer of ``model`` takes on this machine.
+
+    :data:`CERTIFY_EIGS` eigenvalue problems of the model's size, extrapolated (cubic) from
+    one of at most 400 rows timed now, so that a loaded machine predicts more. Zero for
+    models of at most 200 rows.
+    """
+    m = model.dim
+    if m <= 200:
+        return 0.0
+    m0 = min(m, 400)
+    A = np.random.default_rng(0).standard_normal((m0, m0))
+    A = A + A.T
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.linalg.eigvalsh(A)
+        best = min(best, time.perf_counter() - t0)
+    return CERTIFY_EIGS * best * (m / m0) ** 3
+
+
 ROUNDING_DROPS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
 """Relative eigenvalue cut-offs tried when rounding a solver's answer to a feasible point."""
 
 
-def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
+def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float],
+                       deadline: float = math.inf):
     """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
 
     Every candidate is exactly feasible and carries its own valid certificate, so choosing
     the one with the smallest gap is sound. The search stops once a candidate's gap is far
-    below the tolerance.
+    below the tolerance, or after the first cut-off once the time limit has passed.
     """
     starts = [X]
     if model.level == "sample" and np.all(np.isfinite(X)):
@@ -217,7 +261,7 @@ def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
             worst = max(_badness(cert, tols), _badness(scert, tols))
             if best is None or worst < best[0]:
                 best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
-        if best[0] <= 1e-3:
+        if best[0] <= 1e-3 or time.perf_counter() > deadline:
             break
     return best[1:]
 
@@ -241,6 +285,10 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         says so).
     options : dict, optional
         Backend options (e.g. ``tol``, ``max_iter``, ``time_limit``); unknown keys raise.
+        ``time_limit`` (seconds) bounds the whole call: rounding stops early once it has
+        passed, and with ``solver="auto"`` the Clarabel fallback gets only the time left
+        (and is skipped, with a note in the message, when none is left or when it would
+        not fit in memory).
     gap_tol : float
         Largest relative certified gap (at the solved level and at sample level) for
         ``status == "optimal"``.
@@ -257,6 +305,9 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     ------
     InvalidInputError
         For an invalid level, solver, options or tolerance.
+    ResourceLimitError
+        When the chosen level and solver would need more memory than is available
+        (:mod:`scconvex.resources`); the message names the estimate and what to use instead.
 
     Examples
     --------
@@ -280,9 +331,21 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         res = _pipeline(spec, model, "native", options, tols, t_start)
         if res.success:
             return res
+        note = f"native solver not certified ({res.message}); "
+        fallback_options = None
+        limit = (options or {}).get("time_limit")
+        if limit is not None:
+            left = float(limit) - (time.perf_counter() - t_start)
+            if left <= 0:
+                return _with_message(res, note + "no time left for the clarabel fallback "
+                                     f"(time limit {float(limit):g} s)")
+            fallback_options = {"time_limit": left}
         log.info("native solver did not certify (%s); falling back to clarabel", res.message)
-        fallback = _pipeline(spec, model, "clarabel", None, tols, t_start)
-        note = f"native solver not certified ({res.message}); fell back to clarabel. "
+        try:
+            fallback = _pipeline(spec, model, "clarabel", fallback_options, tols, t_start)
+        except ResourceLimitError as exc:
+            return _with_message(res, note + f"clarabel fallback skipped: {exc}")
+        note += "fell back to clarabel. "
         if not fallback.success and _worst(res, tols) < _worst(fallback, tols):
             # Neither certified: keep the answer with the better certificate.
             return _with_message(res, note + f"clarabel was no better ({fallback.message}); "

@@ -9,7 +9,6 @@ them with the claims.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from .certify import certify
 from .errors import InvalidInputError
 from .model import build_model
 from .repair import min_eigenvalue
+from .report import load_json
 from .spec import ProblemSpec
 
 FEASIBILITY_TOL = 1e-10
@@ -183,11 +183,8 @@ def verify(path: str | os.PathLike, tol: float = 1e-8) -> VerifyReport:
         with the claims, and both relative gaps are at most ``tol``; otherwise ``reasons``
         says why (infeasible geometry, tampered values, gap too large, malformed file).
     """
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        return _fail(f"cannot read {os.fspath(path)!r}: {exc.strerror}", tol)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return _fail(f"malformed certificate: not valid JSON ({exc})", tol)
+    try:  # bounded: regular files only, size and nesting limits (scconvex.report.load_json)
+        data = load_json(path)
+    except InvalidInputError as exc:
+        return _fail(str(exc), tol)
     return verify_data(data, tol)

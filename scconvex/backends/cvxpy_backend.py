@@ -108,24 +108,31 @@ def _settings(name: str, options: dict) -> dict:
 
 def _run(name: str):
     def run(model: Model, options: dict) -> RawResult:
-        raw = run_once(model, options)
+        t_start = time.perf_counter()
+        limit = options["time_limit"]
+        deadline = None if limit is None else t_start + float(limit)
+        raw = run_once(model, options, deadline)
         # Clarabel sometimes cannot reach a very tight tolerance and then returns an early
         # iterate as "inaccurate"; a looser target often converges to a better point.
         tol = float(options["tol"])
         while name == "clarabel" and raw.status == "inaccurate" and tol < 1e-9:
             tol *= 100.0
-            retry = run_once(model, {**options, "tol": tol})
+            if deadline is not None and time.perf_counter() >= deadline:
+                break  # retries share the one time limit
+            retry = run_once(model, {**options, "tol": tol}, deadline)
             if retry.X is None:
                 break
             raw = RawResult(retry.status, retry.X, retry.message + f" (retried at tol {tol:g})",
                             raw.iterations + retry.iterations, retry.info)
         return raw
 
-    def run_once(model: Model, options: dict) -> RawResult:
+    def run_once(model: Model, options: dict, deadline: float | None) -> RawResult:
         import cvxpy as cp
 
         build = _sample_problem if model.level == "sample" else _block_problem
         problem, var = build(model)
+        if deadline is not None:  # importing cvxpy and building the model count too
+            options = {**options, "time_limit": max(deadline - time.perf_counter(), 1e-3)}
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
