@@ -158,7 +158,7 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
     check_memory(solve_bytes(model.level, model.dim, solver),
                  f"the {model.level} level ({model.dim} x {model.dim}) with the {solver} solver",
                  level_hint(spec, model.level, solver))
-    limit = (options or {}).get("time_limit")
+    limit = backend.check_options(options).get("time_limit")  # validated before use
     deadline = math.inf if limit is None else t_start + float(limit)
     if limit is not None:
         # The backend gets what is left after keeping time to repair and certify; when
