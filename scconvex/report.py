@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError
-from .resources import check_memory, class_gram_bytes, format_bytes
+from .resources import check_memory, class_gram_bytes
 
 SCHEMA_VERSION = 1
 
@@ -205,76 +205,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-
-
-MAX_JSON_BYTES = 4 * 2**30
-"""Largest JSON file :func:`load_json` reads (a ``--full-gram`` certificate of 10,000
-classes is about 2 GB)."""
-
-MAX_JSON_DEPTH = 32
-"""Deepest nesting :func:`load_json` accepts (a certificate is 4 levels deep)."""
-
-
-def load_json(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES,
-              max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Read a JSON file with bounded resources.
-
-    Only regular files are read (not ``/dev/zero``, FIFOs or directories), at most
-    ``max_bytes`` of them and only if parsing them fits in memory; integers of more than
-    4300 digits and nesting deeper than ``max_depth`` are refused.
-
-    Raises
-    ------
-    InvalidInputError
-        With a one-line reason: unreadable, not a regular file, too large, too deep or
-        not valid JSON.
-    """
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidInputError(f"cannot read {name!r}: it is {_kind(st.st_mode)}, "
-                                        "not a regular file")
-            if st.st_size > max_bytes:
-                raise InvalidInputError(f"refusing {name!r}: {format_bytes(st.st_size)} is "
-                                        f"more than the limit of {format_bytes(max_bytes)}")
-            # Parsed JSON numbers take several times their text (Python floats and lists).
-            check_memory(8.0 * st.st_size, f"reading {name!r}")
-            raw = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {name!r}: {exc.strerror or exc}") from None
-    if len(raw) > max_bytes:
-        raise InvalidInputError(f"refusing {name!r}: more than {format_bytes(max_bytes)}")
-    try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise InvalidInputError(f"refusing {name!r}: JSON nested deeper than the limit of "
-                                f"{max_depth}") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"malformed certificate: not valid UTF-8 ({exc.reason})") \
-            from None
-    except ValueError as exc:  # JSONDecodeError, and integers beyond 4300 digits
-        raise InvalidInputError(f"malformed certificate: not valid JSON ({exc})") from None
-    if _depth(data) > max_depth:
-        raise InvalidInputError(f"refusing {name!r}: JSON nested deeper than the limit of "
-                                f"{max_depth}")
-    return data
-
-
-def _depth(data: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest = 0
-    stack = [(data, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict):
-            node = list(node.values())
-        if isinstance(node, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node
-                         if isinstance(child, (list, dict)))
-    return deepest
 
 
 CLASS_GRAM_MAX = 200
