@@ -239,15 +239,16 @@ def _cmd_solve(args) -> int:
     else:
         print(format_result(res))
     sys.stdout.flush()
-    code = 0
+    problems = []  # one stderr line, whatever went wrong
     if not res.success:
-        print(f"scconvex: {res.status}: {res.message}", file=sys.stderr)
-        code = 1
+        problems.append(f"{res.status}: {res.message}")
     if write_failure is not None:
-        print(f"scconvex: error: certificate not written to {args.certificate}: "
-              f"{write_failure}", file=sys.stderr)
-        code = 1
-    return code
+        problems.append(f"error: certificate not written to {args.certificate}: "
+                        f"{write_failure}")
+    if problems:
+        print("scconvex: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_verify(args) -> int:

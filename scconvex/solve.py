@@ -165,7 +165,7 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         # even that does not fit, say so now rather than overrun the limit by minutes.
         left = deadline - time.perf_counter()
         reserve = certify_seconds(model)
-        if reserve > left:
+        if reserve > 0 and reserve > left:
             return _failed(spec, model, solver, f"time limit {float(limit):g} s: repairing and "
                            f"certifying a {model.dim} x {model.dim} answer takes about "
                            f"{reserve:.0f} s on this machine now; raise --time-limit",
