@@ -188,3 +188,19 @@ def test_verify_malformed_json_fails_cleanly(tmp_path, text):
     proc = run("verify", str(path))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("c, k, tau", [(10**15, 5, 0.5), (2**51, 4, 0.1), (10**9, 3, 1.0)])
+def test_huge_counts_below_the_limit_are_exact(c, k, tau):
+    """Balanced counts up to n = 2**53: the certified loss is the simplex-ETF closed form,
+    evaluated here in 50-digit mpmath (each anchor sees c - 1 positives at cosine 1 and
+    n - c negatives at -1/(k-1))."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    proc = run("solve", "--counts", ",".join([str(c)] * k), "--tau", str(tau), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    n = c * k
+    ref = n * mp.log((c - 1) + (n - c) * mp.exp((mp.mpf(-1) / (k - 1) - 1) / tau))
+    assert data["n"] == n and data["counts"] == [c] * k
+    assert abs(data["loss"] - ref) <= 1e-13 * ref
