@@ -47,3 +47,9 @@ class ResourceLimitError(InvalidInputError):
     request is too large for this machine, and the message names a level or solver that
     fits.
     """
+
+
+def missing_extra(extra: str, exc: ImportError) -> InvalidInputError:
+    """The error for an optional dependency that is not installed (names the extra)."""
+    return InvalidInputError(f"this needs the optional extra [{extra}] "
+                             f"(pip install 'scconvex[{extra}]'): {exc}")

@@ -63,14 +63,19 @@ def dumps(obj: Any) -> str:
 
 
 TEMP_PREFIX = ".scconvex-tmp-"
-"""Temporary files of :func:`write_json` are ``.scconvex-tmp-XXXXXXXX.json`` next to the
-target."""
+"""Temporary files of :func:`write_text` are ``.scconvex-tmp-XXXXXXXX.json`` (the target's
+extension) next to the target."""
 
 STALE_SECONDS = 3600.0
 """Temporary files older than this (left by a process killed with SIGKILL) are removed by
 the next :func:`write_json` into the same folder."""
 
-_TEMP_NAME = re.compile(r"^\.scconvex-(tmp-)?[a-z0-9_]{8}\.json$")
+_TEMP_NAME = re.compile(r"^\.scconvex-(tmp-)?[a-z0-9_]{8}(\.[A-Za-z0-9]{1,8})?$")
+
+
+def _suffix(path: str) -> str:
+    ext = os.path.splitext(path)[1]
+    return ext if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", ext) else ""
 
 
 def _kind(mode: int) -> str:
@@ -125,9 +130,9 @@ def check_writable(path: str | os.PathLike) -> str:
 
 
 def remove_stale_temporaries(folder: str, max_age: float = STALE_SECONDS) -> int:
-    """Remove temporary files of :func:`write_json` older than ``max_age`` seconds.
+    """Remove temporary files of :func:`write_text` older than ``max_age`` seconds.
 
-    Only names of the exact form :func:`write_json` creates are touched. Returns how many
+    Only names of the exact form :func:`write_text` creates are touched. Returns how many
     files were removed.
     """
     removed = 0
@@ -156,7 +161,12 @@ def _umask() -> int:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON, atomically: a temporary file in the same folder, then rename.
+    """Write ``obj`` as JSON atomically (see :func:`write_text`)."""
+    write_text(path, dumps(obj) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically: a temporary file in the same folder, then rename.
 
     * an existing regular file is replaced in one step and keeps its permission bits (and,
       when run as root, its owner); a new file gets ``0666`` minus the umask;
@@ -176,14 +186,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     target = check_writable(path)
     folder = os.path.dirname(target)
     remove_stale_temporaries(folder)
-    text = dumps(obj)
     try:
         st = os.stat(target)
     except FileNotFoundError:
         st = None
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".json", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=_suffix(target), dir=folder)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", newline="") as fh:
             if st is not None:
                 if os.geteuid() == 0:
                     os.fchown(fh.fileno(), st.st_uid, st.st_gid)
@@ -191,7 +200,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
             else:  # mkstemp makes 0600; results are meant to be shared
                 os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(text)
-            fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -270,7 +278,17 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
                          "block_of": model.block_of, "gram": res.variable}
     if res.level == "sample" and res.variable is not None:
         out["sample_gram"] = res.variable
+    if res.model is not None and res.variable is not None:
+        out.update(res.model.relaxation.report(res))
+    out["measures"] = _measures(out, res)
     return jsonable(out)
+
+
+def _measures(out: dict, res) -> dict | None:
+    from .measures import geometry_of, summary
+
+    geo = geometry_of(out)
+    return None if geo is None else summary(geo, counts=res.spec.counts, rank=res.rank)
 
 
 def _cert_field(cert, name: str) -> float:
@@ -295,6 +313,9 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"  counts      {_counts_text(spec.counts)}",
         f"  level       {res.level}   solver {res.solver}   status {res.status.upper()}",
     ]
+    if (spec.loss, spec.relaxation) != ("sc", "elliptope") or spec.batches is not None:
+        batches = "" if spec.batches is None else f"   batches {len(spec.batches)}"
+        lines.insert(2, f"  variant     loss {spec.loss}   relaxation {spec.relaxation}{batches}")
     if res.status == "failed":
         lines.append(f"  {res.message}")
         return "\n".join(lines)
