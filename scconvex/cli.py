@@ -363,7 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread (e.g. called from a test runner thread)
         previous = None
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
     except BrokenPipeError:
         _quiet_stdout()
         return 1

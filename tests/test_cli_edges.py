@@ -206,3 +206,10 @@ def test_huge_counts_below_the_limit_are_exact(c, k, tau):
     ref = n * mp.log((c - 1) + (n - c) * mp.exp((mp.mpf(-1) / (k - 1) - 1) / tau))
     assert data["n"] == n and data["counts"] == [c] * k
     assert abs(data["loss"] - ref) <= 1e-13 * ref
+
+
+def test_verify_refuses_a_fifo_without_blocking(tmp_path, capsys):
+    fifo = tmp_path / "c.json"
+    os.mkfifo(fifo)
+    assert main(["verify", str(fifo)]) == 1  # open() on a FIFO would wait for a writer
+    assert "not a regular file" in capsys.readouterr().err
