@@ -213,3 +213,11 @@ def test_verify_refuses_a_fifo_without_blocking(tmp_path, capsys):
     os.mkfifo(fifo)
     assert main(["verify", str(fifo)]) == 1  # open() on a FIFO would wait for a writer
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_verify_refuses_a_huge_file_without_reading_it(tmp_path, capsys):
+    path = tmp_path / "c.json"
+    with open(path, "wb") as fh:  # sparse: 1 TiB of size, no disk space used
+        fh.truncate(2**40)
+    assert main(["verify", str(path)]) == 1
+    assert "larger than" in capsys.readouterr().err
