@@ -82,8 +82,11 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("args, code, phrase", REFUSED)
-def test_refusals_are_one_line_with_the_right_exit_code(capsys, args, code, phrase):
-    # In-process (fast); tests/test_fuzz.py runs the real command on such input.
+def test_refusals_are_one_line_with_the_right_exit_code(capsys, monkeypatch, args, code,
+                                                        phrase):
+    # In-process (fast); tests/test_fuzz.py runs the real command on such input. The
+    # budget is capped so that the memory refusals do not depend on the machine's size.
+    monkeypatch.setenv("SCCONVEX_MEMORY_LIMIT", "16G")
     assert main(args) == code
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and phrase in err, err
