@@ -77,7 +77,7 @@ DEFAULTS = {
     "rank": None,
     "memory": 5,
     "newton": True,
-    "newton_gap": 1e-3,
+    "newton_gap": 1e-2,
 }
 """Options of the native backend.
 
