@@ -17,7 +17,10 @@ way:
   (:class:`scconvex.manifold.Rows`), with a row-wise diagonal preconditioner (classes with
   more samples weigh more in the loss and curve it more) and a Wolfe line search that
   falls back on the slope alone once differences of ``F`` are rounding noise, so that the
-  gradient can be driven far below ``sqrt(eps)``.
+  gradient can be driven far below ``sqrt(eps)``; once the certified gap is below
+  ``newton_gap``, a Riemannian truncated Newton method (:func:`scconvex.optim.newton_cg`)
+  with Hessian-vector products in block form (:meth:`_Problem.hessian`, three
+  ``g x g x r`` float32 products each) finishes the run.
 * **certificate** (MATH.md section 5) over the same feasible set: ``S = C - Diag(nu)``
   with ``C`` the gradient of ``F`` in ``Q``, ``nu_p = (C Q)_pp`` on sphere rows and 0 on
   free rows. Because ``C`` is the gradient of the (convex) excess divided by the excess,
@@ -412,6 +415,7 @@ class _Outcome:
     evaluations: int
     status: str
     message: str
+    newton: int = 0     # iterations of truncated Newton among ``iterations``
 
 
 _ENDINGS = {"line_search": "inaccurate", "time_limit": "time_limit",
@@ -428,6 +432,7 @@ def _minimize(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
     # float32 pairs: F is the log of the excess, so gradients stay of order 1 / tau.
     out = lbfgs(problem, X0, monitor=monitor, max_iter=max_iter, memory=memory,
                 deadline=deadline, pair_dtype=np.float32)
+    newton = 0
     if out.verdict is not None and out.verdict[0] == "newton":
         done = out.iterations
         evals = out.evaluations
@@ -440,6 +445,7 @@ def _minimize(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
                         max_iter=max(max_iter - done, 1), deadline=deadline,
                         hess_dtype=np.float32,
                         enough=lambda p: tol / (3.0 * max(monitor.certify(p).gap, tol)))
+        newton = out.iterations
         out.iterations += done
         out.evaluations += evals
     if out.status == "non_finite":
@@ -455,7 +461,8 @@ def _minimize(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
         status = _ENDINGS[out.status]
         message = (f"{out.message}; certified gap {cert.gap:.2e} (relative to the excess "
                    "loss)")
-    return _Outcome(out.point, cert, out.iterations, out.evaluations, status, message)
+    return _Outcome(out.point, cert, out.iterations, out.evaluations, status, message,
+                    newton)
 
 
 # ---------------------------------------------------------------------- driver
@@ -590,12 +597,14 @@ def run(model: Model, options: dict) -> RawResult:
     total = 0
     escapes = 0
     evaluations = 0
+    newton_total = 0
     while True:
         out = _minimize(problem, X, tol=opts["tol"], max_iter=opts["max_iter"] - total,
                         deadline=deadline, memory=opts["memory"],
                         newton_gap=opts["newton_gap"])
         total += out.iterations
         evaluations += out.evaluations
+        newton_total += out.newton
         if out.status != "saddle":
             break
         if out.point.X.shape[1] >= g or total >= opts["max_iter"]:
@@ -619,6 +628,7 @@ def run(model: Model, options: dict) -> RawResult:
         # a_p > 1 is infeasible (never optimal: the loss increases with a_p); say so.
         status, msg = "inaccurate", "a within-group cosine exceeds 1"
     info = {"rank": int(p.X.shape[1]), "escapes": escapes, "evaluations": evaluations,
+            "newton_iterations": newton_total,
             "excess_gap": float(cert.gap) if cert else math.nan,
             "gap_floor": float(cert.floor) if cert else math.nan,
             "min_eig_slack": float(cert.lam) if cert else math.nan,
