@@ -439,12 +439,22 @@ def check_row(row: dict, tol: float | None = None,
     the geometry columns and the claimed values must equal the certificate's, the grid
     coordinates must generate its counts, and the measures must equal those recomputed
     from the certificate's geometry. ``tightness_rows`` (the row's tightness table rows)
-    must be consistent with the certificate (:func:`_tightness_reasons`).
+    must be consistent with the certificate (:func:`_tightness_reasons`). A row that
+    cannot be read (damaged JSON, a text where a number belongs) is rejected.
     """
+    try:
+        return _check_row(row, tol, tightness_rows)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # Includes InvalidInputError (a ValueError), e.g. a row without a gap_tol.
+        return VerifyRow(str(row.get("key")), False, str(row.get("status") or "?"),
+                         (f"unreadable row ({type(exc).__name__}: {exc})",))
+
+
+def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> VerifyRow:
     from .measures import BlockGeometry, geometry_of, step_minority, summary
     from .verify import verify_data
 
-    key, status = row["key"], row.get("status") or "?"
+    key, status = str(row["key"]), str(row.get("status") or "?")
     reasons: list[str] = []
     try:
         cert = json.loads(row["certificate"])
@@ -502,8 +512,19 @@ def check_row(row: dict, tol: float | None = None,
 
 
 def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
-    """:func:`check_row` for every row of the atlas."""
-    return [check_row(row, tol, atlas.tightness_rows(row["key"])) for row in atlas.rows()]
+    """:func:`check_row` for every row of the atlas.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``tol`` is given and is not a finite number > 0.
+    """
+    if tol is not None:
+        from .solve import _tolerance
+
+        tol = _tolerance(tol, "tol")
+    return [check_row(row, tol, atlas.tightness_rows(row["key"]) if row["key"] is not None
+                      else ()) for row in atlas.rows()]
 
 
 # ---------------------------------------------------------------------- export
@@ -579,6 +600,9 @@ def show(atlas: Atlas, key: str) -> dict:
     out = {k: v for k, v in row.items() if k not in ("certificate",)}
     for name in ("versions", "block_gram", "class_gram", "measures"):
         if out.get(name) is not None:
-            out[name] = json.loads(out[name])
+            try:
+                out[name] = json.loads(out[name])
+            except (TypeError, ValueError):
+                pass  # a damaged column is shown as stored (atlas verify rejects it)
     out["tightness"] = atlas.tightness_rows(row["key"])
     return jsonable(out)

@@ -9,6 +9,7 @@ and the whole tightness table could be edited freely and ``atlas verify`` still 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,44 @@ def test_edited_column_is_rejected(atlas_file, tmp_path, column, value):
 def test_edited_tightness_row_is_rejected(atlas_file, tmp_path, change):
     reasons = _rejected(atlas_file, tmp_path, f"UPDATE tightness SET {change} WHERE d = 2")
     assert any("tightness row d=2" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("change", [
+    "measures = 'not json'", "class_gram = '[[1'", "class_gram = '\"s\"'", "measures = '[1]'",
+    "rho = 'abc'", "gap_tol = NULL", "key = NULL", "family = NULL", "tau = 'x'",
+])
+def test_damaged_row_is_rejected_not_a_crash(atlas_file, tmp_path, capsys, change):
+    from scconvex.cli import main
+
+    reasons = _rejected(atlas_file, tmp_path, f"UPDATE solves SET {change}")
+    assert reasons
+    copy = str(tmp_path / "copy.sqlite")
+    for command in (["atlas", "verify", copy], ["atlas", "list", copy],
+                    ["atlas", "export", copy], ["atlas", "show", copy, ""]):
+        code = main(command)
+        err = capsys.readouterr().err
+        assert "internal error" not in err, (command, err)
+        assert code in (0, 1, 2) and len(err.strip().splitlines()) <= 1, (command, err)
+
+
+def test_damaged_database_files_are_bad_input(atlas_file, tmp_path, capsys):
+    from scconvex.cli import main
+
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(Path(atlas_file).read_bytes())
+    with open(corrupt, "r+b") as fh:  # overwrite pages past the header
+        fh.seek(4096)
+        fh.write(b"\xff" * 8192)
+    other = str(tmp_path / "other.sqlite")
+    with sqlite3.connect(other) as conn:  # the three tables, not the atlas columns
+        conn.executescript("CREATE TABLE solves (key TEXT); CREATE TABLE tightness (key TEXT);"
+                           "CREATE TABLE meta (name TEXT); INSERT INTO solves VALUES ('a');")
+    conn.close()
+    for path in (str(corrupt), other):
+        for command in (["atlas", "verify", path], ["atlas", "list", path],
+                        ["atlas", "export", path],
+                        ["plot", path, "--kind", "gap", "--out", str(tmp_path / "f.png")]):
+            code = main(command)
+            err = capsys.readouterr().err
+            assert code == 2 and "internal error" not in err, (command, err)
+            assert len(err.strip().splitlines()) == 1
