@@ -53,6 +53,7 @@ class VerifyReport:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """JSON-ready dictionary: the fields above plus the recomputed details."""
         return {"ok": self.ok, "reasons": list(self.reasons), "loss": self.loss,
                 "rel_gap": self.rel_gap, "sample_rel_gap": self.sample_rel_gap,
                 "min_eigenvalue": self.min_eigenvalue, "tol": self.tol, **self.details}

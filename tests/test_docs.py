@@ -1,0 +1,381 @@
+"""The documentation runs: tutorial and command-line examples, API coverage, the site build.
+
+Console blocks in the docs (```console, lines starting with ``$ ``) are run and their output
+compared with what the page shows; pycon blocks (``>>>``) run as doctests, in page order and
+in one namespace, in a temporary folder. Timings are masked and numbers are compared to
+the digits they are printed with (see :func:`same_text`).
+
+A marker comment right before a block changes how it is tested:
+
+* ``<!-- test: slow -->``: run only with ``-m slow``;
+* ``<!-- test: needs-command NAME -->``: skipped while ``scconvex NAME`` does not exist;
+* ``<!-- test: skip -->``: shown, never run (e.g. commands that need a cluster).
+
+After an intended change of output, regenerate the console outputs of a page with
+``python tests/test_docs.py --update docs/tutorial.md`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import inspect
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+FENCE = re.compile(r"(?:<!--\s*test:\s*(?P<marker>[^>]*?)\s*-->\s*\n)?"
+                   r"^```(?P<lang>console|pycon)\n(?P<body>.*?)^```\s*$", re.M | re.S)
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+SECONDS = re.compile(r"\d+\.\d+ ?s\b")
+
+
+@dataclass
+class Block:
+    lang: str
+    body: str
+    marker: str
+    line: int
+
+
+def blocks(path: Path) -> list[Block]:
+    text = path.read_text()
+    return [Block(m["lang"], m["body"], (m["marker"] or "").strip(),
+                  text.count("\n", 0, m.start("body")) + 1)
+            for m in FENCE.finditer(text)]
+
+
+def commands(body: str) -> list[tuple[str, str]]:
+    """``(command, shown output)`` pairs of a console block."""
+    out: list[tuple[str, list[str]]] = []
+    lines = body.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("$ "):
+            cmd = line[2:]
+            while cmd.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                cmd = cmd[:-1] + " " + lines[i].strip()
+            out.append((cmd, []))
+        elif out:
+            out[-1][1].append(line)
+        i += 1
+    return [(cmd, "\n".join(shown)) for cmd, shown in out]
+
+
+def run_command(cmd: str, cwd: Path) -> str:
+    """Run one documented command; ``scconvex`` and ``python`` mean this checkout's."""
+    argv = shlex.split(cmd)
+    if argv[0] == "scconvex":
+        argv = [sys.executable, "-m", "scconvex", *argv[1:]]
+    elif argv[0] == "python":
+        argv = [sys.executable, *argv[1:]]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=600)
+    return (proc.stdout + proc.stderr).rstrip("\n")
+
+
+def _places(token: str) -> float:
+    """One unit in the last printed digit of a number token."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def _masked(text: str) -> str:
+    text = " ".join(SECONDS.sub("<s>", text).split())
+    # An iteration count printed just before the time of its run varies with the machine
+    # as the time does (the tightness table's "max it" column).
+    return re.sub(r"\b\d+ <s>", "# <s>", text)
+
+
+def same_text(shown: str, got: str) -> bool:
+    """Equal up to timings, whitespace runs, and numbers within their printed precision.
+
+    Integers (no point, no exponent) must be equal. Other numbers may differ by one unit in
+    their last printed digit or by 1e-9 relative, and any two numbers below 1e-6 in
+    magnitude are equal: these are certified gaps at rounding level, which differ from
+    machine to machine.
+    """
+    a, b = _masked(shown), _masked(got)
+    na, nb = NUMBER.findall(a), NUMBER.findall(b)
+    if NUMBER.sub("#", a) != NUMBER.sub("#", b) or len(na) != len(nb):
+        return False
+    for x, y in zip(na, nb):
+        if not any(c in x + y for c in ".eE"):
+            if int(x) != int(y):
+                return False
+            continue
+        fx, fy = float(x), float(y)
+        if abs(fx) < 1e-6 and abs(fy) < 1e-6:
+            continue
+        if abs(fx - fy) > max(1.01 * _places(x), 1.01 * _places(y), 1e-9 * abs(fx)):
+            return False
+    return True
+
+
+class _Checker(doctest.OutputChecker):
+    def check_output(self, want, got, optionflags):
+        return super().check_output(want, got, optionflags) or same_text(want, got)
+
+
+def available_commands() -> set[str]:
+    text = run_command("scconvex --help", ROOT)
+    match = re.search(r"\{([a-z,]+)\}", text)
+    return set(match.group(1).split(",")) if match else set()
+
+
+def skip_reason(block: Block, commands_now: set[str]) -> str | None:
+    marker = block.marker
+    if marker == "skip":
+        return "shown only"
+    if marker == "slow":
+        return "slow"
+    if marker.startswith("needs-command"):
+        name = marker.split()[1]
+        if name not in commands_now:
+            return f"scconvex {name} does not exist yet"
+    return None
+
+
+def run_page(path: Path, tmp: Path) -> list[str]:
+    """Run every block of a page in order; the list of mismatches (empty when it agrees)."""
+    problems = []
+    cmds = available_commands()
+    globs: dict = {"__name__": "__docs__"}
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(checker=_Checker(), optionflags=doctest.ELLIPSIS
+                                   | doctest.NORMALIZE_WHITESPACE)
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        for block in blocks(path):
+            if skip_reason(block, cmds):
+                continue
+            where = f"{path.name}:{block.line}"
+            if block.lang == "console":
+                for cmd, shown in commands(block.body):
+                    got = run_command(cmd, tmp)
+                    if not same_text(shown, got):
+                        problems.append(f"{where}: $ {cmd}\n--- shown\n{shown}\n--- got\n{got}")
+            else:
+                test = parser.get_doctest(block.body, globs, where, str(path), block.line)
+                report: list[str] = []
+                result = runner.run(test, out=report.append, clear_globs=False)
+                globs.update(test.globs)  # DocTest works on a copy; later blocks build on it
+                if result.failed:
+                    problems.append("".join(report))
+    finally:
+        os.chdir(cwd)
+    return problems
+
+
+# ---------------------------------------------------------------------- the pages
+PAGES = ["tutorial.md", "cli.md"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_outputs_are_real(page, tmp_path):
+    problems = run_page(DOCS / page, tmp_path)
+    assert not problems, "\n\n".join(problems)
+
+
+@pytest.mark.slow
+def test_slow_blocks_run(tmp_path):
+    """The console blocks marked slow (large profiles), compared like the others."""
+    problems = []
+    for page in PAGES:
+        for block in blocks(DOCS / page):
+            if block.marker != "slow" or block.lang != "console":
+                continue
+            for cmd, shown in commands(block.body):
+                got = run_command(cmd, tmp_path)
+                if not same_text(shown, got):
+                    problems.append(f"{page}:{block.line}: $ {cmd}\n--- shown\n{shown}"
+                                    f"\n--- got\n{got}")
+    assert not problems, "\n\n".join(problems)
+
+
+def test_same_text_rules():
+    assert same_text("loss 96537.3271299", "loss 96537.3271300")
+    assert not same_text("loss 96537.3271299", "loss 96537.3371299")
+    assert same_text("rank 9   time 0.015 s", "rank 9 time 1.250 s")
+    assert not same_text("rank 9", "rank 8")
+    assert same_text("gap 2.412e-13", "gap 7.1e-12")
+    assert not same_text("gap 1.1e-02", "gap 1.3e-02")
+    assert not same_text("status OPTIMAL", "status UNCERTIFIED")
+
+
+def test_every_cli_command_and_flag_is_documented():
+    text = (DOCS / "cli.md").read_text()
+    cmds = available_commands()
+    assert cmds, "could not read the commands from scconvex --help"
+    missing = []
+    for cmd in sorted(cmds):
+        if f"## `scconvex {cmd}`" not in text:
+            missing.append(f"section ## `scconvex {cmd}`")
+        help_text = run_command(f"scconvex {cmd} --help", ROOT)
+        for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text))):
+            if flag == "--help":
+                continue
+            if not re.search(rf"\$ scconvex {cmd}\b[^\n]*{re.escape(flag)}\b", text):
+                missing.append(f"an example of scconvex {cmd} {flag}")
+            if f"`{flag}" not in text:
+                missing.append(f"a description of scconvex {cmd} {flag}")
+    assert not missing, "docs/cli.md lacks:\n" + "\n".join(missing)
+
+
+# ---------------------------------------------------------------------- API reference
+def _public():
+    import scconvex
+
+    return [(name, getattr(scconvex, name)) for name in scconvex.__all__
+            if name != "__version__"]
+
+
+def test_api_page_lists_every_public_name():
+    text = (DOCS / "api.md").read_text()
+    missing = [name for name, _ in _public() if f"::: scconvex.{name}\n" not in text]
+    assert not missing, f"docs/api.md lacks {missing}"
+
+
+def test_public_api_has_docstrings():
+    missing = []
+    for name, obj in _public():
+        doc = obj.__doc__ or ""
+        # A dataclass without a docstring gets its signature as __doc__.
+        if not doc.strip() or doc.startswith(f"{name}("):
+            missing.append(name)
+        if inspect.isclass(obj) and not issubclass(obj, BaseException):
+            for attr, value in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                func = value.fget if isinstance(value, property) else value
+                func = getattr(func, "__func__", func)
+                func = getattr(func, "func", func)  # functools.cached_property
+                if callable(func) and not (func.__doc__ or "").strip():
+                    missing.append(f"{name}.{attr}")
+    assert not missing, f"no docstring: {missing}"
+
+
+# ---------------------------------------------------------------------- the site
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(not all(_has(m) for m in ("mkdocs", "material", "mkdocstrings_handlers")),
+                    reason="the [docs] extra is not installed")
+def test_site_builds_strict(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+                           "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "site" / "api" / "index.html").exists()
+
+
+def test_math_delimiters_balance():
+    """Display math is ``$$`` on its own lines and inline ``$`` pairs up on each line, so the
+    page renders both on GitHub and in the site."""
+    for page in ("theory.md", "tutorial.md"):
+        text = re.sub(r"^```.*?^```", "", (DOCS / page).read_text(), flags=re.M | re.S)
+        assert text.count("$$") % 2 == 0, page
+        for i, line in enumerate(text.splitlines(), 1):
+            if "$$" in line:
+                assert line.strip() == "$$", f"{page}:{i}: put $$ on its own line"
+                continue
+            inline = re.sub(r"`[^`]*`", "", line)
+            assert inline.count("$") % 2 == 0, f"{page}:{i}: unpaired $"
+
+
+def test_citation_file_is_valid_cff():
+    yaml = pytest.importorskip("yaml")
+    data = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert data["cff-version"] == "1.2.0"
+    for key in ("message", "title", "authors"):
+        assert data[key], key
+    for author in data["authors"] + data["preferred-citation"]["authors"]:
+        assert author.get("family-names") or author.get("name"), author
+    import scconvex
+
+    assert str(data["version"]) == scconvex.__version__
+    for ref in data.get("references", []):
+        assert ref["type"] and ref["title"] and ref["authors"], ref
+
+
+def test_changelog_starts_at_current_version():
+    import scconvex
+
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{scconvex.__version__}]" in text
+
+
+def _run_pycon(body: str, globs: dict) -> str:
+    """Run the examples of a pycon block as an interpreter would; the block with real output."""
+    import contextlib
+    import io
+
+    out = []
+    for example in doctest.DocTestParser().get_examples(body):
+        lines = example.source.rstrip("\n").split("\n")
+        out += [(">>> " if i == 0 else "... ") + line for i, line in enumerate(lines)]
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(compile(example.source, "<docs>", "single"), globs)  # noqa: S102
+        if buf.getvalue():
+            out.append(buf.getvalue().rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+def update(paths: list[str]) -> None:
+    """Rewrite the shown output of every runnable block with the real output."""
+    import tempfile
+    import warnings
+
+    cmds = available_commands()
+    for name in paths:
+        path = Path(name).resolve()
+        text = path.read_text()
+        globs: dict = {"__name__": "__docs__"}
+        cwd = os.getcwd()
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            os.chdir(tmp)
+            pieces, last = [], 0
+            for m in FENCE.finditer(text):
+                block = Block(m["lang"], m["body"], (m["marker"] or "").strip(), 0)
+                if skip_reason(block, cmds) not in (None, "slow"):
+                    continue
+                if block.lang == "pycon":
+                    new_body = _run_pycon(block.body, globs)
+                else:
+                    body = []
+                    for cmd, _ in commands(block.body):
+                        body.append(f"$ {cmd}")
+                        got = run_command(cmd, Path(tmp))
+                        if got:
+                            body.append(got)
+                    new_body = "\n".join(body) + "\n"
+                pieces.append(text[last:m.start("body")] + new_body)
+                last = m.end("body")
+            pieces.append(text[last:])
+            os.chdir(cwd)
+        path.write_text("".join(pieces))
+        print(f"updated {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if len(sys.argv) < 3 or sys.argv[1] != "--update":
+        sys.exit("usage: python tests/test_docs.py --update PAGE.md [...]")
+    sys.path.insert(0, str(ROOT))
+    update(sys.argv[2:])
