@@ -74,16 +74,46 @@ def commands(body: str) -> list[tuple[str, str]]:
 
 
 def run_command(cmd: str, cwd: Path) -> str:
-    """Run one documented command; ``scconvex`` and ``python`` mean this checkout's."""
-    argv = shlex.split(cmd)
-    if argv[0] == "scconvex":
-        argv = [sys.executable, "-m", "scconvex", *argv[1:]]
-    elif argv[0] == "python":
-        argv = [sys.executable, *argv[1:]]
+    """Run one documented shell command line; ``scconvex`` and ``python`` mean this checkout's.
+
+    The line runs in bash (pipes, ``;`` and ``$?`` work), stderr merged into stdout.
+    """
+    if re.fullmatch(r"scconvex [^|;&<>$`]*", cmd):
+        return _run_in_process(shlex.split(cmd)[1:], cwd)
+    exe = shlex.quote(sys.executable)
+    line = re.sub(r"(^|[|;]\s*)scconvex\b", rf"\g<1>{exe} -m scconvex", cmd)
+    line = re.sub(r"(^|[|;]\s*)python\b", rf"\g<1>{exe}", line)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=600)
-    return (proc.stdout + proc.stderr).rstrip("\n")
+    proc = subprocess.run(["bash", "-c", line], cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env, timeout=600)
+    return proc.stdout.rstrip("\n")
+
+
+def _run_in_process(argv: list[str], cwd: Path) -> str:
+    """``scconvex ARGS`` through :func:`scconvex.cli.main`, output as the terminal shows it.
+
+    Saves an interpreter start per command; the result is the same as the subprocess.
+    """
+    import contextlib
+    import io
+    import warnings
+
+    from scconvex.cli import main
+
+    buf = io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                main(argv)
+            except SystemExit:  # --version, --help
+                pass
+    finally:
+        os.chdir(here)
+    return buf.getvalue().rstrip("\n")
 
 
 def _places(token: str) -> float:
