@@ -212,7 +212,7 @@ def run_page(path: Path, tmp: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------- the pages
-PAGES = ["tutorial.md", "cli.md"]
+PAGES = ["tutorial.md", "cli.md", "theory.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)
