@@ -142,7 +142,7 @@ def same_text(shown: str, got: str) -> bool:
     na, nb = NUMBER.findall(a), NUMBER.findall(b)
     if NUMBER.sub("#", a) != NUMBER.sub("#", b) or len(na) != len(nb):
         return False
-    for x, y in zip(na, nb):
+    for x, y in zip(na, nb, strict=True):
         if not any(c in x + y for c in ".eE"):
             if int(x) != int(y):
                 return False
