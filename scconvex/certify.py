@@ -74,23 +74,38 @@ class Certificate:
         return asdict(self)
 
 
-def _make(level, size, loss, excess, compl, lam, unit: float = 1.0) -> Certificate:
+def dense_rounding(n: int, tau: float) -> float:
+    """Bound on the float64 rounding of the dense sample-level loss and certificate terms.
+
+    Each of the ``n`` anchor terms is a log-sum-exp of size up to ``1/tau + log n``, and so
+    is each row of ``S`` (``|C_ij|`` sums to at most ``2/tau`` per row), so the loss, the
+    excess ``L - sum n_c log(n_c - 1)`` formed from it, ``<S, X>`` and ``n lambda_min(S)`` are
+    each known to about ``n eps (1/tau + log n)``; 16 times that is the allowance.
+    """
+    return 16.0 * np.finfo(float).eps * n * (1.0 / tau + math.log(n))
+
+
+def _make(level, size, loss, excess, compl, lam, unit: float = 1.0,
+          rounding: float = 0.0) -> Certificate:
     """Assemble a certificate from ``<S, X>`` and ``lambda_min(S)`` given in ``unit``s.
 
     The gap is formed from the slack terms alone, never as ``loss - lower_bound``: at small
     tau the loss is ~1e30 times the gap and that difference would round to zero. At class
     and group level ``S`` is computed divided by the excess loss (``unit = excess``), so
     the gap relative to the excess stays exact even where the excess itself underflows.
+    The dense sample-level form adds its ``rounding`` allowance to the gap and takes it off
+    the excess, so that the excess-relative gap stays an upper bound where the excess is a
+    cancelling difference (small tau).
     """
     scaled = max(compl - size * min(0.0, lam), 0.0)
-    gap = scaled * unit
+    gap = scaled * unit + rounding
     lower = loss - gap
     rel = gap / abs(loss) if loss != 0 else (0.0 if gap == 0 else math.inf)
     if unit != 1.0:
         ex = scaled
     else:
-        # The excess is positive in exact arithmetic; <= 0 means it was not resolved.
-        ex = gap / excess if excess > 0 else math.inf
+        # The excess is positive in exact arithmetic; below the rounding it is not resolved.
+        ex = gap / (excess - rounding) if excess > rounding else math.inf
     return Certificate(level, int(size), float(loss), float(excess), float(lower), float(gap),
                        float(rel), float(ex), float(lam * unit), float(compl * unit))
 
@@ -129,7 +144,8 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
         nu = np.sum(C * X, axis=1)
         S = C - np.diag(nu)
         lam = float(np.linalg.eigvalsh(S)[0])
-        cert = _make("sample", spec.n, value, value - spec.constant, float(np.sum(S * X)), lam)
+        cert = _make("sample", spec.n, value, value - spec.constant, float(np.sum(S * X)), lam,
+                     rounding=dense_rounding(spec.n, spec.tau))
         return cert, cert
 
     m = model.sizes.astype(float)

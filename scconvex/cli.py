@@ -70,6 +70,17 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tau", type=float, required=True, help="temperature (> 0)")
 
 
+def _add_tolerances(p: argparse.ArgumentParser, loss_flag: str, excess_flag: str,
+                    what: str) -> None:
+    """The two tolerances of a certified verdict, with solve's defaults (None: default)."""
+    for flag, relative, default, solve_flag in (
+            (loss_flag, "the loss", "1e-6", "--gap-tol"),
+            (excess_flag, "the excess loss", "1e-3", "--excess-tol")):
+        p.add_argument(flag, type=float, default=None,
+                       help=f"{what} relative to {relative} (default {default}, as solve's "
+                            f"{solve_flag})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scconvex", description="Certified optimal geometries of "
                      "supervised contrastive learning.")
@@ -97,8 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
     p.add_argument("file")
-    p.add_argument("--tol", type=float, default=1e-8,
-                   help="largest accepted recomputed relative gap (default 1e-8)")
+    _add_tolerances(p, "--tol", "--excess-tol", "largest accepted recomputed gap")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("tightness", help="compare the relaxation with non-convex solves")
@@ -107,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", type=int, default=10, help="random restarts per dimension")
     p.add_argument("--level", choices=("class", "sample"), default="class")
     p.add_argument("--seed", type=int, default=0)
+    _add_tolerances(p, "--rtol", "--excess-rtol",
+                    "tight when both gaps to the certified lower bound are within this:")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -195,14 +207,19 @@ def _cmd_solve(args) -> int:
 
 def _cmd_verify(args) -> int:
     from .report import dumps
+    from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
     from .verify import verify
 
-    report = verify(args.file, tol=args.tol)
+    tol = DEFAULT_GAP_TOL if args.tol is None else args.tol
+    excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
+    report = verify(args.file, tol=tol, excess_tol=excess_tol)
     if args.json:
         print(dumps(report.to_dict()))
     elif report.ok:
-        print(f"verified: loss {report.loss:.12g}, relative gap {report.rel_gap:.2e} "
-              f"(class level), {report.sample_rel_gap:.2e} (sample level) <= {args.tol:.1e}")
+        print(f"verified: loss {report.loss:.12g}; gap relative to the loss "
+              f"{report.rel_gap:.2e} ({report.level} level), {report.sample_rel_gap:.2e} "
+              f"(sample level) <= {tol:.1e}; relative to the excess loss "
+              f"{report.excess_gap:.2e}, {report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
     if not report.ok:
         print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
         return 1
@@ -219,8 +236,11 @@ def _cmd_tightness(args) -> int:
         raise InvalidInputError(f"--dims must be positive integers, got {args.dims!r}")
     dims = [int(d) for d in dims]
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
+    tols = {name: value for name, value in (("rtol", args.rtol),
+                                            ("excess_rtol", args.excess_rtol))
+            if value is not None}
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
-                       progress=tick)
+                       progress=tick, **tols)
     if args.json:
         from .report import SCHEMA_VERSION
 

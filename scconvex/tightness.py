@@ -6,12 +6,22 @@ of the convex relaxation (:func:`scconvex.solve.solve` at class level). The rela
 *tight* at ``d`` when some feature set in dimension ``d`` attains the relaxed optimum; the
 landscape is benign there when *every* restart does.
 
-Rules (relative to the relaxed loss ``L*``, with ``rtol = 1e-6`` by default):
+Rules, the same as ``solve``'s (a dimension is judged against the *certified lower bound*
+``LB`` of the relaxed optimum, and its excess ``E_LB = LB - sum n_c log(n_c - 1)``, computed
+without cancellation from the certificate's excess-relative gap; a reference given without
+a certificate, such as a closed form, is taken as exact):
 
-* ``rel_gap = (best_loss - L*) / |L*|``; it can be slightly negative when the conic
-  solution is less accurate than the non-convex one;
-* ``tight``: ``rel_gap <= rtol``;
-* ``reached``: the number of restarts whose own relative gap is ``<= rtol``;
+* ``rel_gap = (best_loss - LB) / |LB|``, the gap relative to the loss;
+* ``excess_gap = (best_excess - E_LB) / E_LB``, the gap relative to the excess loss (infinite
+  when the relaxed certificate does not bound the excess away from 0). At small ``tau`` the
+  loss is almost all constant and only this one says anything about the geometry;
+* ``tight``: ``rel_gap <= rtol`` **and** ``excess_gap <= excess_rtol`` (defaults 1e-6 and
+  1e-3, ``solve``'s ``gap_tol`` and ``excess_tol``); either gap can be slightly negative
+  when the relaxed point is less accurate than the non-convex one;
+* at sample level the excess of a non-convex point is a difference of two large sums,
+  known only to ``excess_resolution``; ``tight`` must hold with the excess raised by that
+  much, so an unresolved dimension is reported not tight rather than tight;
+* ``reached``: the number of restarts that meet the same test;
 * ``gram_distance``: ``||M_nc - M*||_F`` (absolute), ``M*`` the relaxed class Gram and
   ``M_nc`` the class Gram of the best non-convex point (at sample level, the mean of each
   off-diagonal class block of ``H H^T``, with unit diagonal).
@@ -26,14 +36,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .certify import dense_rounding
 from .errors import InvalidInputError, SolveFailedError
 from .factor import numerical_rank
 from .model import class_sums
 from .nonconvex import DEFAULT_MAX_ITER, DEFAULT_TOL, NONCONVEX_LEVELS, minimize_spheres
+from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 from .spec import ProblemSpec
 
-DEFAULT_RTOL = 1e-6
-"""Relative loss tolerance of ``tight`` and ``reached``."""
+DEFAULT_RTOL = DEFAULT_GAP_TOL
+"""Tolerance of ``tight`` and ``reached`` on the gap relative to the loss."""
+
+DEFAULT_EXCESS_RTOL = DEFAULT_EXCESS_TOL
+"""Tolerance of ``tight`` and ``reached`` on the gap relative to the excess loss."""
 
 
 @dataclass(frozen=True)
@@ -48,14 +63,14 @@ class TightnessRow:
     best_excess : float
         Its excess ``best_loss - sum n_c log(n_c - 1)``.
     rel_gap : float
-        ``(best_loss - L*) / |L*|``.
+        ``(best_loss - LB) / |LB|``, ``LB`` the certified lower bound of the relaxation.
     excess_gap : float
-        ``(best_excess - E*) / E*``: the same gap measured on the geometry-dependent part
-        of the loss, informative at small ``tau`` where ``rel_gap`` is compressed.
+        ``(best_excess - E_LB) / E_LB``: the same gap measured on the geometry-dependent
+        part of the loss, the one that decides at small ``tau``.
     tight : bool
-        ``rel_gap <= rtol``.
+        ``rel_gap <= rtol`` and ``excess_gap <= excess_rtol``.
     reached : int
-        Restarts with relative gap ``<= rtol``.
+        Restarts that meet both tolerances.
     restarts : int
     gram_distance : float
         ``||M_nc - M*||_F`` (absolute).
@@ -114,6 +129,10 @@ class TightnessReport:
         ``L*``, the certified relaxed optimum (class level).
     relaxed_excess : float
         ``E* = L* - sum n_c log(n_c - 1)``.
+    lower_bound : float
+        ``LB``, the certified lower bound the rows are judged against.
+    excess_lower_bound : float
+        ``E_LB = LB - sum n_c log(n_c - 1)``, without cancellation.
     rank : int
         Numerical rank of the relaxed class Gram (as reported by the solve).
     relaxed_status : str
@@ -121,7 +140,12 @@ class TightnessReport:
     relaxed_gram : ndarray, shape (k, k)
     rows : tuple of TightnessRow
         One per requested dimension, in the order given.
-    rtol : float
+    rtol, excess_rtol : float
+        Tolerances on the loss-relative and the excess-relative gap.
+    excess_resolution : float
+        Absolute rounding bound of a non-convex excess (0 at class level, where it is
+        computed without cancellation); ``tight`` holds only if it holds with the excess
+        raised by this much.
     seed : int
     restarts : int
     seconds : float
@@ -143,6 +167,10 @@ class TightnessReport:
     restarts: int
     seconds: float
     relaxed_seconds: float
+    lower_bound: float = math.nan
+    excess_lower_bound: float = math.nan
+    excess_rtol: float = DEFAULT_EXCESS_RTOL
+    excess_resolution: float = 0.0
 
     @property
     def tight_dims(self) -> tuple[int, ...]:
@@ -163,10 +191,13 @@ class TightnessReport:
             "counts": list(self.spec.counts), "tau": self.spec.tau, "level": self.level,
             "relaxed_excess": _num(self.relaxed_excess), "relaxed_status": self.relaxed_status,
             "relaxed_gram": [[_num(x) for x in row] for row in self.relaxed_gram],
-            "rtol": self.rtol, "seed": self.seed, "restarts": self.restarts,
+            "lower_bound": _num(self.lower_bound),
+            "excess_lower_bound": _num(self.excess_lower_bound),
+            "rtol": self.rtol, "excess_rtol": self.excess_rtol,
+            "excess_resolution": _num(self.excess_resolution),
+            "seed": self.seed, "restarts": self.restarts,
             "seconds": _num(self.seconds), "relaxed_seconds": _num(self.relaxed_seconds),
-            "rule": (f"tight: (best_loss - relaxed_loss) / |relaxed_loss| <= {self.rtol:g}; "
-                     "reached: restarts meeting the same test"),
+            "rule": _rule(self),
         }
 
 
@@ -175,6 +206,39 @@ def _num(x: float) -> float | str:
     if math.isfinite(x):
         return x
     return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def _rule(report: TightnessReport) -> str:
+    return (f"tight: (best_loss - lower_bound) / |lower_bound| <= {report.rtol:g} and "
+            f"(best_excess - excess_lower_bound) / excess_lower_bound <= "
+            f"{report.excess_rtol:g}; reached: restarts meeting the same test")
+
+
+def _certified_reference(relaxed, loss: float, excess: float) -> tuple[float, float]:
+    """``(LB, E_LB)``: the weaker of the relaxed certificates, or the reference itself.
+
+    ``E_LB = E (1 - excess_gap)`` avoids the cancellation of ``LB - sum n_c log(n_c - 1)``.
+    The sample-level bound also bounds the class-level optimum (class Grams lift to sample
+    Grams), so the weaker of the two is valid at both levels of the non-convex problem.
+    """
+    certs = [c for c in (getattr(relaxed, "certificate", None),
+                         getattr(relaxed, "sample_certificate", None)) if c is not None]
+    if not certs:
+        lower = float(getattr(relaxed, "lower_bound", loss))
+        return lower, excess - (loss - lower)
+    lower = min(float(c.lower_bound) for c in certs)
+    worst = max(float(c.excess_gap) for c in certs)
+    return lower, (excess * (1.0 - worst) if worst < 1 else 0.0)
+
+
+def _check_tol(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
+    return value
 
 
 def _rel(value: float, ref: float) -> float:
@@ -224,7 +288,8 @@ def _within_class_spread(H: np.ndarray, labels: np.ndarray) -> float:
 
 
 def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level: str = "class",
-              seed: int = 0, *, rtol: float = DEFAULT_RTOL, tol: float = DEFAULT_TOL,
+              seed: int = 0, *, rtol: float = DEFAULT_RTOL,
+              excess_rtol: float = DEFAULT_EXCESS_RTOL, tol: float = DEFAULT_TOL,
               max_iter: int = DEFAULT_MAX_ITER, relaxed=None,
               progress: Callable[[int, int], None] | None = None) -> TightnessReport:
     """Compare the non-convex optimum in each dimension with the certified relaxed optimum.
@@ -243,7 +308,9 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         Root seed; dimension ``d`` uses ``SeedSequence([seed, d])``, so adding a dimension
         does not change the others.
     rtol : float, default 1e-6
-        Relative loss tolerance of ``tight`` and ``reached``.
+        Tolerance of ``tight`` and ``reached`` on the gap relative to the loss.
+    excess_rtol : float, default 1e-3
+        Tolerance of ``tight`` and ``reached`` on the gap relative to the excess loss.
     tol : float
         Relative gradient tolerance of the non-convex runs
         (:func:`scconvex.nonconvex.minimize_spheres`).
@@ -251,7 +318,10 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         Iteration cap per run.
     relaxed : result object, optional
         A precomputed relaxed solution with ``loss``, ``class_gram``, ``rank`` and
-        ``status`` (``rank`` and ``excess_loss`` are computed when absent); by default
+        ``status`` (``rank`` and ``excess_loss`` are computed when absent). Its
+        ``certificate`` and ``sample_certificate``, when present, give the certified
+        lower bound the dimensions are judged against; without them (an exact reference)
+        its ``lower_bound``, or else its ``loss``, is used. By default
         ``scconvex.solve.solve(spec, level="class")`` is called.
     progress : callable, optional
         Called as ``progress(done, total)`` after each (dimension, restart), with
@@ -287,19 +357,13 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be an integer >= 0, got {seed!r}")
     seed = int(seed)
-    try:
-        rtol = float(rtol)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"rtol must be a number, got {rtol!r}") from None
-    if not (math.isfinite(rtol) and rtol >= 0):
-        raise InvalidInputError(f"rtol must be finite and >= 0, got {rtol!r}")
+    rtol = _check_tol(rtol, "rtol")
+    excess_rtol = _check_tol(excess_rtol, "excess_rtol")
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be callable")
 
     t_start = time.perf_counter()
     if relaxed is None:
-        from .solve import solve
-
         relaxed = solve(spec, level="class")
     relaxed_seconds = time.perf_counter() - t_start
     M_star = getattr(relaxed, "class_gram", None)
@@ -315,6 +379,19 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     rank = getattr(relaxed, "rank", None)
     rank = numerical_rank(M_star) if rank is None else int(rank)
     status = str(getattr(relaxed, "status", "unknown"))
+    L_lb, E_lb = _certified_reference(relaxed, L_star, E_star)
+
+    # At sample level the non-convex excess is a difference of two large sums, known only
+    # to within this much; the verdict counts that uncertainty against tightness.
+    resolution = dense_rounding(spec.n, spec.tau) if level == "sample" else 0.0
+
+    def gaps_of(loss: float, excess: float) -> tuple[float, float, bool]:
+        rel = _rel(loss, L_lb)
+        if E_lb > 0:
+            ex, worst = _rel(excess, E_lb), _rel(excess + resolution, E_lb)
+        else:
+            ex = worst = math.inf
+        return rel, ex, bool(rel <= rtol and worst <= excess_rtol)
 
     total = len(dims) * restarts
     done = 0
@@ -331,8 +408,9 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
                                max_iter=max_iter,
                                progress=_tick if progress is not None else None)
         done += restarts
-        gaps = [_rel(loss, L_star) for loss in res.losses]
-        best_gap = _rel(res.loss, L_star)
+        verdicts = [gaps_of(loss, ex)[2]
+                    for loss, ex in zip(res.losses, res.excesses, strict=True)]
+        best_gap, best_excess_gap, tight = gaps_of(res.loss, res.excess)
         if level == "class":
             M_nc = res.features @ res.features.T
             spread = None
@@ -341,14 +419,15 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
             spread = _within_class_spread(res.features, labels)
         rows.append(TightnessRow(
             d=d, best_loss=res.loss, best_excess=res.excess, rel_gap=float(best_gap),
-            excess_gap=_rel(res.excess, E_star) if E_star > 0 else math.nan,
-            tight=bool(best_gap <= rtol), reached=int(sum(g <= rtol for g in gaps)),
+            excess_gap=float(best_excess_gap), tight=tight, reached=int(sum(verdicts)),
             restarts=restarts, gram_distance=float(np.linalg.norm(M_nc - M_star)),
             within_class_spread=spread, converged=int(sum(res.converged)),
             max_iterations=int(max(res.iterations)),
             max_grad_norm=float(max(res.grad_norms)), seconds=res.total_seconds))
     return TightnessReport(spec, level, L_star, E_star, rank, status, M_star, tuple(rows), rtol,
-                           seed, restarts, time.perf_counter() - t_start, relaxed_seconds)
+                           seed, restarts, time.perf_counter() - t_start, relaxed_seconds,
+                           lower_bound=L_lb, excess_lower_bound=E_lb,
+                           excess_rtol=excess_rtol, excess_resolution=resolution)
 
 
 def format_table(report: TightnessReport) -> str:
@@ -360,9 +439,17 @@ def format_table(report: TightnessReport) -> str:
         f"{report.level} level, {report.restarts} restarts per d, seed {report.seed}",
         f"relaxed optimum: loss {report.relaxed_loss:.10g} (excess "
         f"{report.relaxed_excess:.6e}), rank {report.rank}, status {report.relaxed_status}",
-        f"tight: (best - relaxed) / |relaxed| <= {report.rtol:g}; reached: restarts within it",
-        "",
+        f"certified lower bound {report.lower_bound:.10g} (excess "
+        f"{report.excess_lower_bound:.6e}); gaps are measured from it",
+        f"tight: loss-relative gap <= {report.rtol:g} and excess-relative gap <= "
+        f"{report.excess_rtol:g}; reached: restarts within both",
     ]
+    if report.excess_resolution > report.excess_rtol * report.excess_lower_bound:
+        lines += [f"note: at {report.level} level the excess of a point is known only to "
+                  f"+-{report.excess_resolution:.1e}, more than the excess tolerance;",
+                  "a dimension is tight only if it passes with that uncertainty (class level "
+                  "computes the excess exactly)"]
+    lines.append("")
     header = (f"{'d':>3}  {'best loss':>16}  {'rel gap':>9}  {'excess gap':>10}  "
               f"{'tight':>5}  {'reached':>7}  {'gram dist':>9}")
     if report.level == "sample":

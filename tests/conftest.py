@@ -18,3 +18,27 @@ def taylor_slope(f, grad_dot, ts=None):
     f0 = f(0.0)
     err = np.array([abs(f(t) - f0 - t * grad_dot) for t in ts])
     return np.polyfit(np.log(ts), np.log(err), 1)[0]
+
+
+def honest_claims(data: dict) -> dict:
+    """Recompute every claim of a certificate dict from its stored geometry, in place.
+
+    What a careful forger does after editing the geometry: the claims then describe the
+    forged geometry exactly, so only the certificate itself can expose it.
+    """
+    from scconvex.certify import certify
+    from scconvex.model import build_model
+    from scconvex.repair import min_eigenvalue
+    from scconvex.solve import _eigen_rank
+    from scconvex.spec import ProblemSpec
+
+    model = build_model(ProblemSpec.from_dict(data["spec"]), data["level"])
+    key = {"group": None, "class": "class_gram", "sample": "sample_gram"}[data["level"]]
+    X = np.array(data["groups"]["gram"] if key is None else data[key])
+    cls, smp = certify(model, X)
+    data.update(loss=cls.loss, excess_loss=cls.excess_loss, lower_bound=cls.lower_bound,
+                gap=cls.gap, rel_gap=cls.rel_gap, excess_gap=cls.excess_gap,
+                sample_lower_bound=smp.lower_bound, sample_gap=smp.gap,
+                sample_rel_gap=smp.rel_gap, sample_excess_gap=smp.excess_gap,
+                min_eigenvalue=min_eigenvalue(model, X), rank=_eigen_rank(model, X))
+    return data

@@ -28,25 +28,32 @@ COUNTS = (20, 20, 2, 2)
 CONST = 40 * math.log(19)  # sum n_c log(n_c - 1); minority classes contribute log 1 = 0
 
 
-def _excess_ab(a, c, b, lib=np):
+def _excess_ab(a, c, b, lib=np, tau=TAU):
     """Excess loss of the symmetric geometry (a, c, b), written from MATH.md section 4."""
     e = lib.exp
-    maj = 40 * lib.log(1 + (20 * e((a - 1) / TAU) + 4 * e((b - 1) / TAU)) / 19)
-    mino = 4 * lib.log(1 + 2 * e((c - 1) / TAU) + 40 * e((b - 1) / TAU))
+    maj = 40 * lib.log1p((20 * e((a - 1) / tau) + 4 * e((b - 1) / tau)) / 19)
+    mino = 4 * lib.log1p(2 * e((c - 1) / tau) + 40 * e((b - 1) / tau))
     return maj + mino
 
 
 @pytest.fixture(scope="module")
 def reference():
+    return _reference(TAU)
+
+
+def _reference(tau):
+    """Relaxed optimum of COUNTS at ``tau`` from the (a, c, b) reduction, in mpmath."""
+    # Minimise the log of the excess: O(1) values and O(1/tau) slopes at any tau.
     def f(p):
         a, c = p
-        return _excess_ab(a, c, -np.sqrt((1 + a) * (1 + c)) / 2)
+        return np.log(_excess_ab(a, c, -np.sqrt((1 + a) * (1 + c)) / 2, tau=tau))
 
     start = minimize(f, [-0.3, -0.2], method="Nelder-Mead",
                      options=dict(xatol=1e-12, fatol=1e-22, maxiter=5000)).x
 
     def fm(a, c):
-        return _excess_ab(a, c, -mp.sqrt((1 + a) * (1 + c)) / 2, lib=mp)
+        return mp.log(_excess_ab(a, c, -mp.sqrt((1 + a) * (1 + c)) / 2, lib=mp,
+                                 tau=mp.mpf(tau)))
 
     with mp.workdps(30):
         a, c = mp.findroot(lambda a, c: [mp.diff(lambda x: fm(x, c), a),
@@ -54,8 +61,8 @@ def reference():
                            (mp.mpf(start[0]), mp.mpf(start[1])))
         b = -mp.sqrt((1 + a) * (1 + c)) / 2
         # The loss must increase with b at the optimum, or the PSD boundary would not bind.
-        assert mp.diff(lambda x: _excess_ab(a, c, x, lib=mp), b) > 0
-        excess = float(fm(a, c))
+        assert mp.diff(lambda x: _excess_ab(a, c, x, lib=mp, tau=mp.mpf(tau)), b) > 0
+        excess = float(mp.exp(fm(a, c)))
         a, b, c = float(a), float(b), float(c)
     M = np.array([[1, a, b, b], [a, 1, b, b], [b, b, 1, c], [b, b, c, 1]])
     return SimpleNamespace(loss=CONST + excess, excess_loss=excess, class_gram=M, rank=3,
@@ -196,6 +203,7 @@ def test_seed_per_dimension_is_stable(reference):
 @pytest.mark.parametrize("kwargs", [dict(dims=[]), dict(dims=[0, 2]), dict(dims=[2.5]),
                                     dict(dims="ab"), dict(restarts=0), dict(level="group"),
                                     dict(seed=-1), dict(seed=1.5), dict(rtol=-1.0),
+                                    dict(excess_rtol=math.nan), dict(excess_rtol="x"),
                                     dict(progress="x")])
 def test_invalid_input(kwargs, reference):
     args = dict(dims=[2], restarts=1, relaxed=reference)
@@ -215,3 +223,106 @@ def test_mismatched_relaxed_gram(reference):
     bad = SimpleNamespace(loss=reference.loss, class_gram=np.eye(3), rank=3, status="x")
     with pytest.raises(InvalidInputError):
         tightness(ProblemSpec(COUNTS, TAU), [2], restarts=1, relaxed=bad)
+
+
+# ---------------------------------------------------------------------- small tau (issue 8)
+def test_d2_not_tight_at_small_tau():
+    """20, 20, 2, 2 at tau = 0.02: d = 2 is not tight, although the loss-relative gap is 0.
+
+    Independent argument: every class has a positive, so the loss is strictly convex in the
+    off-diagonal cosines (each anchor term is a log-sum-exp with a constant argument,
+    ``log(n_c - 1)``), and the relaxed optimum is unique; by symmetry it is the (a, c, b)
+    point of the mpmath reduction, which has rank 3 (``1 - a``, ``1 - c`` > 0 and the 2 x 2
+    block on the PSD boundary). No configuration in d = 2 attains it.
+    """
+    tau = 0.02
+    ref = _reference(tau)
+    eig = np.linalg.eigvalsh(ref.class_gram)
+    assert abs(eig[0]) < 1e-12 and eig[1] > 1e-3  # rank exactly 3
+    rep = tightness(ProblemSpec(COUNTS, tau), [2], restarts=5, seed=0)
+    assert rep.relaxed_excess == pytest.approx(ref.excess_loss, rel=1e-6)
+    row = rep.rows[0]
+    assert row.rel_gap <= 1e-6  # the loss-relative gap alone cannot see it ...
+    assert row.excess_gap > 1.0  # ... the excess-relative gap can
+    assert not row.tight and row.reached == 0
+    assert "excess-relative gap" in format_table(rep)
+
+
+def _singletons_reference(tau):
+    """Relaxed optimum of 10, 10, 1, 1, 1 in mpmath, and a d = 2 point that attains it.
+
+    Swapping the two large classes and permuting the singletons maps feasible points to
+    feasible points with the same loss, so (convexity) some optimum has cosine ``b`` between
+    the large classes and ``c`` from each to every singleton. Singleton-singleton cosines
+    do not enter the loss; setting them to 1 keeps the class Gram PSD, which then reduces
+    to ``[[1, b, c], [b, 1, c], [c, c, 1]]``: ``2 c^2 <= 1 + b``. The loss increases with
+    ``c``, so ``c = -sqrt((1 + b) / 2)``: two large classes at angles +-theta and all
+    singletons at pi, a planar configuration. The relaxation is tight in d = 2.
+    """
+    tau = mp.mpf(tau)
+
+    def log_excess(b):
+        c = -mp.sqrt((1 + b) / 2)
+        return mp.log(20 * mp.log1p((10 * mp.exp((b - 1) / tau)
+                                     + 3 * mp.exp((c - 1) / tau)) / 9))
+
+    with mp.workdps(30):
+        grid = [mp.mpf(x) / 100 for x in range(-99, 100)]
+        start = min(grid, key=log_excess)
+        b = mp.findroot(lambda x: mp.diff(log_excess, x), start)
+        return float(mp.exp(log_excess(b))), float(b)
+
+
+def test_singletons_d2_tight_at_tau_001():
+    """10, 10, 1, 1, 1 at tau = 0.01: d = 2 *is* tight (see ``_singletons_reference``)."""
+    spec = ProblemSpec((10, 10, 1, 1, 1), 0.01)
+    excess, b = _singletons_reference(spec.tau)
+    assert -1 < b < 1
+    rep = tightness(spec, [2], restarts=5, seed=0)
+    assert rep.relaxed_excess == pytest.approx(excess, rel=1e-6)
+    row = rep.rows[0]
+    # The verdict agrees with the independent reference, whatever the restarts found ...
+    assert row.tight == (row.best_excess <= excess * (1 + 1e-3))
+    # ... and some restart finds the planar optimum.
+    assert row.tight and row.reached >= 1
+    assert row.best_excess == pytest.approx(excess, rel=1e-6)
+
+
+def test_uncertified_relaxation_makes_nothing_tight():
+    # Group level does not certify this instance (excess-relative gap about 79): its
+    # certified lower bound says nothing about the excess, so no dimension can be judged
+    # tight against it, whatever the non-convex runs find.
+    from scconvex import solve
+
+    spec = ProblemSpec((10, 10, 1, 1, 1), 0.01)
+    relaxed = solve(spec, level="group", solver="native")
+    assert relaxed.status == "uncertified"
+    rep = tightness(spec, [2], restarts=2, seed=0, relaxed=relaxed)
+    assert rep.excess_lower_bound == 0.0
+    assert all(not r.tight and r.reached == 0 for r in rep.rows)
+
+
+def test_rtol_options(reference):
+    spec = ProblemSpec(COUNTS, TAU)
+    # d = 2 is off by a rel_gap above 1e-5 (test_landscape_below_rank_is_strictly_above):
+    # each tolerance alone decides it.
+    loose = tightness(spec, [2], restarts=2, relaxed=reference, rtol=1.0, excess_rtol=1e9)
+    assert loose.rows[0].tight and loose.rows[0].reached == 2
+    assert not tightness(spec, [2], restarts=2, relaxed=reference, rtol=1.0).rows[0].tight
+    assert not tightness(spec, [2], restarts=2, relaxed=reference,
+                         excess_rtol=1e9).rows[0].tight
+    d = loose.to_dict()
+    assert d["excess_rtol"] == 1e9 and "excess_lower_bound" in d["rule"]
+
+
+def test_sample_level_verdict_counts_rounding_against_tightness():
+    # At tau = 0.05 the sample-level excess (a difference of two sums of about 118) is known
+    # only to a few 1e-12, close to 1 % of the optimal excess 5e-10: a restart that lands
+    # on the optimum cannot be told apart from one 1 % above it, so it is not called tight.
+    spec = ProblemSpec(COUNTS, 0.05)
+    rep = tightness(spec, [3], restarts=2, level="sample", seed=0)
+    assert rep.excess_resolution > rep.excess_rtol * rep.excess_lower_bound
+    row = rep.rows[0]
+    assert abs(row.excess_gap) < 1e-3  # the estimate alone would have passed
+    assert not row.tight and row.reached == 0
+    assert "known only to" in format_table(rep)
