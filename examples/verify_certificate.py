@@ -1,6 +1,6 @@
 """Verify a certificate file somebody sent you, trusting none of its numbers.
 
-    python examples/verify_certificate.py [FILE] [--tol 1e-8]
+    python examples/verify_certificate.py [FILE] [--tol 1e-6] [--excess-tol 1e-3]
 
 With FILE: re-check it and print the verdict (exit code 0 when it verifies). Without: play
 both roles. A "colleague" solves a problem and writes a certificate; you verify it; then a
@@ -19,24 +19,34 @@ from scconvex import ProblemSpec, solve, verify
 from scconvex.report import write_json
 
 
-def check(path: Path, tol: float) -> bool:
-    report = verify(path, tol=tol)
+def check(path: Path, tol: float, excess_tol: float) -> bool:
+    report = verify(path, tol=tol, excess_tol=excess_tol)
     if report.ok:
-        print(f"{path.name}: verified. Loss {report.loss:.10g}; recomputed relative gaps "
-              f"{report.rel_gap:.1e} (class level) and {report.sample_rel_gap:.1e} (all "
-              f"sample Grams), within {tol:g}")
+        print(f"{path.name}: verified. Loss {report.loss:.10g}; recomputed gaps relative to "
+              f"the loss {report.rel_gap:.1e} (class level) and {report.sample_rel_gap:.1e} "
+              f"(all sample Grams), within {tol:g}; relative to the excess loss "
+              f"{report.excess_gap:.1e} and {report.sample_excess_gap:.1e}, within "
+              f"{excess_tol:g}")
     else:
-        print(f"{path.name}: REJECTED: {'; '.join(report.reasons)}")
+        print(f"{path.name}: REJECTED, {len(report.reasons)} reason(s):")
+        # The claims that no longer match come first; the last reasons judge the geometry.
+        reasons = list(report.reasons)
+        shown = reasons if len(reasons) <= 3 else reasons[:2] + ["..."] + reasons[-1:]
+        for reason in shown:
+            print(f"  {reason}")
     return report.ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", nargs="?", type=Path)
-    parser.add_argument("--tol", type=float, default=1e-8)
+    parser.add_argument("--tol", type=float, default=1e-6,
+                        help="largest gap relative to the loss (default 1e-6)")
+    parser.add_argument("--excess-tol", type=float, default=1e-3,
+                        help="largest gap relative to the excess loss (default 1e-3)")
     args = parser.parse_args(argv)
     if args.file is not None:
-        return 0 if check(args.file, args.tol) else 1
+        return 0 if check(args.file, args.tol, args.excess_tol) else 1
 
     with tempfile.TemporaryDirectory() as tmp:
         genuine = Path(tmp) / "cifar10_lt.json"
@@ -44,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(genuine, res.to_dict())
         print(f"colleague: solved CIFAR-10-LT at tau 0.1 ({res.status}) and sent "
               f"{genuine.name}")
-        ok = check(genuine, args.tol)
+        ok = check(genuine, args.tol, args.excess_tol)
 
         # A forgery: move two class means closer and keep the claimed numbers.
         data = json.loads(genuine.read_text())
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         data["class_gram"][9][8] += 0.05
         forged = Path(tmp) / "forged.json"
         forged.write_text(json.dumps(data))
-        rejected = not check(forged, args.tol)
+        rejected = not check(forged, args.tol, args.excess_tol)
     return 0 if ok and rejected else 1
 
 
