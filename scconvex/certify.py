@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .loss import block_terms, sc_loss_gram_grad
 from .model import Model
 from .repair import block_min_eig
 
@@ -86,7 +85,7 @@ def dense_rounding(n: int, tau: float) -> float:
 
 
 def _make(level, size, loss, excess, compl, lam, unit: float = 1.0,
-          rounding: float = 0.0) -> Certificate:
+          rounding: float = 0.0, scale: float | None = None) -> Certificate:
     """Assemble a certificate from ``<S, X>`` and ``lambda_min(S)`` given in ``unit``s.
 
     The gap is formed from the slack terms alone, never as ``loss - lower_bound``: at small
@@ -95,14 +94,18 @@ def _make(level, size, loss, excess, compl, lam, unit: float = 1.0,
     the gap relative to the excess stays exact even where the excess itself underflows.
     The dense sample-level form adds its ``rounding`` allowance to the gap and takes it off
     the excess, so that the excess-relative gap stays an upper bound where the excess is a
-    cancelling difference (small tau).
+    cancelling difference (small tau). ``scale`` is the denominator of ``rel_gap`` (the
+    loss object's :meth:`~scconvex.losses.Loss.gap_scale`; ``|loss|`` by default).
     """
     scaled = max(compl - size * min(0.0, lam), 0.0)
     gap = scaled * unit + rounding
     lower = loss - gap
-    rel = gap / abs(loss) if loss != 0 else (0.0 if gap == 0 else math.inf)
+    scale = abs(loss) if scale is None else scale
+    rel = gap / scale if scale != 0 else (0.0 if gap == 0 else math.inf)
     if unit != 1.0:
         ex = scaled
+    elif gap == 0:
+        ex = 0.0
     else:
         # The excess is positive in exact arithmetic; below the rounding it is not resolved.
         ex = gap / (excess - rounding) if excess > rounding else math.inf
@@ -139,43 +142,91 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     True
     """
     spec = model.spec
+    loss = model.loss
+    relaxation = model.relaxation
     if model.level == "sample":
-        value, C = sc_loss_gram_grad(X, spec.labels, spec.tau)
-        nu = np.sum(C * X, axis=1)
-        S = C - np.diag(nu)
-        lam = float(np.linalg.eigvalsh(S)[0])
-        cert = _make("sample", spec.n, value, value - spec.constant, float(np.sum(S * X)), lam,
-                     rounding=dense_rounding(spec.n, spec.tau))
-        return cert, cert
+        value, C = loss.sample_value_grad(X, spec.labels, spec.tau)
+        best = None
+        rounding = dense_rounding(loss.anchor_count(spec), spec.tau)
+        # Every multiplier of the extra cone (Y = 0 for the elliptope) gives a valid bound.
+        for Y in relaxation.dense_multipliers(X, C):
+            Cy = C - Y
+            nu = np.sum(Cy * X, axis=1)
+            S = Cy - np.diag(nu)
+            lam = float(np.linalg.eigvalsh(S)[0])
+            compl = float(np.sum(S * X)) + float(np.sum(Y * X))
+            excess = value - spec.constant
+            cert = _make("sample", spec.n, value, excess, compl, lam, rounding=rounding,
+                         scale=loss.gap_scale(value, excess))
+            if best is None or cert.gap < best.gap:
+                best = cert
+        return best, best
 
-    m = model.sizes.astype(float)
     s = model.block_counts.astype(float)
     tau = spec.tau
-    terms = block_terms(X, model.sizes, model.block_counts, tau)
+    terms = loss.block_terms(X, model.sizes, model.block_counts, tau)
     active = s >= 2
+    if terms.log_excess == -math.inf:
+        # The point attains the loss's constant, a lower bound on every geometry: optimal.
+        return (_make("class", spec.k, terms.value, 0.0, 0.0, 0.0),
+                _make("sample", spec.n, terms.value, 0.0, 0.0, 0.0))
     # Everything below is linear in sig; dividing it by the excess in log space keeps the
     # slack finite at temperatures where the excess underflows (MATH.md section 6).
     sig = np.zeros_like(s)
-    sig[active] = np.exp(-np.logaddexp(0.0, -terms.rowlse[active]) - terms.log_excess)
+    sig[active] = np.exp(loss.log_slope(terms.rowlse[active]) - terms.log_excess)
     unit = terms.excess if terms.excess > 0 else 0.0
-    D = (m * s * sig)[:, None] * terms.prob / tau
+    best_c = best_s = None
+    for y in relaxation.block_multipliers(X, _pair_gradient(model, terms, sig)):
+        cls, smp = _block_certificates(model, X, terms, sig, unit, y)
+        if best_c is None or cls.gap < best_c.gap or (cls.gap == best_c.gap
+                                                      and cls.excess_gap < best_c.excess_gap):
+            best_c = cls
+        if best_s is None or smp.gap < best_s.gap or (smp.gap == best_s.gap
+                                                      and smp.excess_gap < best_s.excess_gap):
+            best_s = smp
+    return best_c, best_s
+
+
+def _pair_gradient(model: Model, terms, sig: np.ndarray) -> np.ndarray:
+    """Symmetric gradient per pair of samples of different classes, blocks ``p, q``."""
+    m = model.sizes.astype(float)
+    s = model.block_counts.astype(float)
+    D = (m * s * sig)[:, None] * terms.prob / model.spec.tau
     w = terms.weights
     # Per sample-pair gradient entries (one anchor row); symmetrised below.
     per_pair = np.divide(D, (m * s)[:, None] * w, out=np.zeros_like(D), where=w > 0)
-    gamma = 0.5 * (per_pair + per_pair.T)
+    return 0.5 * (per_pair + per_pair.T)
+
+
+def _block_certificates(model: Model, X, terms, sig, unit, y):
+    """Class- and sample-level certificates of a block variable with multiplier ``y``.
+
+    ``y`` (g x g, >= 0) is the multiplier of ``G >= 0`` per pair of samples of different
+    classes (zero for the elliptope); it is subtracted from the gradient and ``<Y, G>``
+    is added to the gap (relaxations module docstring).
+    """
+    spec = model.spec
+    m = model.sizes.astype(float)
+    s = model.block_counts.astype(float)
+    tau = spec.tau
+    active = s >= 2
+    scale = model.loss.gap_scale(terms.value, terms.excess)
+    gamma = _pair_gradient(model, terms, sig) - y
     gamma_in = np.zeros_like(s)
     gamma_in[active] = -sig[active] / (tau * (s[active] - 1))
     # mult[p, q]: classes of block q seen from one class of block p (itself excluded).
     mult = np.broadcast_to(m[None, :], gamma.shape).copy()
     mult[np.diag_indices_from(mult)] = m - 1
     off = mult * X
+    # <Y, G> over samples equals <Y, M> over classes: s_p s_q sample pairs per class pair.
+    yx = float(np.sum(m[:, None] * off * np.outer(s, s) * y))
 
     # Class level: C between classes of blocks p, q is s_p s_q gamma_pq.
     K = np.outer(s, s) * gamma
     nu_c = np.sum(off * K, axis=1)
     lam_c = block_min_eig(-nu_c, np.diag(K), K, model.sizes)
-    compl_c = float(np.sum(m * (-nu_c + np.sum(off * K, axis=1))))
-    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit)
+    compl_c = float(np.sum(m * (-nu_c + np.sum(off * K, axis=1)))) + yx
+    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit, scale=scale)
 
     # Sample level: nested blocks, samples within classes within groups.
     nu_s = (s - 1) * gamma_in + np.sum(off * (s[None, :] * gamma), axis=1)
@@ -185,6 +236,6 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     if np.any(active):
         lam_s = min(lam_s, float(np.min((-nu_s - gamma_in)[active])))
     compl_s = float(np.sum(m * s * (-nu_s + (s - 1) * gamma_in
-                                     + np.sum(off * (s[None, :] * gamma), axis=1))))
-    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit)
+                                     + np.sum(off * (s[None, :] * gamma), axis=1)))) + yx
+    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit, scale=scale)
     return cls, smp

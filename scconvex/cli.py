@@ -36,38 +36,65 @@ def _ints(text: str, name: str, size: int | None = None) -> list[float]:
     return out
 
 
-def _counts(text: str) -> tuple[int, ...]:
-    values = _ints(text, "--counts")
-    for v in values:
-        if v != int(v):
-            raise InvalidInputError(f"--counts: {v!r} is not an integer")
-    return tuple(int(v) for v in values)
-
-
 def _spec_from_args(args):
-    from .spec import ProblemSpec
+    from .inputs import spec_from_args
 
-    given = [x for x in (args.counts, args.step, args.long_tail) if x is not None]
-    if len(given) != 1:
-        raise InvalidInputError("give exactly one of --counts, --step, --long-tail")
-    if args.counts is not None:
-        return ProblemSpec(_counts(args.counts), args.tau)
-    if args.step is not None:
-        k, rho, ratio, n_min = _ints(args.step, "--step", 4)
-        return ProblemSpec.step(k, rho, ratio, n_min, args.tau)
-    k, ratio, n_max = _ints(args.long_tail, "--long-tail", 3)
-    return ProblemSpec.long_tail(k, ratio, n_max, args.tau)
+    spec = spec_from_args(args)
+    variant = {"loss": getattr(args, "loss", "sc"),
+               "relaxation": "dnn" if getattr(args, "relu", False) else "elliptope"}
+    if variant != {"loss": spec.loss, "relaxation": spec.relaxation}:
+        spec = spec.with_(**variant)
+    batches = _batches(args, spec.n)
+    return spec if batches is None else spec.with_(batches=batches)
+
+
+def _batches(args, n: int):
+    """The batch scheme of ``--batches`` or ``--batch-size``/``--batch-seed`` (or None)."""
+    from .batches import load_batches, random_batches
+
+    path, size, seed = (getattr(args, a, None) for a in ("batches", "batch_size", "batch_seed"))
+    if path is not None and (size is not None or seed is not None):
+        raise InvalidInputError("give --batches or --batch-size/--batch-seed, not both")
+    if path is not None:
+        return load_batches(path)
+    if size is None:
+        if seed is not None:
+            raise InvalidInputError("--batch-seed needs --batch-size")
+        return None
+    return random_batches(n, size, 0 if seed is None else seed)
 
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem (one of)")
-    g.add_argument("--counts", metavar="C1,C2,...", help="samples per class")
+    g.add_argument("--counts", metavar="C1,C2,...",
+                   help="samples per class; NxM is M classes of N (e.g. 500x5,50x5)")
+    g.add_argument("--counts-file", metavar="FILE",
+                   help="counts, one per line, CSV or a JSON list")
+    g.add_argument("--labels-file", metavar="FILE",
+                   help="labels (.npy, or text with one label per line); counts per label")
     g.add_argument("--step", metavar="K,RHO,R,NMIN",
                    help="STEP imbalance: K classes, a fraction RHO of majority classes "
                         "with R*NMIN samples, the others with NMIN")
     g.add_argument("--long-tail", metavar="K,R,NMAX",
                    help="long tail: n_c = floor(NMAX R^(-c/(K-1)))")
     p.add_argument("--tau", type=float, required=True, help="temperature (> 0)")
+    p.add_argument("--loss", choices=("sc", "negatives-only"), default="sc",
+                   help="sc (default): positives in the denominator; negatives-only: "
+                        "denominator over negatives only")
+    p.add_argument("--relu", action="store_true",
+                   help="non-negative (ReLU) features: Gram entries >= 0 (the doubly "
+                        "non-negative relaxation)")
+
+
+def _add_batches(p: argparse.ArgumentParser, required: bool = False) -> None:
+    g = p.add_argument_group("batch-wise loss (sample level)")
+    g.add_argument("--batches", metavar="FILE",
+                   help="JSON list of batches, each a list of sample indices (samples "
+                        "listed class by class)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="random batches of B samples (B must divide n)")
+    g.add_argument("--batch-seed", type=int, default=None, metavar="S",
+                   help="seed of the random batches (default 0)")
 
 
 def _add_tolerances(p: argparse.ArgumentParser, loss_flag: str, excess_flag: str,
@@ -103,12 +130,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--certificate", metavar="FILE",
                    help="write the result, a re-checkable certificate, as JSON")
+    _add_batches(p)
     p.add_argument("--full-gram", action="store_true",
                    help="write the k x k class Gram in JSON even for k > 200 at group level")
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
     p.add_argument("file")
     _add_tolerances(p, "--tol", "--excess-tol", "largest accepted recomputed gap")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("compare-batching",
+                       help="the batch-wise optimum next to the full-batch one, certified")
+    _add_problem(p)
+    _add_batches(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("tightness", help="compare the relaxation with non-convex solves")
@@ -120,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_tolerances(p, "--rtol", "--excess-rtol",
                     "tight when both gaps to the certified lower bound are within this:")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    from .commands import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -226,6 +263,26 @@ def _cmd_verify(args) -> int:
     return 0
 
 
+def _cmd_compare_batching(args) -> int:
+    from .compare_batching import compare_batching, format_comparison
+    from .report import SCHEMA_VERSION, dumps
+
+    spec = _spec_from_args(args)
+    if spec.batches is None:
+        raise InvalidInputError("compare-batching needs --batches or --batch-size")
+    pair = compare_batching(spec, spec.batches)
+    if args.json:
+        print(dumps({"kind": "scconvex.compare_batching", "spec": spec.to_dict(),
+                     "full_batch": pair[0].to_dict(), "batch_wise": pair[1].to_dict(),
+                     "scconvex_version": __version__, "schema_version": SCHEMA_VERSION}))
+    else:
+        print(format_comparison(spec, pair, spec.batches))
+    if any(g.status != "optimal" for g in pair):
+        print("scconvex: not every geometry is certified", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_tightness(args) -> int:
     from .report import dumps
     from .tightness import format_table, tightness
@@ -256,8 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        from .commands import HANDLERS
+
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
-                   "tightness": _cmd_tightness}[args.command]
+                   "tightness": _cmd_tightness,
+                   "compare-batching": _cmd_compare_batching, **HANDLERS}[args.command]
         return handler(args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -38,3 +38,9 @@ class SolveFailedError(ScconvexError):
 
 class VerificationError(ScconvexError):
     """A certificate file could not be verified (malformed, tampered or not optimal)."""
+
+
+def missing_extra(extra: str, exc: ImportError) -> InvalidInputError:
+    """The error for an optional dependency that is not installed (names the extra)."""
+    return InvalidInputError(f"this needs the optional extra [{extra}] "
+                             f"(pip install 'scconvex[{extra}]'): {exc}")

@@ -55,6 +55,20 @@ class Model:
         return self.spec.n if self.level == "sample" else len(self.sizes)
 
     @property
+    def loss(self):
+        """The loss object of the spec (:mod:`scconvex.losses`)."""
+        from .losses import loss_of
+
+        return loss_of(self.spec)
+
+    @property
+    def relaxation(self):
+        """The relaxation object of the spec (:mod:`scconvex.relaxations`)."""
+        from .relaxations import get_relaxation
+
+        return get_relaxation(self.spec.relaxation)
+
+    @property
     def scale(self) -> float:
         """Objective scaling used by conic solvers (MATH.md section 6): ``1 / n``."""
         return 1.0 / self.spec.n
@@ -75,11 +89,19 @@ def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
     ``"auto"`` picks the group level when some count repeats and the class level
     otherwise.
     """
+    from .losses import loss_of
+
     level = spec.level if level is None else level
+    exact = loss_of(spec).levels
     if level == "auto":
         level = "group" if spec.repeated else "class"
+        level = level if level in exact else exact[0]
     if level not in MODEL_LEVELS:
         raise InvalidInputError(f"unknown level {level!r}; choose one of {MODEL_LEVELS}")
+    if level not in exact:
+        raise InvalidInputError(f"the {level} level does not reduce this problem exactly: "
+                                f"{loss_of(spec).description} is defined at the "
+                                f"{', '.join(exact)} level only")
     counts = np.asarray(spec.counts)
     if level == "group":
         distinct = np.array([c for c, _ in spec.groups])

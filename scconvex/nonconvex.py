@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidInputError
-from .loss import block_grad, block_terms, sc_loss_grad
 from .manifold import Spheres
 from .spec import ProblemSpec
 
@@ -83,6 +82,18 @@ def _check_d(d: object) -> int:
     return int(d)
 
 
+def _loss_of(spec: ProblemSpec):
+    """The spec's loss object; the sphere manifold cannot express other relaxations."""
+    from .losses import get_loss
+
+    if spec.relaxation != "elliptope":
+        raise InvalidInputError(
+            f"the non-convex solver works on unit spheres, not the {spec.relaxation!r} "
+            "relaxation; for 'dnn' the result's nonnegative_factor says whether the "
+            "relaxed optimum has non-negative features")
+    return get_loss(spec.loss)
+
+
 def class_cost(spec: ProblemSpec, d: int) -> Cost:
     """Class-level cost on class means ``U`` of shape ``(k, d)`` with unit rows.
 
@@ -111,15 +122,16 @@ def class_cost(spec: ProblemSpec, d: int) -> Cost:
     sizes = np.ones(spec.k, dtype=int)
     tau = spec.tau
     offset = spec.constant
+    block = _loss_of(spec)
 
     def fun(U: np.ndarray) -> tuple[float, np.ndarray]:
-        terms = block_terms(U @ U.T, sizes, counts, tau)
-        D = block_grad(terms, sizes, counts, tau)
+        terms = block.block_terms(U @ U.T, sizes, counts, tau)
+        D = block.block_grad(terms, sizes, counts, tau)
         np.fill_diagonal(D, 0.0)
         return terms.excess, (D + D.T) @ U
 
     def loss(U: np.ndarray) -> float:
-        return block_terms(U @ U.T, sizes, counts, tau).value
+        return block.block_terms(U @ U.T, sizes, counts, tau).value
 
     return Cost(fun, loss, offset, (spec.k, d))
 
@@ -135,13 +147,14 @@ def sample_cost(spec: ProblemSpec, d: int) -> Cost:
     labels = spec.labels
     tau = spec.tau
     offset = spec.constant
+    sample = _loss_of(spec)
 
     def fun(H: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = sc_loss_grad(H, labels, tau)
+        value, grad = sample.features_value_grad(H, labels, tau)
         return value - offset, grad
 
     def loss(H: np.ndarray) -> float:
-        return sc_loss_grad(H, labels, tau)[0]
+        return sample.features_value_grad(H, labels, tau)[0]
 
     # The excess is a small difference of two sums of n terms of size up to 1/tau + log n.
     noise = 16.0 * np.finfo(float).eps * spec.n * (1.0 / tau + math.log(spec.n))

@@ -74,6 +74,10 @@ def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarra
     if not np.all(np.isfinite(X)):
         raise SolveFailedError("solver returned non-finite values")
     Y = 0.5 * (X + X.T)
+    if drop == 0 and _feasible(model, Y):
+        # Re-projecting would only add rounding (and can move an exact optimum on the
+        # boundary, e.g. two antipodal classes, off it).
+        return Y, float(np.max(np.abs(Y - X)))
     if model.level == "sample":
         Y = _psd_part(Y, drop)
         d = np.sqrt(np.maximum(np.diag(Y), 1e-300))
@@ -90,6 +94,9 @@ def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarra
         Y = 0.5 * (Y + Y.T)
         Y[np.diag_indices_from(Y)] = np.where(sizes == 1, 1.0,
                                               np.minimum(np.diag(Y), 1.0))
+    # The extra cone of the relaxation (e.g. X >= 0); the mixing below keeps it, because the
+    # all-orthogonal point lies in it.
+    Y = model.relaxation.make_feasible(model, Y)
     # The all-orthogonal point: its class Gram (or sample Gram) is the identity.
     identity = np.eye(model.dim) if model.level == "sample" else model.identity()
     for _ in range(5):
@@ -102,6 +109,14 @@ def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarra
         t = min(1.0, 2.0 * (-lam) / (1.0 - lam) + 16 * np.finfo(float).eps * model.dim)
         Y = (1.0 - t) * Y + t * identity
     return Y, float(np.max(np.abs(Y - X)))
+
+
+def _feasible(model: Model, Y: np.ndarray) -> bool:
+    fixed = np.ones(model.dim, dtype=bool) if model.level == "sample" else model.sizes == 1
+    d = np.diag(Y)
+    return bool(np.all(d[fixed] == 1.0) and np.all(d[~fixed] <= 1.0)
+                and model.relaxation.violation(model, Y) == 0.0
+                and min_eigenvalue(model, Y) >= 0)
 
 
 def _psd_part(A: np.ndarray, drop: float = 0.0) -> np.ndarray:

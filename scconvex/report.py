@@ -56,16 +56,21 @@ def dumps(obj: Any) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    write_text(path, dumps(obj) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=".json", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=os.path.splitext(path)[1],
+                               dir=folder)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dumps(obj))
-            fh.write("\n")
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -135,7 +140,17 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
                          "block_of": model.block_of, "gram": res.variable}
     if res.level == "sample" and res.variable is not None:
         out["sample_gram"] = res.variable
+    if res.model is not None and res.variable is not None:
+        out.update(res.model.relaxation.report(res))
+    out["measures"] = _measures(out, res)
     return jsonable(out)
+
+
+def _measures(out: dict, res) -> dict | None:
+    from .measures import geometry_of, summary
+
+    geo = geometry_of(out)
+    return None if geo is None else summary(geo, counts=res.spec.counts, rank=res.rank)
 
 
 def _cert_field(cert, name: str) -> float:
@@ -160,6 +175,9 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"  counts      {_counts_text(spec.counts)}",
         f"  level       {res.level}   solver {res.solver}   status {res.status.upper()}",
     ]
+    if (spec.loss, spec.relaxation) != ("sc", "elliptope") or spec.batches is not None:
+        batches = "" if spec.batches is None else f"   batches {len(spec.batches)}"
+        lines.insert(2, f"  variant     loss {spec.loss}   relaxation {spec.relaxation}{batches}")
     if res.status == "failed":
         lines.append(f"  {res.message}")
         return "\n".join(lines)

@@ -276,7 +276,7 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         return _pipeline(spec, model, solver, options, tols, t_start)
     get_backend("clarabel")  # loads the registry
     native = BACKENDS.get("native")
-    if native is not None and native.available() and model.level in native.levels:
+    if native is not None and native.available() and native.supports(model):
         res = _pipeline(spec, model, "native", options, tols, t_start)
         if res.success:
             return res

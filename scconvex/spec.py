@@ -17,11 +17,13 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-LOSSES = ("sc",)
-"""Loss functions that are implemented (``"sc"``: the L_out supervised contrastive loss)."""
+LOSSES = ("sc", "negatives-only")
+"""Loss functions that are implemented (``"sc"``: the L_out supervised contrastive loss;
+``"negatives-only"``: its denominator over negatives only). Objects: :mod:`scconvex.losses`."""
 
-RELAXATIONS = ("elliptope",)
-"""Constraint sets of the convex relaxation (``"elliptope"``: PSD with unit diagonal)."""
+RELAXATIONS = ("elliptope", "dnn")
+"""Constraint sets of the convex relaxation (``"elliptope"``: PSD with unit diagonal;
+``"dnn"``: also entrywise >= 0). Objects: :mod:`scconvex.relaxations`."""
 
 LEVELS = ("auto", "group", "class", "sample")
 """Levels at which the convex program can be built (``"auto"`` picks group or class)."""
@@ -81,6 +83,9 @@ class ProblemSpec:
         Constraint set of the convex relaxation, one of :data:`RELAXATIONS`.
     level : str
         Level at which the convex program is built, one of :data:`LEVELS`.
+    batches : tuple of tuple of int, optional
+        Batch scheme of the batch-wise loss (:mod:`scconvex.batches`): sample indices per
+        batch, samples listed as in :attr:`labels`. None: the full-batch loss.
 
     Examples
     --------
@@ -94,6 +99,7 @@ class ProblemSpec:
     loss: str = "sc"
     relaxation: str = "elliptope"
     level: str = "auto"
+    batches: tuple | None = None
     _groups: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +109,13 @@ class ProblemSpec:
             value = getattr(self, name)
             if value not in allowed:
                 raise InvalidInputError(f"unknown {name} {value!r}; choose one of {allowed}")
+        if self.batches is not None:
+            from .batches import check_batches
+
+            object.__setattr__(self, "batches", check_batches(self.batches, self.n))
+            from .losses import loss_of
+
+            loss_of(self)  # refuses losses without a batch-wise form
         sizes: dict[int, int] = {}
         for c in self.counts:
             sizes[c] = sizes.get(c, 0) + 1
@@ -193,24 +206,30 @@ class ProblemSpec:
 
     @property
     def constant(self) -> float:
-        """``sum_c n_c log(n_c - 1)``: the strict lower bound of MATH.md section 4."""
-        return float(sum(c * math.log(c - 1) for c in self.counts if c >= 2))
+        """The loss's geometry-independent lower bound: ``sum_c n_c log(n_c - 1)`` for SC
+        (MATH.md section 4), ``sum_c n_c (log(n - n_c) - 2/tau)`` for negatives-only."""
+        from .losses import loss_of
+
+        return loss_of(self).constant(self.counts, self.tau)
 
     def with_(self, **changes) -> ProblemSpec:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """JSON-safe description."""
-        return {"counts": list(self.counts), "tau": self.tau, "loss": self.loss,
-                "relaxation": self.relaxation, "level": self.level}
+        """JSON-safe description (``batches`` only when the loss is batch-wise)."""
+        out = {"counts": list(self.counts), "tau": self.tau, "loss": self.loss,
+               "relaxation": self.relaxation, "level": self.level}
+        if self.batches is not None:
+            out["batches"] = [list(b) for b in self.batches]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> ProblemSpec:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         if not isinstance(data, dict):
             raise InvalidInputError("a spec must be a JSON object")
-        allowed = {"counts", "tau", "loss", "relaxation", "level"}
+        allowed = {"counts", "tau", "loss", "relaxation", "level", "batches"}
         unknown = set(data) - allowed
         if unknown:
             raise InvalidInputError(f"unknown spec fields: {sorted(unknown)}")

@@ -219,6 +219,11 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
                      f"(not positive semidefinite)", tol, excess_tol, level=level,
                      min_eigenvalue=lam)
+    violation = model.relaxation.violation(model, X)
+    if violation > FEASIBILITY_TOL:
+        return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
+                     f"(violation {violation:.3e})", tol, excess_tol, level=level,
+                     min_eigenvalue=lam)
     reasons = _derived_gram(data, model, X)
     cert, scert = certify(model, X)
     rec = _Recomputed(model, cert, scert, lam, _eigen_rank(model, X))

@@ -63,6 +63,8 @@ class Backend:
         Modules that must be importable for the backend to be available.
     run : callable
         ``run(model, options) -> RawResult`` with validated options.
+    relaxations : tuple of str
+        Relaxations (``spec.relaxation``) it can solve.
     """
 
     name: str
@@ -70,6 +72,11 @@ class Backend:
     options: Mapping[str, Any]
     requires: tuple[str, ...]
     run: Callable[..., RawResult]
+    relaxations: tuple[str, ...] = ("elliptope",)
+
+    def supports(self, model) -> bool:
+        """True when the backend can solve ``model`` (its level and relaxation)."""
+        return model.level in self.levels and model.spec.relaxation in self.relaxations
 
     def available(self) -> bool:
         """True when every required module can be found (nothing is imported)."""
@@ -94,6 +101,10 @@ class Backend:
         if model.level not in self.levels:
             raise BackendUnavailableError(f"solver {self.name!r} cannot solve the "
                                           f"{model.level} level (supports {self.levels})")
+        if not self.supports(model):
+            raise BackendUnavailableError(f"solver {self.name!r} cannot solve the "
+                                          f"{model.spec.relaxation!r} relaxation (supports "
+                                          f"{self.relaxations})")
         return self.run(model, self.check_options(options))
 
 

@@ -30,7 +30,8 @@ _DEFAULTS = {
 }
 
 
-def _block_problem(model: Model):
+def sc_block_objective(model: Model, B):
+    """``(L - sum n_c log(n_c - 1)) / n`` of the SC loss in the block variable ``B``."""
     import cvxpy as cp
 
     g = model.dim
@@ -38,7 +39,6 @@ def _block_problem(model: Model):
     s = model.block_counts
     tau = model.spec.tau
     active = np.flatnonzero(s >= 2)
-    B = cp.Variable((g, g), symmetric=True)
     w = block_weights(m, s)
     logbase = np.log(np.maximum(s - 1.0, 1.0))
     with np.errstate(divide="ignore"):
@@ -53,7 +53,17 @@ def _block_problem(model: Model):
     terms = cp.hstack([cp.reshape(cp.Constant(const), (g, 1), order="F"),
                        (B - 1.0) / tau + logw])
     weight = (m * s)[active].astype(float) * model.scale
-    objective = cp.Minimize(weight @ cp.log_sum_exp(terms[active, :], axis=1))
+    return weight @ cp.log_sum_exp(terms[active, :], axis=1)
+
+
+def _block_problem(model: Model):
+    import cvxpy as cp
+
+    g = model.dim
+    m = model.sizes
+    B = cp.Variable((g, g), symmetric=True)
+    objective = cp.Minimize(model.loss.cvxpy_block_objective(model, B))
+    single = m == 1
     root = np.sqrt(m.astype(float))
     R = np.outer(root, root)
     np.fill_diagonal(R, 0.0)
@@ -63,17 +73,21 @@ def _block_problem(model: Model):
         constraints.append(cp.diag(B)[np.flatnonzero(single)] == 1.0)
     if np.any(~single):
         constraints.append(cp.diag(B)[np.flatnonzero(~single)] <= 1.0)
+    constraints += model.relaxation.cvxpy_constraints(model, B)
     return cp.Problem(objective, constraints), B
 
 
-def _sample_problem(model: Model):
+def sc_sample_objective(model: Model, G):
+    """``L / n`` of the SC loss (up to a constant) in the sample Gram ``G``."""
+    spec = model.spec
+    return model.scale * sc_gram_objective(G, spec.labels, spec.tau)
+
+
+def sc_gram_objective(G, lab: np.ndarray, tau: float):
+    """SC loss (up to a constant) of a symmetric cvxpy Gram expression with labels ``lab``."""
     import cvxpy as cp
 
-    spec = model.spec
-    n = spec.n
-    tau = spec.tau
-    lab = spec.labels
-    G = cp.Variable((n, n), PSD=True)
+    n = len(lab)
     rows = np.repeat(np.arange(n), n - 1)
     cols = np.delete(np.tile(np.arange(n), n), np.arange(n) * (n + 1))
     # cvxpy's vec is column-major; G is symmetric, so entry (i, l) sits at l * n + i.
@@ -83,13 +97,24 @@ def _sample_problem(model: Model):
     np.fill_diagonal(same, False)
     npos = same.sum(axis=1)
     active = np.flatnonzero(npos > 0)
+    if active.size == 0:
+        return 0
     W = np.zeros((n, n))
     W[active] = same[active] / npos[active, None]
     # Shifting by 1/tau keeps the exponents <= 0 (same value, better scaled).
     lse = cp.log_sum_exp((off[active, :] - 1.0) / tau, axis=1)
     pos = cp.sum(cp.multiply(W, G - 1.0)) / tau
-    objective = cp.Minimize(model.scale * (cp.sum(lse) - pos))
-    return cp.Problem(objective, [cp.diag(G) == 1.0]), G
+    return cp.sum(lse) - pos
+
+
+def _sample_problem(model: Model):
+    import cvxpy as cp
+
+    n = model.spec.n
+    G = cp.Variable((n, n), PSD=True)
+    objective = cp.Minimize(model.loss.cvxpy_sample_objective(model, G))
+    constraints = [cp.diag(G) == 1.0] + model.relaxation.cvxpy_constraints(model, G)
+    return cp.Problem(objective, constraints), G
 
 
 def _settings(name: str, options: dict) -> dict:
@@ -153,4 +178,4 @@ def _run(name: str):
 
 for _name in ("clarabel", "scs"):
     register(Backend(_name, ("group", "class", "sample"), _DEFAULTS[_name], ("cvxpy", _name),
-                     _run(_name)))
+                     _run(_name), relaxations=("elliptope", "dnn")))

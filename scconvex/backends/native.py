@@ -558,7 +558,11 @@ def run(model: Model, options: dict) -> RawResult:
     t_start = time.perf_counter()
     deadline = math.inf if opts["time_limit"] is None else t_start + opts["time_limit"]
     spec = model.spec
-    cost = _LogExcessCost(model.sizes, model.block_counts, spec.tau)
+    known = model.relaxation.closed_form(model)
+    if known is not None:
+        return RawResult("optimal", known, f"closed form of the {spec.relaxation!r} "
+                         "relaxation (to be certified)", 0, {})
+    cost = model.loss.native_cost(model)
     g = model.dim
     k = spec.k
     if g == 1:
@@ -566,6 +570,12 @@ def run(model: Model, options: dict) -> RawResult:
         B = np.array([[-1.0 / (k - 1)]])
         return RawResult("optimal", B, "a single group: the simplex ETF", 0,
                          {"rank": 0, "excess_gap": 0.0, "gap_floor": 0.0})
+    if k == 2:
+        # Two classes: the loss increases with their one cosine, so -1 is optimal (for the
+        # negatives-only loss the excess is then 0 and its logarithm undefined).
+        return RawResult("optimal", np.array([[1.0, -1.0], [-1.0, 1.0]]),
+                         "two classes: antipodal means", 0,
+                         {"rank": 1, "excess_gap": 0.0, "gap_floor": 0.0})
     problem = _Problem(cost, k)
     rank = opts["rank"] if opts["rank"] is not None else max(g - 1, 1)
     rank = min(rank, g)
@@ -608,4 +618,4 @@ def run(model: Model, options: dict) -> RawResult:
 
 
 register(Backend("native", levels=("class", "group"), options=DEFAULTS,
-                 requires=("numpy", "scipy"), run=run))
+                 requires=("numpy", "scipy"), run=run, relaxations=("elliptope", "dnn")))

@@ -1,0 +1,479 @@
+"""The results atlas: an SQLite database with one row per certified solve.
+
+A row is keyed by a hash of the problem (:func:`problem_key`: counts, tau, loss,
+relaxation, requested level and both tolerances). It holds the spec, the status, loss,
+lower bounds and gaps at both levels, the solver and time, package versions, the geometry
+(the block Gram, and the class Gram for ``k <= CLASS_GRAM_MAX``), the summary measures of
+:mod:`scconvex.measures` and the full certificate JSON, which
+:func:`scconvex.verify.verify_data` re-checks. Tightness rows live in a second table,
+keyed by the solve key, ``d``, the number of restarts, the seed and the non-convex level.
+
+Only one process writes (the sweep client); every batch of rows is one transaction, and
+the database runs in WAL mode, so a killed writer leaves a database that opens and holds
+every committed row.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .report import dumps, jsonable
+
+ATLAS_SCHEMA = 1
+CLASS_GRAM_MAX = 64
+"""Largest ``k`` whose ``k x k`` class Gram is stored in its own column."""
+
+MEASURE_COLUMNS = ("etf_distance", "cos_min", "cos_mean", "cos_max", "cos_maj_maj",
+                   "cos_min_min", "cos_maj_min", "minority_collapse", "angle_min_deg",
+                   "angle_max_deg")
+
+SOLVE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "TEXT PRIMARY KEY"), ("created", "TEXT"), ("family", "TEXT"),
+    ("dataset", "TEXT"), ("k", "INTEGER"), ("n", "INTEGER"), ("R", "REAL"), ("rho", "REAL"),
+    ("n_min", "INTEGER"), ("n_max", "INTEGER"), ("tau", "REAL"), ("counts", "TEXT"),
+    ("loss_name", "TEXT"), ("relaxation", "TEXT"), ("level_requested", "TEXT"),
+    ("level", "TEXT"), ("gap_tol", "REAL"), ("excess_tol", "REAL"), ("status", "TEXT"),
+    ("loss", "REAL"), ("excess_loss", "REAL"), ("lower_bound", "REAL"), ("gap", "REAL"),
+    ("rel_gap", "REAL"), ("excess_gap", "REAL"), ("sample_lower_bound", "REAL"),
+    ("sample_gap", "REAL"), ("sample_rel_gap", "REAL"), ("sample_excess_gap", "REAL"),
+    ("solver", "TEXT"), ("seconds", "REAL"), ("rank", "INTEGER"),
+    *((name, "REAL") for name in MEASURE_COLUMNS),
+    ("versions", "TEXT"), ("block_gram", "TEXT"), ("class_gram", "TEXT"),
+    ("measures", "TEXT"), ("certificate", "TEXT"),
+)
+"""Columns of the ``solves`` table (name, SQL type)."""
+
+TIGHTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "TEXT"), ("d", "INTEGER"), ("restarts", "INTEGER"), ("seed", "INTEGER"),
+    ("nc_level", "TEXT"), ("tight", "INTEGER"), ("reached", "INTEGER"),
+    ("best_loss", "REAL"), ("rel_gap", "REAL"), ("excess_gap", "REAL"),
+    ("gram_distance", "REAL"), ("seconds", "REAL"),
+)
+
+CLAIM_COLUMNS = ("status", "loss", "lower_bound", "gap", "rel_gap", "sample_lower_bound",
+                 "sample_gap", "sample_rel_gap")
+"""Columns that must equal the stored certificate's values."""
+
+
+def problem_key(spec: dict, gap_tol: float, excess_tol: float) -> str:
+    """Hash of a problem: counts, tau, loss, relaxation, batches, level and both tolerances.
+
+    ``spec`` is :meth:`scconvex.spec.ProblemSpec.to_dict`. Floats enter through their
+    shortest round-trip text, so equal numbers give equal keys.
+    """
+    data = {"counts": [int(c) for c in spec["counts"]], "tau": float(spec["tau"]),
+            "loss": spec["loss"], "relaxation": spec["relaxation"], "level": spec["level"],
+            "gap_tol": float(gap_tol), "excess_tol": float(excess_tol)}
+    if spec.get("batches") is not None:
+        # Batch-wise problems differ from the full-batch one with the same counts.
+        data["batches"] = [[int(i) for i in b] for b in spec["batches"]]
+    return hashlib.sha256(dumps(data).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> str:
+    return dumps(package_versions())
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a result (missing ones are left out)."""
+    import platform
+    from importlib import metadata
+
+    from . import __version__
+
+    out = {"scconvex": __version__, "python": platform.python_version()}
+    for name in ("numpy", "scipy", "cvxpy", "clarabel", "scs"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _float(x) -> float | None:
+    """SQLite has no NaN: store non-finite numbers as NULL."""
+    if x is None or isinstance(x, str):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """Outcome of re-checking one atlas row."""
+
+    key: str
+    ok: bool
+    status: str
+    reasons: tuple[str, ...]
+
+
+class Atlas:
+    """An open atlas database (a context manager that closes it).
+
+    Parameters
+    ----------
+    path : path-like
+        SQLite file.
+    create : bool
+        Create the file and tables if missing; otherwise a missing file is an error.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False) -> None:
+        self.path = os.fspath(path)
+        if not create and not os.path.isfile(self.path):
+            raise InvalidInputError(f"no atlas at {self.path!r}")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                self._create()
+            tables = {r[0] for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise InvalidInputError(f"{self.path!r} is not an atlas database ({exc})") from None
+        if not {"solves", "tightness", "meta"} <= tables:
+            self.conn.close()
+            raise InvalidInputError(f"{self.path!r} is not an atlas database (tables missing)")
+
+    def _create(self) -> None:
+        with self.conn:
+            cols = ", ".join(f"{n} {t}" for n, t in SOLVE_COLUMNS)
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS solves ({cols})")
+            cols = ", ".join(f"{n} {t}" for n, t in TIGHTNESS_COLUMNS)
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS tightness ({cols}, PRIMARY KEY "
+                              f"(key, d, restarts, seed, nc_level))")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, "
+                              "value TEXT)")
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                              (str(ATLAS_SCHEMA),))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Atlas:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+    def add(self, records: Iterable[dict]) -> int:
+        """Store records (from :func:`make_record`) in one transaction; returns rows added.
+
+        A solve already present is kept (same key, same problem); tightness rows are
+        added or replaced.
+        """
+        names = [n for n, _ in SOLVE_COLUMNS]
+        solve_sql = (f"INSERT OR IGNORE INTO solves ({', '.join(names)}) VALUES "
+                     f"({', '.join('?' * len(names))})")
+        tnames = [n for n, _ in TIGHTNESS_COLUMNS]
+        tight_sql = (f"INSERT OR REPLACE INTO tightness ({', '.join(tnames)}) VALUES "
+                     f"({', '.join('?' * len(tnames))})")
+        added = 0
+        with self.conn:
+            for rec in records:
+                row = rec["solve"]
+                cur = self.conn.execute(solve_sql, [row.get(n) for n in names])
+                added += cur.rowcount
+                for t in rec.get("tightness", ()):
+                    self.conn.execute(tight_sql, [t.get(n) for n in tnames])
+        return added
+
+    # ------------------------------------------------------------------ reading
+    def keys(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT key FROM solves")}
+
+    def tightness_keys(self) -> set[tuple]:
+        return {tuple(r) for r in self.conn.execute(
+            "SELECT key, d, restarts, seed, nc_level FROM tightness")}
+
+    def __len__(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM solves").fetchone()[0])
+
+    def rows(self, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
+        """Solve rows as dictionaries, ordered by family, k, R, tau; ``where`` filters.
+
+        ``where`` holds ``(column, value)`` pairs; numeric columns compare as numbers.
+        """
+        names = {n for n, _ in SOLVE_COLUMNS}
+        clauses, params = [], []
+        for col, value in where:
+            if col not in names:
+                raise InvalidInputError(f"--where: unknown column {col!r}")
+            if col == "key":
+                clauses.append("key LIKE ?")
+                params.append(value + "%")
+                continue
+            value = _coerce(value)
+            if isinstance(value, float) or dict(SOLVE_COLUMNS)[col] == "REAL":
+                # Grid values come from arithmetic (linspace, R rounding): compare to 1e-9.
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise InvalidInputError(f"--where {col}: {value!r} is not a number") \
+                        from None
+                clauses.append(f"ABS({col} - ?) <= 1e-9 * MAX(1.0, ABS(?))")
+                params += [value, value]
+                continue
+            clauses.append(f"{col} = ?")
+            params.append(value)
+        sql = "SELECT * FROM solves"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY family, k, R, tau, counts"
+        return [dict(r) for r in self.conn.execute(sql, params)]
+
+    def tightness_rows(self, key: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM tightness"
+        params: list = []
+        if key is not None:
+            sql += " WHERE key = ?"
+            params.append(key)
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY key, d", params)]
+
+    def min_tight_dims(self) -> dict[str, int]:
+        """Smallest tight ``d`` of every key that has a tight tightness row."""
+        return {r[0]: int(r[1]) for r in self.conn.execute(
+            "SELECT key, MIN(d) FROM tightness WHERE tight = 1 GROUP BY key")}
+
+
+def _coerce(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
+                seconds: float | None = None) -> dict:
+    """An atlas record from a solve result dictionary and its sweep point.
+
+    Parameters
+    ----------
+    result : dict
+        :meth:`scconvex.solve.SolveResult.to_dict` (the certificate).
+    point : dict
+        The sweep point: ``key``, ``family``, ``dataset``, ``R``, ``rho``, ``n_min``,
+        ``n_max`` and ``minority`` (class mask, or None for the default rule).
+    tightness_rows : sequence of dict
+        :meth:`scconvex.tightness.TightnessRow.to_dict` plus ``restarts``, ``seed`` and
+        ``nc_level``.
+    """
+    from .measures import geometry_of, summary
+
+    spec = result["spec"]
+    geo = geometry_of(result)
+    tight = [t["d"] for t in tightness_rows if t["tight"]]
+    measures = None
+    if geo is not None:
+        minority = point.get("minority")
+        measures = summary(geo, None if minority is None else np.asarray(minority, bool),
+                           counts=spec["counts"], rank=result["rank"], tight_dims=tight)
+    from .inputs import format_counts
+
+    row = {
+        "key": point["key"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "family": point.get("family", "counts"), "dataset": point.get("dataset"),
+        "k": result["k"], "n": result["n"], "R": point.get("R"), "rho": point.get("rho"),
+        "n_min": point.get("n_min"), "n_max": point.get("n_max"), "tau": result["tau"],
+        "counts": format_counts(spec["counts"]), "loss_name": spec["loss"],
+        "relaxation": spec["relaxation"], "level_requested": spec["level"],
+        "level": result["level"], "gap_tol": result["gap_tol"],
+        "excess_tol": result["excess_tol"], "solver": result["solver"],
+        "seconds": _float(seconds if seconds is not None else result["seconds"]),
+        "rank": result["rank"], "versions": _versions(),
+        "block_gram": None if geo is None else dumps(geo.to_dict()),
+        "class_gram": (dumps(geo.class_gram()) if geo is not None
+                       and geo.k <= CLASS_GRAM_MAX else None),
+        "measures": None if measures is None else dumps(measures),
+        "certificate": dumps(result),
+    }
+    for name in ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
+                 "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
+                 "sample_excess_gap"):
+        row[name] = result[name] if name == "status" else _float(result[name])
+    for name in MEASURE_COLUMNS:
+        row[name] = None if measures is None else _float(measures[name])
+    tight_rows = [{**{n: t.get(n) for n, _ in TIGHTNESS_COLUMNS},
+                   "key": point["key"], "tight": int(bool(t["tight"])),
+                   **{n: _float(t[n]) for n in ("best_loss", "rel_gap", "excess_gap",
+                                                "gram_distance", "seconds")}}
+                  for t in tightness_rows]
+    return {"solve": row, "tightness": tight_rows}
+
+
+# ---------------------------------------------------------------------- checking
+def _close(a, b, tol: float = 1e-12) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return abs(float(a) - float(b)) <= tol * max(1.0, abs(float(a)))
+
+
+def check_row(row: dict, tol: float | None = None) -> VerifyRow:
+    """Re-check one atlas row against its certificate, trusting no stored number.
+
+    The certificate is verified from scratch (:func:`scconvex.verify.verify_data` with
+    the row's ``gap_tol`` unless ``tol`` is given, and the row's ``excess_tol``); the key
+    must be the hash of the certificate's problem; the geometry columns and the claimed
+    values must equal the certificate's, and the measures must equal those recomputed
+    from the certificate's geometry.
+    """
+    from .measures import BlockGeometry, geometry_of, step_minority, summary
+    from .verify import verify_data
+
+    key, status = row["key"], row.get("status") or "?"
+    reasons: list[str] = []
+    try:
+        cert = json.loads(row["certificate"])
+        spec = cert["spec"]
+        want = problem_key(spec, cert["gap_tol"], cert["excess_tol"])
+    except (TypeError, KeyError, ValueError) as exc:
+        return VerifyRow(key, False, status, (f"unreadable certificate ({exc})",))
+    if want != key:
+        reasons.append("key does not match the certificate's problem")
+    for name in CLAIM_COLUMNS:
+        value = cert.get(name)
+        value = value if name == "status" else _float(value)
+        if not _close(row.get(name), value):
+            reasons.append(f"column {name} ({row.get(name)!r}) differs from the "
+                           f"certificate ({value!r})")
+    geo = geometry_of(cert)
+    if geo is None:
+        if row.get("block_gram") is not None:
+            reasons.append("geometry stored for a solve without one")
+        if status == "optimal":
+            reasons.append("claims optimal without a geometry")
+        return VerifyRow(key, not reasons, status, tuple(reasons))
+    try:
+        stored = BlockGeometry.from_dict(json.loads(row["block_gram"]))
+        same = (stored.gram.shape == geo.gram.shape
+                and np.array_equal(stored.sizes, geo.sizes)
+                and np.array_equal(stored.block_of, geo.block_of)
+                and np.max(np.abs(stored.gram - geo.gram)) <= 1e-12)
+    except (TypeError, KeyError, ValueError):
+        same = False
+    if not same:
+        reasons.append("block_gram column differs from the certificate's geometry")
+    if row.get("class_gram") is not None:
+        M = np.asarray(json.loads(row["class_gram"]), dtype=float)
+        if M.shape != (geo.k, geo.k) or np.max(np.abs(M - geo.class_gram())) > 1e-12:
+            reasons.append("class_gram column differs from the certificate's geometry")
+    stored_measures = json.loads(row["measures"]) if row.get("measures") else {}
+    minority = (step_minority(geo.k, row["rho"]) if row.get("family") == "step"
+                and row.get("rho") is not None else None)
+    fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"))
+    for name in MEASURE_COLUMNS:
+        want = _float(fresh[name])
+        if not (_close(row.get(name), want, 1e-9)
+                and _close(_float(stored_measures.get(name)), want, 1e-9)):
+            reasons.append(f"measure {name} differs from the certificate's geometry")
+    if status == "optimal":
+        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol,
+                             excess_tol=row["excess_tol"])
+        reasons.extend(report.reasons)
+    return VerifyRow(key, not reasons, status, tuple(reasons))
+
+
+def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
+    """:func:`check_row` for every row of the atlas."""
+    return [check_row(row, tol) for row in atlas.rows()]
+
+
+# ---------------------------------------------------------------------- export
+EXPORT_COLUMNS = ("key", "family", "dataset", "k", "n", "R", "rho", "n_min", "n_max", "tau",
+                  "counts", "loss_name", "relaxation", "level", "solver", "status", "loss",
+                  "excess_loss", "lower_bound", "gap", "rel_gap", "excess_gap",
+                  "sample_lower_bound", "sample_gap", "sample_rel_gap", "sample_excess_gap",
+                  "seconds", "rank", "min_tight_dim", *MEASURE_COLUMNS)
+
+
+def table(atlas: Atlas, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
+    """Export rows: one per solve, with named cosines and ``min_tight_dim``.
+
+    The majority/minority cosines are left empty unless the counts have at most two
+    distinct values (STEP structure); ``cos_min/mean/max`` are always given.
+    """
+    tight = atlas.min_tight_dims()
+    out = []
+    for row in atlas.rows(where):
+        rec = {name: row.get(name) for name in EXPORT_COLUMNS}
+        rec["min_tight_dim"] = tight.get(row["key"])
+        if row.get("family") != "step" and _distinct_counts(row["counts"]) > 2:
+            for name in ("cos_maj_maj", "cos_min_min", "cos_maj_min"):
+                rec[name] = None
+        out.append(rec)
+    return out
+
+
+def _distinct_counts(text: str) -> int:
+    from .inputs import parse_counts
+
+    return len(set(parse_counts(text)))
+
+
+def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None) -> None:
+    """Write export rows as CSV to ``path`` (atomically) or to ``stream``."""
+    import io
+
+    from .report import write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for rec in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in rec.items()})
+    if path is None:
+        stream.write(buf.getvalue())
+    else:
+        write_text(path, buf.getvalue())
+
+
+def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
+    """Write export rows as Parquet (needs pyarrow)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidInputError("Parquet export needs pyarrow (pip install pyarrow)") from None
+    columns = {name: [rec.get(name) for rec in rows] for name in EXPORT_COLUMNS}
+    tmp = os.fspath(path) + ".tmp"
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+
+
+def show(atlas: Atlas, key: str) -> dict:
+    """One row (by key prefix) with its geometry, measures and tightness rows, JSON-safe."""
+    rows = atlas.rows([("key", key)])
+    if not rows:
+        raise InvalidInputError(f"no row with key {key!r}")
+    if len(rows) > 1:
+        raise InvalidInputError(f"key prefix {key!r} matches {len(rows)} rows")
+    row = rows[0]
+    out = {k: v for k, v in row.items() if k not in ("certificate",)}
+    for name in ("versions", "block_gram", "class_gram", "measures"):
+        if out.get(name) is not None:
+            out[name] = json.loads(out[name])
+    out["tightness"] = atlas.tightness_rows(row["key"])
+    return jsonable(out)
