@@ -8,8 +8,8 @@ Every worker needs scconvex installed. Group-level solves take milliseconds, so 
 is cut into one task per temperature rather than one per point. Results are gathered on
 the client, checked (every point must be certified) and written as CSV.
 
-Once ``scconvex sweep`` is available it does this with an on-disk atlas, resuming and
-figures; this script shows the pattern with plain Dask.
+``scconvex sweep`` does the same with an on-disk atlas, resuming and figures (see
+docs/sweeps.md); this script shows the pattern with plain Dask, for grids of your own.
 """
 
 from __future__ import annotations

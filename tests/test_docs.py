@@ -162,7 +162,7 @@ class _Checker(doctest.OutputChecker):
 
 def available_commands() -> set[str]:
     text = run_command("scconvex --help", ROOT)
-    match = re.search(r"\{([a-z,]+)\}", text)
+    match = re.search(r"\{([a-z,-]+)\}", text)
     return set(match.group(1).split(",")) if match else set()
 
 
@@ -250,25 +250,37 @@ def test_same_text_rules():
     assert not same_text("status OPTIMAL", "status UNCERTIFIED")
 
 
+def _subcommands(help_text: str) -> list[str]:
+    match = re.search(r"positional arguments:\s*\n\s+\{([a-z,-]+)\}", help_text)
+    return match.group(1).split(",") if match else []
+
+
 def test_every_cli_command_and_flag_is_documented():
     text = (DOCS / "cli.md").read_text()
     cmds = available_commands()
     assert cmds, "could not read the commands from scconvex --help"
     missing = []
-    for cmd in sorted(cmds):
-        if f"## `scconvex {cmd}`" not in text:
-            missing.append(f"section ## `scconvex {cmd}`")
-        help_text = run_command(f"scconvex {cmd} --help", ROOT)
+    todo = [[cmd] for cmd in sorted(cmds)]
+    while todo:
+        path = todo.pop(0)
+        name = " ".join(path)
+        if len(path) == 1 and f"## `scconvex {name}`" not in text:
+            missing.append(f"section ## `scconvex {name}`")
+        help_text = run_command(f"scconvex {name} --help", ROOT)
+        subs = _subcommands(help_text) if len(path) == 1 else []
+        todo += [path + [sub] for sub in subs]
         # Options are the lines of the help that start with a flag; flags named inside
         # descriptions (e.g. "as solve's --gap-tol") are not options of this command.
         options = re.findall(r"^ {2}(?:-\w, )?(--[a-z][a-z0-9-]*)", help_text, flags=re.M)
-        for flag in sorted(set(options)):
-            if flag == "--help":
-                continue
-            if not re.search(rf"\$ scconvex {cmd}\b[^\n]*{re.escape(flag)}\b", text):
-                missing.append(f"an example of scconvex {cmd} {flag}")
+        if subs or not re.search(rf"\$ scconvex {name}\b", text):
+            if not subs:
+                missing.append(f"an example of scconvex {name}")
+            continue
+        for flag in sorted(set(options) - {"--help"}):
+            if not re.search(rf"\$ scconvex {name}\b[^\n]*{re.escape(flag)}\b", text):
+                missing.append(f"an example of scconvex {name} {flag}")
             if f"`{flag}" not in text:
-                missing.append(f"a description of scconvex {cmd} {flag}")
+                missing.append(f"a description of scconvex {name} {flag}")
     assert not missing, "docs/cli.md lacks:\n" + "\n".join(missing)
 
 
