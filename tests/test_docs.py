@@ -73,26 +73,46 @@ def commands(body: str) -> list[tuple[str, str]]:
     return [(cmd, "\n".join(shown)) for cmd, shown in out]
 
 
+PLAIN = r"scconvex [^|;&<>$`]*?"
+PIPED = re.compile(rf"({PLAIN})(\s+2>\s*/dev/null)?\s*\|\s*(python .*)")
+EXIT_CODE = re.compile(rf"({PLAIN})(\s*>\s*/dev/null 2>&1)?;\s*echo \"exit code \$\?\"")
+
+
 def run_command(cmd: str, cwd: Path) -> str:
     """Run one documented shell command line; ``scconvex`` and ``python`` mean this checkout's.
 
-    The line runs in bash (pipes, ``;`` and ``$?`` work), stderr merged into stdout.
+    The line runs as bash would run it (pipes, ``;`` and ``$?``), stderr merged into stdout.
+    ``scconvex`` runs in this process when the line allows it, which saves an interpreter
+    start and the imports per command; the output is the same.
     """
-    if re.fullmatch(r"scconvex [^|;&<>$`]*", cmd):
-        return _run_in_process(shlex.split(cmd)[1:], cwd)
+    if re.fullmatch(PLAIN, cmd):
+        return _run_in_process(shlex.split(cmd)[1:], cwd)[0]
+    piped = PIPED.fullmatch(cmd)
+    if piped:
+        out, err, _ = _run_in_process(shlex.split(piped[1])[1:], cwd, split=True)
+        rest = _bash(piped[3], cwd, stdin=out)
+        return "\n".join(x for x in ("" if piped[2] else err, rest) if x)
+    code = EXIT_CODE.fullmatch(cmd)
+    if code:
+        out, _, status = _run_in_process(shlex.split(code[1])[1:], cwd)
+        return "\n".join(x for x in ("" if code[2] else out, f"exit code {status}") if x)
+    return _bash(cmd, cwd)
+
+
+def _bash(cmd: str, cwd: Path, stdin: str | None = None) -> str:
     exe = shlex.quote(sys.executable)
     line = re.sub(r"(^|[|;]\s*)scconvex\b", rf"\g<1>{exe} -m scconvex", cmd)
     line = re.sub(r"(^|[|;]\s*)python\b", rf"\g<1>{exe}", line)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(["bash", "-c", line], cwd=cwd, stdout=subprocess.PIPE,
+    proc = subprocess.run(["bash", "-c", line], cwd=cwd, input=stdin, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, env=env, timeout=600)
     return proc.stdout.rstrip("\n")
 
 
-def _run_in_process(argv: list[str], cwd: Path) -> str:
-    """``scconvex ARGS`` through :func:`scconvex.cli.main`, output as the terminal shows it.
+def _run_in_process(argv: list[str], cwd: Path, split: bool = False) -> tuple[str, str, int]:
+    """``scconvex ARGS`` through :func:`scconvex.cli.main`: (stdout, stderr, exit code).
 
-    Saves an interpreter start per command; the result is the same as the subprocess.
+    Without ``split`` stderr is merged into stdout, in order, as on a terminal.
     """
     import contextlib
     import io
@@ -100,20 +120,21 @@ def _run_in_process(argv: list[str], cwd: Path) -> str:
 
     from scconvex.cli import main
 
-    buf = io.StringIO()
+    out = io.StringIO()
+    err = io.StringIO() if split else out
     here = os.getcwd()
     os.chdir(cwd)
     try:
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), \
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                main(argv)
-            except SystemExit:  # --version, --help
-                pass
+                status = main(argv)
+            except SystemExit as exc:  # --version, --help
+                status = exc.code or 0
     finally:
         os.chdir(here)
-    return buf.getvalue().rstrip("\n")
+    return out.getvalue().rstrip("\n"), err.getvalue().rstrip("\n") if split else "", status
 
 
 def _places(token: str) -> float:
