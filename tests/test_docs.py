@@ -9,6 +9,8 @@ A marker comment right before a block changes how it is tested:
 
 * ``<!-- test: slow -->``: run only with ``-m slow``;
 * ``<!-- test: needs-command NAME -->``: skipped while ``scconvex NAME`` does not exist;
+* ``<!-- test: needs-module NAME -->``: skipped when the module (an optional extra) is not
+  installed, e.g. matplotlib for ``scconvex plot``;
 * ``<!-- test: skip -->``: shown, never run (e.g. commands that need a cluster).
 
 After an intended change of output, regenerate the console outputs of a page with
@@ -197,6 +199,10 @@ def skip_reason(block: Block, commands_now: set[str]) -> str | None:
         name = marker.split()[1]
         if name not in commands_now:
             return f"scconvex {name} does not exist yet"
+    if marker.startswith("needs-module"):
+        name = marker.split()[1]
+        if importlib.util.find_spec(name) is None:
+            return f"{name} is not installed"
     return None
 
 
