@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .model import Model
-from .repair import block_min_eig
+from .model import Model, class_gram
+from .repair import block_min_eig, repair
 
 
 @dataclass(frozen=True)
@@ -239,3 +239,53 @@ def _block_certificates(model: Model, X, terms, sig, unit, y):
                                      + np.sum(off * (s[None, :] * gamma), axis=1)))) + yx
     smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit, scale=scale)
     return cls, smp
+
+
+def badness(cert: Certificate, tols: tuple[float, float]) -> float:
+    """Largest ratio of a certified gap to its tolerance (<= 1 means certified).
+
+    ``tols`` is ``(gap_tol, excess_tol)``: the gap relative to the loss and relative to
+    the excess loss.
+    """
+    return max(cert.rel_gap / tols[0], cert.excess_gap / tols[1])
+
+
+ROUNDING_DROPS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
+"""Relative eigenvalue cut-offs tried when rounding a solver's answer to a feasible point."""
+
+
+def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
+    """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
+
+    Every candidate is exactly feasible and carries its own valid certificate, so choosing
+    any of them is sound. The search stops at the first candidate that certifies (each
+    costs an eigendecomposition and a certificate); otherwise it keeps the one with the
+    smallest gap.
+
+    Returns
+    -------
+    X : ndarray
+        The chosen feasible variable.
+    shift : float
+        Largest entry change from the input.
+    level_cert, sample_cert : Certificate
+        Its certificates (see :func:`certify`).
+    """
+    starts = [X]
+    if model.level == "sample" and np.all(np.isfinite(X)):
+        # The class-collapsed version of a sample Gram: the average over within-class
+        # permutations, with within-class cosines set to 1 (MATH.md section 4).
+        M = class_gram(model, np.asarray(X, dtype=float))
+        lab = model.spec.labels
+        starts.append(M[np.ix_(lab, lab)])
+    best = None
+    for drop in ROUNDING_DROPS:
+        for start in starts:
+            Y, _ = repair(model, start, drop=drop)
+            cert, scert = certify(model, Y)
+            worst = max(badness(cert, tols), badness(scert, tols))
+            if best is None or worst < best[0]:
+                best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
+            if worst <= 1.0:
+                return best[1:]
+    return best[1:]

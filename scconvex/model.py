@@ -5,7 +5,8 @@ A :class:`Model` fixes the variable of the relaxation:
 * ``"sample"``: the ``n x n`` Gram matrix ``G`` (PSD, unit diagonal);
 * ``"class"``: the ``k x k`` class-mean Gram matrix ``M`` (MATH.md section 4);
 * ``"group"``: the ``g x g`` block matrix ``B`` of a partition of the classes into groups
-  of equal count (MATH.md section 4).
+  of equal count (MATH.md section 4); each class of a single sample is a group of its own
+  (see :func:`build_model`).
 
 Class and group levels share one representation: a partition of the classes into blocks of
 ``m_p`` classes with ``s_p`` samples each, and a symmetric ``g x g`` matrix ``B`` whose
@@ -25,6 +26,15 @@ from .errors import InvalidInputError
 from .spec import ProblemSpec
 
 MODEL_LEVELS = ("group", "class", "sample")
+
+TAU_RANGE = (1e-5, 1e100)
+"""Temperatures at which models are built and solved. Below 1e-5 the certified gap relative
+to the excess loss stops resolving the geometry in float64 (measured: the native solver
+certifies random count vectors down to 1e-6, with excess gaps near 1e-4 there, and none at
+1e-8; from about 1e-20 the arithmetic overflows). Above 1e100 the loss is linear in the
+cosines to far beyond float64 precision, so no solver can say anything about the geometry
+(already from about 1e4 the answer is flagged as not determined,
+:mod:`scconvex.uniqueness`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,15 +96,39 @@ class Model:
 def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
     """Build the model of ``spec`` at ``level`` (default: ``spec.level``).
 
-    ``"auto"`` picks the group level when some count repeats and the class level
-    otherwise.
+    ``"auto"`` picks the group level when some count of at least 2 repeats and the class
+    level otherwise.
+
+    At group level each count ``s >= 2`` held by several classes forms one block, and every
+    class of a single sample is a block of its own (see Notes).
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown level, a level that does not reduce the loss exactly, or ``tau``
+        outside :data:`TAU_RANGE`.
+
+    Notes
+    -----
+    Classes of one sample have no anchor, so the cosines among them never enter the loss;
+    the within-block cosine ``a_p`` of a block of such classes would be a free variable
+    that only the constraints touch, and its optimum sits on the bound ``a_p = 1``. Solvers
+    that treat ``a_p`` as an unconstrained interior variable (the native Burer-Monteiro
+    factor does) then leave the feasible set and cannot certify (10,1,1 at tau 0.1 did
+    not, where the class level did). One block per such class removes ``a_p``: every
+    remaining cosine enters the loss, and the partition is still one of exchangeable
+    classes, so the reduction stays exact (MATH.md section 4).
     """
     from .losses import loss_of
 
     level = spec.level if level is None else level
+    if not TAU_RANGE[0] <= spec.tau <= TAU_RANGE[1]:
+        raise InvalidInputError(
+            f"tau = {spec.tau:g} is outside [{TAU_RANGE[0]:g}, {TAU_RANGE[1]:g}], the range "
+            "in which float64 certificates can resolve the geometry")
     exact = loss_of(spec).levels
     if level == "auto":
-        level = "group" if spec.repeated else "class"
+        level = "group" if _repeats(spec.counts) else "class"
         level = level if level in exact else exact[0]
     if level not in MODEL_LEVELS:
         raise InvalidInputError(f"unknown level {level!r}; choose one of {MODEL_LEVELS}")
@@ -104,12 +138,22 @@ def build_model(spec: ProblemSpec, level: str | None = None) -> Model:
                                 f"{', '.join(exact)} level only")
     counts = np.asarray(spec.counts)
     if level == "group":
-        distinct = np.array([c for c, _ in spec.groups])
-        sizes = np.array([m for _, m in spec.groups])
-        block_of = np.searchsorted(-distinct, -counts)
+        multi = [(c, m) for c, m in spec.groups if c >= 2]
+        singles = int(np.sum(counts == 1))
+        distinct = np.array([c for c, _ in multi] + [1] * singles, dtype=int)
+        sizes = np.array([m for _, m in multi] + [1] * singles, dtype=int)
+        block_of = np.searchsorted(-distinct[: len(multi)], -counts)
+        one = counts == 1
+        block_of[one] = len(multi) + np.arange(singles)
         return Model(spec, level, sizes, distinct, block_of)
     k = spec.k
     return Model(spec, level, np.ones(k, dtype=int), counts.copy(), np.arange(k))
+
+
+def _repeats(counts) -> bool:
+    """True when some count of at least 2 is held by two or more classes."""
+    big = [c for c in counts if c >= 2]
+    return len(set(big)) < len(big)
 
 
 def block_gram(B: np.ndarray, sizes: np.ndarray) -> np.ndarray:

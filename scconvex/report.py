@@ -133,6 +133,8 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
         "seconds": res.seconds,
         "timings": dict(res.timings),
         "class_gram": res.class_gram if with_class else None,
+        "unique": res.unique,
+        "uniqueness": None if res.uniqueness is None else res.uniqueness.to_dict(),
     }
     if res.level == "group" and res.variable is not None:
         model = res.model
@@ -189,6 +191,9 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"   (all n x n Grams)",
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
+    if res.unique is False:
+        # Say it before the cosines, which are then one optimum among many (or imprecise).
+        lines.append(f"  cosines {res.uniqueness.note}")
     if res.level == "group" and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from .backends import BACKENDS, RawResult, get_backend
-from .certify import Certificate, certify
+from .certify import Certificate, badness, round_and_certify
 from .errors import InvalidInputError, SolveFailedError
 from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
-from .repair import min_eigenvalue, repair
+from .repair import min_eigenvalue
 from .spec import ProblemSpec
+from .uniqueness import Uniqueness, assess
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class SolveResult:
         Seconds per stage (``solve``, ``repair``, ``certify``).
     raw_status : str
         What the backend said, before certification.
+    uniqueness : Uniqueness or None
+        Whether the cosines are determined (:func:`scconvex.uniqueness.assess`); see also
+        :attr:`unique`. None when the answer is not certified.
     """
 
     spec: ProblemSpec
@@ -107,6 +111,14 @@ class SolveResult:
     certificate: Certificate | None = None
     sample_certificate: Certificate | None = None
     model: Model | None = None
+    uniqueness: Uniqueness | None = None
+
+    @property
+    def unique(self) -> bool | None:
+        """False when the certified answer does not determine the cosines: some do not
+        enter the loss, or the loss is too flat (see :mod:`scconvex.uniqueness`); None
+        when the answer is not certified (then nothing is determined)."""
+        return None if self.uniqueness is None else self.uniqueness.unique
 
     @property
     def success(self) -> bool:
@@ -146,11 +158,6 @@ def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timing
                        nan, *tols, None, None, model)
 
 
-def _badness(cert: Certificate, tols: tuple[float, float]) -> float:
-    """Largest ratio of a certified gap to its tolerance (<= 1 means certified)."""
-    return max(cert.rel_gap / tols[0], cert.excess_gap / tols[1])
-
-
 def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
               tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
@@ -166,13 +173,13 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                        raw, time.perf_counter() - t_start, timings, tols)
     t0 = time.perf_counter()
     try:
-        X, shift, cert, scert = _round_and_certify(model, raw.X, tols)
+        X, shift, cert, scert = round_and_certify(model, raw.X, tols)
     except SolveFailedError as exc:
         return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
                        timings, tols)
     lam = min_eigenvalue(model, X)
     timings["repair_and_certify"] = time.perf_counter() - t0
-    ok = (_badness(cert, tols) <= 1 and _badness(scert, tols) <= 1 and lam >= 0
+    ok = (badness(cert, tols) <= 1 and badness(scert, tols) <= 1 and lam >= 0
           and math.isfinite(cert.loss))
     status = "optimal" if ok else "uncertified"
     if ok:
@@ -184,42 +191,26 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                    f"{cert.excess_gap:.2e}, {scert.excess_gap:.2e}), above tolerance "
                    f"{tols[0]:.1e} ({tols[1]:.1e} relative to the excess loss); "
                    f"solver said {raw.status!r}")
+    if raw.message:
+        message += f" [{solver}: {raw.message}]"
+    # Only a certified answer has a gap small enough for the question to matter.
+    unique = _assess(model, X, scert) if ok else None
+    if unique is not None and unique.note:
+        message += f"; {unique.note}"
     return SolveResult(
         spec, model.level, solver, status, message, cert.loss, cert.excess_loss,
         cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
         scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
-        timings, raw.status, raw.iterations, shift, *tols, cert, scert, model)
+        timings, raw.status, raw.iterations, shift, *tols, cert, scert, model, unique)
 
 
-ROUNDING_DROPS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
-"""Relative eigenvalue cut-offs tried when rounding a solver's answer to a feasible point."""
-
-
-def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
-    """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
-
-    Every candidate is exactly feasible and carries its own valid certificate, so choosing
-    the one with the smallest gap is sound. The search stops once a candidate's gap is far
-    below the tolerance.
-    """
-    starts = [X]
-    if model.level == "sample" and np.all(np.isfinite(X)):
-        # The class-collapsed version of a sample Gram: the average over within-class
-        # permutations, with within-class cosines set to 1 (MATH.md section 4).
-        M = class_gram(model, np.asarray(X, dtype=float))
-        lab = model.spec.labels
-        starts.append(M[np.ix_(lab, lab)])
-    best = None
-    for drop in ROUNDING_DROPS:
-        for start in starts:
-            Y, _ = repair(model, start, drop=drop)
-            cert, scert = certify(model, Y)
-            worst = max(_badness(cert, tols), _badness(scert, tols))
-            if best is None or worst < best[0]:
-                best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
-        if best[0] <= 1e-3:
-            break
-    return best[1:]
+def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness | None:
+    if model.loss.name != "sc" or model.relaxation.name != "elliptope":
+        return None  # the curvature of scconvex.uniqueness is that of the SC loss
+    if model.level == "sample":
+        cls = build_model(model.spec, "class")
+        return assess(cls, class_gram(model, X), scert.excess_gap)
+    return assess(model, X, scert.excess_gap)
 
 
 def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
@@ -234,7 +225,9 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         Counts, temperature, loss, relaxation and (default) level.
     level : {"auto", "group", "class", "sample"}, optional
         Overrides ``spec.level``. ``"auto"`` solves at group level when counts repeat and at
-        class level otherwise; ``"sample"`` is the dense ``n x n`` program (small ``n``).
+        class level otherwise, and retries at class level (up to
+        :data:`CLASS_FALLBACK_MAX` classes) when the group-level answer is not certified;
+        ``"sample"`` is the dense ``n x n`` program (small ``n``).
     solver : {"auto", "native", "clarabel", "scs"}
         Backend. ``"auto"`` uses the native solver where it supports the level and falls
         back to Clarabel when the native answer is not certified (the result's message
@@ -272,6 +265,28 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     tols = (_tolerance(gap_tol, "gap_tol"), _tolerance(excess_tol, "excess_tol"))
     t_start = time.perf_counter()
     model = build_model(spec, level)
+    res = _solve_model(spec, model, solver, options, tols, t_start)
+    requested = spec.level if level is None else level
+    if (requested == "auto" and not res.success and model.level == "group"
+            and spec.k <= CLASS_FALLBACK_MAX):
+        # "auto" must not settle for a level that cannot certify where another can.
+        log.info("group level not certified (%s); trying class level", res.message)
+        other = _solve_model(spec, build_model(spec, "class"), solver, options, tols,
+                             t_start)
+        note = f"group level not certified ({res.message}); solved at class level. "
+        if other.success or _worst(other, tols) < _worst(res, tols):
+            return _with_message(other, note + other.message)
+        return _with_message(res, note + f"class level was no better ({other.message}); "
+                             "kept the group-level answer")
+    return res
+
+
+CLASS_FALLBACK_MAX = 200
+"""With ``level="auto"``, a group-level answer that is not certified is tried again at
+class level when there are at most this many classes."""
+
+
+def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_start):
     if solver != "auto":
         return _pipeline(spec, model, solver, options, tols, t_start)
     get_backend("clarabel")  # loads the registry
@@ -304,7 +319,7 @@ def _tolerance(value, name: str) -> float:
 def _worst(res: SolveResult, tols: tuple[float, float]) -> float:
     if res.certificate is None:
         return math.inf
-    return max(_badness(res.certificate, tols), _badness(res.sample_certificate, tols))
+    return max(badness(res.certificate, tols), badness(res.sample_certificate, tols))
 
 
 def _with_message(res: SolveResult, message: str) -> SolveResult:

@@ -157,3 +157,61 @@ def test_block_gradient_taylor(rng):
     slope = taylor_slope(lambda t: block_terms(B + t * E, sizes, counts, 0.3).value,
                          float(np.sum(D * E)))
     assert slope == pytest.approx(2.0, abs=0.1)
+
+
+# ---------------------------------------------------------------------- chunked evaluation
+def dense_loss(H, labels, tau):
+    """The whole n x n logit matrix at once, written independently of scconvex.loss."""
+    labels = np.asarray(labels)
+    logits = H @ H.T / tau
+    np.fill_diagonal(logits, -np.inf)
+    mx = np.max(logits, axis=1, keepdims=True)
+    lse = mx[:, 0] + np.log(np.sum(np.exp(logits - mx), axis=1))
+    same = labels[:, None] == labels[None, :]
+    np.fill_diagonal(same, False)
+    npos = same.sum(axis=1)
+    act = npos > 0
+    pos = np.where(same, H @ H.T, 0.0).sum(axis=1)[act] / npos[act] / tau
+    return float(np.sum(lse[act] - pos))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1000, None])
+@pytest.mark.parametrize("tau", [0.05, 0.7])
+def test_chunked_loss_matches_dense_and_loop(rng, chunk, tau):
+    labels = np.array([3, 1, 1, 0, 3, 3, 2, 1, 0, 5, 3])  # 2 and 5 have one sample
+    H = unit_rows(rng, len(labels), 5)
+    value = sc_loss(H, labels, tau, chunk=chunk)
+    assert value == pytest.approx(dense_loss(H, labels, tau), rel=1e-12)
+    assert value == pytest.approx(loop_loss(H, labels, tau), rel=1e-11)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, None])
+def test_chunked_gradient_matches_gram_gradient(rng, chunk):
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 3, 0])
+    H = unit_rows(rng, len(labels), 4)
+    value, grad = sc_loss_grad(H, labels, 0.3, chunk=chunk)
+    ref_value, C = sc_loss_gram_grad(H @ H.T, labels, 0.3)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    np.testing.assert_allclose(grad, 2.0 * C @ H, rtol=1e-10, atol=1e-12)
+
+
+def test_loss_memory_grows_with_chunk_not_n_squared(rng):
+    # n = 4000 would need 128 MB for H H^T; with 50-row blocks the loss needs about 2 MB.
+    import tracemalloc
+
+    n, d = 4000, 8
+    H = unit_rows(rng, n, d)
+    labels = rng.integers(0, 10, size=n)
+    tracemalloc.start()
+    try:
+        sc_loss(H, labels, 0.5, chunk=50)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16e6, f"peak {peak / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("chunk", [0, -2, 2.5, "all", True])
+def test_bad_chunk(rng, chunk):
+    with pytest.raises(InvalidInputError, match="chunk"):
+        sc_loss(unit_rows(rng, 4, 2), [0, 0, 1, 1], 0.5, chunk=chunk)

@@ -94,15 +94,37 @@ def test_two_classes_are_antipodal():
     ((30, 30, 12, 12, 12, 4, 4, 4, 4), 0.1, "group"),
 ])
 def test_native_agrees_with_clarabel(counts, tau, level):
+    # Only what holds whatever Clarabel returns: both answers are feasible points with
+    # valid lower bounds, so each bound lies below the other answer's loss, and the
+    # certified native answer is within its own gap of anything Clarabel finds.
     spec = ProblemSpec(counts, tau)
     ref = solve(spec, level=level, solver="clarabel")
     res = solve(spec, level=level, solver="native")
-    assert ref.status == "optimal" and res.status == "optimal", (ref.message, res.message)
-    # The native point is at least as good, to the accuracy of the conic solver.
-    assert res.loss <= ref.loss * (1 + 1e-9)
-    assert res.loss == pytest.approx(ref.loss, rel=1e-7)
-    np.testing.assert_allclose(res.class_gram, ref.class_gram, atol=2e-3)
-    assert res.rel_gap <= ref.rel_gap + 1e-12
+    assert res.status == "optimal", res.message
+    assert ref.status in ("optimal", "uncertified"), ref.message
+    for a, b in ((res, ref), (ref, res)):
+        assert a.lower_bound <= b.loss and a.sample_lower_bound <= b.loss
+    assert res.loss - ref.loss <= res.sample_gap
+    if ref.status == "optimal":
+        # Two certified answers: both losses lie in both certified intervals, and the
+        # loss is strictly convex in every cosine that enters it, so the geometries agree
+        # to the accuracy the certificates allow.
+        assert ref.loss - res.loss <= ref.sample_gap + res.sample_gap
+        np.testing.assert_allclose(res.class_gram, ref.class_gram, atol=2e-3)
+
+
+@pytest.mark.parametrize("counts,tau,level", [((20, 11, 7, 5, 3, 2), 0.1, "class"),
+                                              ((30, 30, 2, 2), 1.0, "class"),
+                                              ((4, 3, 2), 0.5, "sample"),
+                                              ((20, 11, 7, 5, 3, 2), 0.02, "class")])
+def test_clarabel_path_certifies_issue_instances(counts, tau, level):
+    # Issue 8 observations 5 and 9: the former model left the first three uncertified
+    # (excess gap 1.5e-3, sample gap 1.7e-6, 1.6e-5), and nothing below tau = 0.05.
+    # Measured now: excess gaps of 1e-6, 4e-11, 5e-12 and 4e-7, at least 1000 times
+    # inside the default tolerances, not at their edge.
+    res = solve(ProblemSpec(counts, tau), level=level, solver="clarabel")
+    assert res.status == "optimal", res.message
+    assert "attempt" in res.message  # which Clarabel settings produced the point
 
 
 # ---------------------------------------------------------------------- mpmath STEP

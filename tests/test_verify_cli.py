@@ -26,9 +26,14 @@ def test_verify_rejects_small_tau_perturbation_and_uncertified(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
+    # An uncertified answer (a starved solve: excess gap about 40) written as a file.
+    from scconvex import ProblemSpec, solve
+
+    res = solve(ProblemSpec((10, 10, 1, 1, 1), 0.01), solver="native",
+                options={"max_iter": 1})
+    assert res.status == "uncertified"
     unc = tmp_path / "u.json"
-    assert run("solve", "--counts", "10,10,1,1,1", "--tau", "0.01",
-               "--certificate", str(unc)).returncode == 1
+    unc.write_text(json.dumps(res.to_dict()))
     proc = run("verify", str(unc), "--json")
     assert proc.returncode == 1
     report = json.loads(proc.stdout)

@@ -1,8 +1,21 @@
 """cvxpy models of the relaxation, solved with Clarabel or SCS.
 
+Class and group level use one variable, the ``g x g`` block Gram ``Q`` of
+:func:`scconvex.model.block_gram` (``Q = M`` at class level): PSD, ``Q_pp = 1`` for a block
+of one class and ``Q_pp <= m_p`` (``a_p <= 1``) otherwise. Every cosine is an affine
+function of ``Q``, so the model has no auxiliary matrix and no coupling equalities (an
+earlier model with a second matrix ``B`` tied to ``Q`` by ``g^2`` equalities stalled
+Clarabel short of a certifiable point). Sample level uses the ``n x n`` Gram ``G``.
+
 The objective is the loss divided by ``n`` (MATH.md section 6: conic solvers stop at
 absolute tolerances), written relative to ``sum_c n_c log(n_c - 1)`` so that the solver
 sees the part of the loss that depends on the geometry.
+
+Interior-point accuracy on these exponential-cone programs depends on settings in ways that
+vary between machines and problems (a tolerance that works on one instance stalls on
+another). So the backend tries a short, fixed list of settings (:data:`ATTEMPTS`) and
+keeps the answer with the best *certificate*, stopping as soon as one is certified far
+inside the default tolerances. The chosen attempt is named in the raw message.
 """
 
 from __future__ import annotations
@@ -12,8 +25,9 @@ import warnings
 
 import numpy as np
 
-from ..loss import block_weights
-from ..model import Model
+from ..certify import badness, round_and_certify
+from ..loss import block_terms, block_weights
+from ..model import Model, from_block_gram
 from . import Backend, RawResult, register
 
 # cvxpy's status strings mapped onto the package's raw vocabulary; others become "error".
@@ -22,12 +36,32 @@ _STATUS = {
     "optimal_inaccurate": "inaccurate",
 }
 
-# Clarabel reaches its tight tolerance cheaply, and a tight interior-point answer is what
-# makes the (first-order) certificate small; SCS is first-order and slow to get there.
 _DEFAULTS = {
     "clarabel": {"tol": 1e-12, "max_iter": 500, "time_limit": None, "verbose": False},
     "scs": {"tol": 1e-9, "max_iter": 100_000, "time_limit": None, "verbose": False},
 }
+
+ATTEMPTS = {
+    "clarabel": (
+        {},
+        {"static_regularization_constant": 1e-10},
+        {"equilibrate_enable": False},
+        {"tol_scale": 100.0},
+        {"linearised": True},
+    ),
+    "scs": ({},),
+}
+"""Settings tried in turn, on top of ``tol`` (``tol_scale`` multiplies it). Clarabel's
+defaults are static regularisation 1e-8 and equilibration on; with a tolerance of 1e-12
+either can stall an exp-cone program a few digits short, and which one does differs
+between instances, so all are tried before giving up. ``linearised`` solves the
+log-linearised model of :func:`_block_problem` (class and group level only), which is
+what resolves the geometry at small ``tau``."""
+
+GOOD_ENOUGH = (1e-9, 1e-5)
+"""Stop trying further settings once the certified gap is below these (relative to the
+loss, relative to the excess loss) at the solved level and at sample level: 100 to 1000
+times inside the default tolerances of :func:`scconvex.solve`."""
 
 
 def sc_block_objective(model: Model, B):
@@ -56,25 +90,74 @@ def sc_block_objective(model: Model, B):
     return weight @ cp.log_sum_exp(terms[active, :], axis=1)
 
 
-def _block_problem(model: Model):
+def sc_block_linearised_objective(model: Model, B):
+    """Log of the linearised excess of the SC loss, ``log sum_p m_p s_p exp(r_p)``.
+
+    With ``r_p`` the row log-sum-exp, the excess is ``sum_p m_p s_p log1p(exp(r_p))``.
+    Where every ``exp(r_p)`` is tiny (small ``tau``) the excess is about ``1e-13`` at
+    ``tau = 0.05``, and an interior-point method at absolute tolerances cannot resolve it.
+    ``sum_p m_p s_p exp(r_p)`` differs from it by a factor ``1 + O(max exp(r_p))``, and its
+    logarithm is one log-sum-exp of affine functions of ``B``, of order ``1 / tau``. Its
+    minimiser is therefore within a relative ``O(max exp(r_p))`` of optimal for the true
+    loss, which the certificate then measures exactly.
+    """
     import cvxpy as cp
 
     g = model.dim
     m = model.sizes
-    B = cp.Variable((g, g), symmetric=True)
-    objective = cp.Minimize(model.loss.cvxpy_block_objective(model, B))
-    single = m == 1
+    s = model.block_counts
+    w = block_weights(m, s)
+    rows, cols = np.nonzero((s[:, None] >= 2) & (w > 0))
+    base = (np.log(w[rows, cols]) - np.log(s[rows] - 1.0)
+            + np.log((m * s)[rows].astype(float)))
+    # cvxpy's vec is column-major: entry (p, q) sits at q * g + p.
+    z = (cp.vec(B, order="F")[cols * g + rows] - 1.0) / model.spec.tau + base
+    return cp.log_sum_exp(z)
+
+
+def block_cosines(model: Model, Q):
+    """The cosines ``B`` as an affine cvxpy expression of the block Gram ``Q``.
+
+    ``b_pq = Q_pq / sqrt(m_p m_q)``, ``a_p = (Q_pp - 1) / (m_p - 1)`` inside a block of
+    several classes, and the constant 1 on the diagonal of a block of one class (the
+    inverse of :func:`scconvex.model.block_gram`).
+    """
+    import cvxpy as cp
+
+    g = model.dim
+    m = model.sizes
     root = np.sqrt(m.astype(float))
-    R = np.outer(root, root)
-    np.fill_diagonal(R, 0.0)
+    coef = 1.0 / np.outer(root, root)
+    shift = np.zeros((g, g))
+    big = np.flatnonzero(m >= 2)
+    one = np.flatnonzero(m == 1)
+    coef[big, big] = 1.0 / (m[big] - 1.0)
+    shift[big, big] = -1.0 / (m[big] - 1.0)
+    coef[one, one] = 0.0
+    shift[one, one] = 1.0
+    return cp.multiply(coef, Q) + shift
+
+
+def _block_problem(model: Model, linearised: bool = False):
+    import cvxpy as cp
+
+    m = model.sizes
+    g = model.dim
     Q = cp.Variable((g, g), PSD=True)
-    constraints = [Q == cp.multiply(B, R) + cp.diag(1.0 + cp.multiply(m - 1.0, cp.diag(B)))]
-    if np.any(single):
-        constraints.append(cp.diag(B)[np.flatnonzero(single)] == 1.0)
-    if np.any(~single):
-        constraints.append(cp.diag(B)[np.flatnonzero(~single)] <= 1.0)
+    B = block_cosines(model, Q)
+    if linearised:
+        objective = cp.Minimize(sc_block_linearised_objective(model, B))
+    else:
+        objective = cp.Minimize(model.loss.cvxpy_block_objective(model, B))
+    constraints = []
+    one = np.flatnonzero(m == 1)
+    big = np.flatnonzero(m >= 2)
+    if one.size:
+        constraints.append(cp.diag(Q)[one] == 1.0)
+    if big.size:
+        constraints.append(cp.diag(Q)[big] <= m[big].astype(float))
     constraints += model.relaxation.cvxpy_constraints(model, B)
-    return cp.Problem(objective, constraints), B
+    return cp.Problem(objective, constraints), Q
 
 
 def sc_sample_objective(model: Model, G):
@@ -117,63 +200,124 @@ def _sample_problem(model: Model):
     return cp.Problem(objective, constraints), G
 
 
-def _settings(name: str, options: dict) -> dict:
-    tol = float(options["tol"])
+def _settings(name: str, options: dict, attempt: dict, time_limit: float | None) -> dict:
+    tol = float(options["tol"]) * attempt.get("tol_scale", 1.0)
     if name == "clarabel":
         out = {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol,
                "max_iter": int(options["max_iter"])}
-        if options["time_limit"] is not None:
-            out["time_limit"] = float(options["time_limit"])
+        out.update({k: v for k, v in attempt.items() if k not in _MODEL_KEYS})
+        if time_limit is not None:
+            out["time_limit"] = float(time_limit)
     else:
         out = {"eps_abs": tol, "eps_rel": tol, "max_iters": int(options["max_iter"])}
-        if options["time_limit"] is not None:
-            out["time_limit_secs"] = float(options["time_limit"])
+        if time_limit is not None:
+            out["time_limit_secs"] = float(time_limit)
     return out
+
+
+_MODEL_KEYS = ("tol_scale", "linearised")
+"""Attempt keys that change the model or the tolerance rather than a solver setting."""
+
+
+def _describe(attempt: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in attempt.items()) or "default settings"
 
 
 def _run(name: str):
     def run(model: Model, options: dict) -> RawResult:
-        raw = run_once(model, options)
-        # Clarabel sometimes cannot reach a very tight tolerance and then returns an early
-        # iterate as "inaccurate"; a looser target often converges to a better point.
-        tol = float(options["tol"])
-        while name == "clarabel" and raw.status == "inaccurate" and tol < 1e-9:
-            tol *= 100.0
-            retry = run_once(model, {**options, "tol": tol})
-            if retry.X is None:
+        t0 = time.perf_counter()
+        limit = options["time_limit"]
+        best = None
+        iterations = 0
+        tried = 0
+        built: dict[bool, tuple] = {}  # cvxpy problems by "linearised", compiled once
+        for attempt in _ordered(ATTEMPTS[name], model):
+            left = None if limit is None else limit - (time.perf_counter() - t0)
+            if left is not None and left <= 0:
                 break
-            raw = RawResult(retry.status, retry.X, retry.message + f" (retried at tol {tol:g})",
-                            raw.iterations + retry.iterations, retry.info)
-        return raw
+            linear = bool(attempt.get("linearised"))
+            if linear not in built:
+                built[linear] = (_sample_problem(model) if model.level == "sample"
+                                 else _block_problem(model, linearised=linear))
+            raw = run_once(model, built[linear], options, attempt, left)
+            tried += 1
+            iterations += raw.iterations
+            if raw.X is None:
+                if best is None:
+                    best = (np.inf, raw, attempt)
+                continue
+            score = _score(model, raw.X)
+            if best is None or score < best[0]:
+                best = (score, raw, attempt)
+            if score <= 1.0 or raw.status in ("time_limit", "error"):
+                break
+        score, raw, attempt = best
+        note = f" with {_describe(attempt)} (best certificate of {tried} attempt(s))"
+        info = {**raw.info, "solve_seconds": time.perf_counter() - t0, "attempts": tried}
+        return RawResult(raw.status, raw.X, raw.message + note, iterations, info)
 
-    def run_once(model: Model, options: dict) -> RawResult:
+    def run_once(model: Model, built: tuple, options: dict, attempt: dict,
+                 limit) -> RawResult:
         import cvxpy as cp
 
-        build = _sample_problem if model.level == "sample" else _block_problem
-        problem, var = build(model)
+        problem, var = built
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 # cvxpy warns about inaccurate solutions; the status below says it instead.
                 warnings.simplefilter("ignore", UserWarning)
                 problem.solve(solver=name.upper(), verbose=bool(options["verbose"]),
-                              **_settings(name, options))
+                              **_settings(name, options, attempt, limit))
         except cp.error.SolverError as exc:
             return RawResult("error", None, f"{name} failed: {exc}")
         seconds = time.perf_counter() - t0
         status = _STATUS.get(problem.status)
-        limit = options["time_limit"]
         if status is None:
             status = "error"
             if problem.status == "user_limit":
                 status = ("time_limit" if limit is not None and seconds >= 0.95 * limit
                           else "iteration_limit")
         iters = getattr(problem.solver_stats, "num_iters", None) or 0
-        X = None if var.value is None else np.array(var.value, dtype=float)
+        X = None
+        if var.value is not None:
+            X = np.array(var.value, dtype=float)
+            if model.level != "sample":
+                X = from_block_gram(X, model.sizes)
         return RawResult(status, X, f"cvxpy status {problem.status!r}", int(iters),
                          {"solve_seconds": seconds})
 
     return run
+
+
+def _ordered(attempts, model: Model) -> list[dict]:
+    """The attempts for ``model``: the linearised model first where it is the right one.
+
+    At the simplex ETF (the balanced optimum, feasible for any counts) every row term
+    ``exp(r_p)`` below 1e-4 means the excess is tiny and the linearised model is accurate
+    to about that factor; the others would spend their iterations where they cannot
+    resolve it. Otherwise it comes second, after the default settings.
+    """
+    if model.level == "sample" or model.loss.name != "sc":
+        # The linearised model is written for the SC loss at class and group level.
+        return [a for a in attempts if not a.get("linearised")]
+    k = model.spec.k
+    B = np.full((model.dim, model.dim), -1.0 / (k - 1))
+    terms = block_terms(B, model.sizes, model.block_counts, model.spec.tau)
+    rows = terms.rowlse[np.isfinite(terms.rowlse)]
+    first = [a for a in attempts if a.get("linearised")]
+    rest = [a for a in attempts if not a.get("linearised")]
+    if rows.size and float(np.max(rows)) < np.log(1e-4):
+        return first + rest
+    return rest[:1] + first + rest[1:]
+
+
+def _score(model: Model, X: np.ndarray) -> float:
+    """Largest ratio of a certified gap of ``X`` (rounded) to :data:`GOOD_ENOUGH`."""
+    if not np.all(np.isfinite(X)):
+        return np.inf
+    _, _, cert, scert = round_and_certify(model, X, GOOD_ENOUGH)
+    return max(badness(cert, GOOD_ENOUGH), badness(scert, GOOD_ENOUGH))
 
 
 for _name in ("clarabel", "scs"):
