@@ -11,6 +11,7 @@ from .certify import Certificate, certify
 from .errors import (
     BackendUnavailableError,
     InvalidInputError,
+    ResourceLimitError,
     ScconvexError,
     SolveFailedError,
     VerificationError,
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidInputError",
     "Model",
     "ProblemSpec",
+    "ResourceLimitError",
     "ScconvexError",
     "SolveFailedError",
     "SolveResult",

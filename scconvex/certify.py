@@ -19,6 +19,7 @@ and O(g^2) memory, whatever n and k are.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -254,13 +255,14 @@ ROUNDING_DROPS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
 """Relative eigenvalue cut-offs tried when rounding a solver's answer to a feasible point."""
 
 
-def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
+def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float],
+                      deadline: float = math.inf):
     """Repair ``X`` to feasible candidates of decreasing rank and keep the best certified.
 
     Every candidate is exactly feasible and carries its own valid certificate, so choosing
     any of them is sound. The search stops at the first candidate that certifies (each
-    costs an eigendecomposition and a certificate); otherwise it keeps the one with the
-    smallest gap.
+    costs an eigendecomposition and a certificate), or once ``time.perf_counter()`` has
+    passed ``deadline`` (a time limit); otherwise it keeps the one with the smallest gap.
 
     Returns
     -------
@@ -286,6 +288,6 @@ def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float]):
             worst = max(badness(cert, tols), badness(scert, tols))
             if best is None or worst < best[0]:
                 best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
-            if worst <= 1.0:
+            if worst <= 1.0 or time.perf_counter() > deadline:
                 return best[1:]
     return best[1:]

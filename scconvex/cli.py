@@ -7,11 +7,17 @@ failed), 2 invalid input or usage. Errors are one line on stderr, never a traceb
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .errors import InvalidInputError, ScconvexError
+
+DEBUG_ENV = "SCCONVEX_DEBUG"
+"""Set to 1 to get Python tracebacks for unexpected errors (for developers)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,19 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
 class _UsageError(Exception):
     pass
-
-
-def _ints(text: str, name: str, size: int | None = None) -> list[float]:
-    parts = [p.strip() for p in text.split(",")]
-    if size is not None and len(parts) != size:
-        raise InvalidInputError(f"{name} needs {size} comma-separated values, got {text!r}")
-    out = []
-    for p in parts:
-        try:
-            out.append(float(p))
-        except ValueError:
-            raise InvalidInputError(f"{name}: {p!r} is not a number") from None
-    return out
 
 
 def _spec_from_args(args):
@@ -126,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="largest certified gap relative to the excess loss L - sum n_c "
                         "log(n_c - 1) for success (default 1e-3)")
     p.add_argument("--time-limit", type=float, default=None,
-                   help="time limit in seconds for the cvxpy backends")
+                   help="time limit in seconds for the whole solve, any solver (the auto "
+                        "solver's clarabel fallback gets what is left)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--certificate", metavar="FILE",
                    help="write the result, a re-checkable certificate, as JSON")
@@ -153,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_tolerances(p, "--rtol", "--excess-rtol",
                     "tight when both gaps to the certified lower bound are within this:")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="time limit in seconds for the relaxed solve and the restarts; "
+                        "dimensions not reached are reported as such (exit 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     from .commands import add_commands
 
@@ -213,16 +210,25 @@ class _Ticker:
             sys.stderr.flush()
 
 
+def _time_limit(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InvalidInputError(f"--time-limit must be finite and > 0, got {value!r}")
+    return value
+
+
 def _cmd_solve(args) -> int:
-    from .report import dumps, format_result, write_json
+    from .report import check_writable, dumps, format_result, write_json
+    from .resources import check_memory, class_gram_bytes
     from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 
     spec = _spec_from_args(args)
-    options = None
-    if args.time_limit is not None:
-        if args.solver not in ("clarabel", "scs"):
-            raise InvalidInputError("--time-limit applies to --solver clarabel or scs")
-        options = {"time_limit": args.time_limit}
+    limit = _time_limit(args.time_limit)
+    options = None if limit is None else {"time_limit": limit}
+    if args.certificate is not None:
+        check_writable(args.certificate)  # refuse a bad target before a long solve
+    if args.full_gram:
+        check_memory(class_gram_bytes(spec.k), f"--full-gram ({spec.k} x {spec.k} cosines)",
+                     "leave out --full-gram: the group Gram determines it exactly")
     gap_tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
     excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
     label = f"solving k={spec.k}, n={spec.n} ({args.solver} solver, {args.level} level)"
@@ -230,14 +236,25 @@ def _cmd_solve(args) -> int:
         res = solve(spec, level=args.level, solver=args.solver, options=options,
                     gap_tol=gap_tol, excess_tol=excess_tol)
     data = res.to_dict(full_gram=args.full_gram)
-    if args.certificate:
-        write_json(args.certificate, data)
+    write_failure = None
+    if args.certificate is not None:
+        try:
+            write_json(args.certificate, data)
+        except (OSError, ScconvexError) as exc:  # the result is still printed below
+            write_failure = getattr(exc, "strerror", None) or str(exc)
     if args.json:
         print(dumps(data))
     else:
         print(format_result(res))
+    sys.stdout.flush()
+    problems = []  # one stderr line, whatever went wrong
     if not res.success:
-        print(f"scconvex: {res.status}: {res.message}", file=sys.stderr)
+        problems.append(f"{res.status}: {res.message}")
+    if write_failure is not None:
+        problems.append(f"error: certificate not written to {args.certificate}: "
+                        f"{write_failure}")
+    if problems:
+        print("scconvex: " + "; ".join(problems), file=sys.stderr)
         return 1
     return 0
 
@@ -288,16 +305,16 @@ def _cmd_tightness(args) -> int:
     from .tightness import format_table, tightness
 
     spec = _spec_from_args(args)
-    dims = _ints(args.dims, "--dims")
-    if any(d != int(d) or d < 1 for d in dims):
-        raise InvalidInputError(f"--dims must be positive integers, got {args.dims!r}")
-    dims = [int(d) for d in dims]
+    from .inputs import parse_ints
+
+    dims = parse_ints(args.dims, "--dims")
+    limit = _time_limit(args.time_limit)
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
     tols = {name: value for name, value in (("rtol", args.rtol),
                                             ("excess_rtol", args.excess_rtol))
             if value is not None}
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
-                       progress=tick, **tols)
+                       progress=tick, time_limit=limit, **tols)
     if args.json:
         from .report import SCHEMA_VERSION
 
@@ -305,11 +322,59 @@ def _cmd_tightness(args) -> int:
                      "scconvex_version": __version__, "schema_version": SCHEMA_VERSION}))
     else:
         print(format_table(report))
+    done = [r.d for r in report.rows]
+    short = [r.d for r in report.rows if r.restarts < args.restarts]
+    missing = [d for d in dims if d not in done]
+    if missing or short:
+        sys.stdout.flush()
+        print(f"scconvex: time limit {limit:g} s reached: dimensions not tested "
+              f"{missing or 'none'}, with fewer restarts {short or 'none'}", file=sys.stderr)
+        return 1
     return 0
 
 
+def _quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so that the final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised as an exception so that ``finally`` blocks (temporary files) run."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``scconvex`` command; returns the exit code."""
+    """Entry point of the ``scconvex`` command; returns the exit code.
+
+    Every failure is one line on stderr: exit 2 for invalid input or usage (including a run
+    refused for its memory estimate), 1 for anything else. A closed stdout (``| head``)
+    ends the command quietly.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        previous = None
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -331,6 +396,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("scconvex: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("scconvex: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        raise
+    except MemoryError as exc:
+        print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); try "
+              "--level group, a smaller problem, or see SCCONVEX_MEMORY_LIMIT", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the last net: one line, never a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"scconvex: internal error: {type(exc).__name__}: {_one_line(exc)} (please "
+              f"report it; {DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover

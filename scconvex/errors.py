@@ -40,6 +40,15 @@ class VerificationError(ScconvexError):
     """A certificate file could not be verified (malformed, tampered or not optimal)."""
 
 
+class ResourceLimitError(InvalidInputError):
+    """A run was refused before it started: it would need more memory than is available.
+
+    A subclass of :class:`InvalidInputError` (the command line exits with code 2): the
+    request is too large for this machine, and the message names a level or solver that
+    fits.
+    """
+
+
 def missing_extra(extra: str, exc: ImportError) -> InvalidInputError:
     """The error for an optional dependency that is not installed (names the extra)."""
     return InvalidInputError(f"this needs the optional extra [{extra}] "

@@ -49,6 +49,9 @@ def parse_counts(text: str, name: str = "--counts") -> tuple[int, ...]:
         if match is None:
             raise InvalidInputError(f"{name}: {part.strip()!r} is not a count (use N or "
                                     f"NxM for M classes of N samples)")
+        if max(len(match.group(1)), len(match.group(2) or "")) > 20:  # far above 2**53
+            raise InvalidInputError(f"{name}: {part.strip()[:30]!r}... is above the limit "
+                                    "2**53 (float64 is exact only up to there)")
         count, times = int(match.group(1)), int(match.group(2) or 1)
         if times < 1:
             raise InvalidInputError(f"{name}: {part.strip()!r} repeats a count zero times")

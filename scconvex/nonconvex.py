@@ -444,7 +444,8 @@ def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
 def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restarts: int = 10,
                      seed: SeedLike = 0, tol: float = DEFAULT_TOL,
                      max_iter: int = DEFAULT_MAX_ITER, x0: np.ndarray | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> NonconvexResult:
+                     progress: Callable[[int, int], None] | None = None,
+                     deadline: float = math.inf) -> NonconvexResult:
     """Minimise the SC loss over unit-norm rows in dimension ``d`` from random starts.
 
     Parameters
@@ -471,6 +472,9 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
         of the relaxed optimum from :func:`scconvex.factor.factor`.
     progress : callable, optional
         Called as ``progress(i, restarts)`` after run ``i`` (1-based) finishes.
+    deadline : float, optional
+        A ``time.perf_counter()`` value after which no new run is started (the first run
+        always is), so the result may hold fewer than ``restarts`` runs.
 
     Returns
     -------
@@ -533,6 +537,8 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
     times = []
     start_all = time.perf_counter()
     for i, child in enumerate(children):
+        if runs and time.perf_counter() > deadline:
+            break
         t0 = time.perf_counter()
         start = x0 if (i == 0 and x0 is not None) else \
             manifold.random_point(np.random.default_rng(child))

@@ -3,18 +3,26 @@
 JSON output is deterministic (sorted keys), carries ``scconvex_version`` and
 ``schema_version``, and writes non-finite numbers as the strings ``"nan"``, ``"inf"`` and
 ``"-inf"`` rather than as bare NaN. Files are written to a temporary file in the same
-folder and renamed, so an existing file is never left half-written.
+folder and renamed, so an existing file is never left half-written (:func:`write_json`
+says what happens to permissions, symlinks, special files and hard links).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
+import stat
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
+
+from .errors import InvalidInputError
+from .resources import check_memory, class_gram_bytes
 
 SCHEMA_VERSION = 1
 
@@ -54,30 +62,157 @@ def dumps(obj: Any) -> str:
     return json.dumps(jsonable(obj), sort_keys=True, allow_nan=False)
 
 
+TEMP_PREFIX = ".scconvex-tmp-"
+"""Temporary files of :func:`write_text` are ``.scconvex-tmp-XXXXXXXX.json`` (the target's
+extension) next to the target."""
+
+STALE_SECONDS = 3600.0
+"""Temporary files older than this (left by a process killed with SIGKILL) are removed by
+the next :func:`write_json` into the same folder."""
+
+_TEMP_NAME = re.compile(r"^\.scconvex-(tmp-)?[a-z0-9_]{8}(\.[A-Za-z0-9]{1,8})?$")
+
+
+def _suffix(path: str) -> str:
+    ext = os.path.splitext(path)[1]
+    return ext if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", ext) else ""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_writable(path: str | os.PathLike) -> str:
+    """Check that :func:`write_json` may write ``path``; return the file it would replace.
+
+    Symlinks are followed (the target is written, the link is kept). The target must be a
+    regular file with one link, or not exist yet in an existing folder; special files
+    (devices such as ``/dev/full``, FIFOs, sockets, directories) and hard-linked files are
+    refused, since replacing them would destroy the special file or split the links.
+
+    Raises
+    ------
+    InvalidInputError
+        When the target is refused (the message says why).
+    """
+    path = os.fspath(path)
+    if not path:
+        raise InvalidInputError("the output file name is empty")
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            raise InvalidInputError(f"cannot write {path}: folder {folder} does not exist") \
+                from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InvalidInputError(f"cannot write {path}: folder {folder} is not writable") \
+                from None
+        return target
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInputError(f"refusing to write {path}: it is {_kind(st.st_mode)}, not a "
+                                "regular file")
+    if st.st_nlink > 1:
+        raise InvalidInputError(f"refusing to write {path}: it has {st.st_nlink} hard links, "
+                                "and replacing it atomically would split them")
+    if not os.access(os.path.dirname(target), os.W_OK | os.X_OK):
+        raise InvalidInputError(f"cannot write {path}: folder {os.path.dirname(target)} is "
+                                "not writable (the file is replaced by renaming)")
+    return target
+
+
+def remove_stale_temporaries(folder: str, max_age: float = STALE_SECONDS) -> int:
+    """Remove temporary files of :func:`write_text` older than ``max_age`` seconds.
+
+    Only names of the exact form :func:`write_text` creates are touched. Returns how many
+    files were removed.
+    """
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _TEMP_NAME.match(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and \
+                    now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    """Write ``obj`` as JSON atomically (see :func:`write_text`)."""
     write_text(path, dumps(obj) + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".scconvex-", suffix=os.path.splitext(path)[1],
-                               dir=folder)
+    """Write ``text`` atomically: a temporary file in the same folder, then rename.
+
+    * an existing regular file is replaced in one step and keeps its permission bits (and,
+      when run as root, its owner); a new file gets ``0666`` minus the umask;
+    * a symlink is followed: its target is replaced and the link kept;
+    * special files and hard-linked files are refused (:func:`check_writable`);
+    * the temporary file is removed on any error and on SIGINT/SIGTERM (the command line
+      turns SIGTERM into an exception); one left by SIGKILL is removed by a later write
+      into the same folder once it is :data:`STALE_SECONDS` old.
+
+    Raises
+    ------
+    InvalidInputError
+        When the target is refused.
+    OSError
+        When writing fails (disk full, permissions); the previous file is left intact.
+    """
+    target = check_writable(path)
+    folder = os.path.dirname(target)
+    remove_stale_temporaries(folder)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=_suffix(target), dir=folder)
+    try:
         with os.fdopen(fd, "w", newline="") as fh:
+            if st is not None:
+                if os.geteuid() == 0:
+                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+                os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
+            else:  # mkstemp makes 0600; results are meant to be shared
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 CLASS_GRAM_MAX = 200
@@ -99,6 +234,9 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
     """
     spec = res.spec
     with_class = full_gram or spec.k <= CLASS_GRAM_MAX or res.level != "group"
+    if with_class and res.level == "group":
+        check_memory(class_gram_bytes(spec.k), f"the full {spec.k} x {spec.k} class Gram",
+                     "leave out --full-gram: the group Gram determines it exactly")
     out = {
         "kind": "scconvex.solve",
         "schema_version": SCHEMA_VERSION,
@@ -183,12 +321,16 @@ def format_result(res, *, max_classes: int = 12) -> str:
     if res.status == "failed":
         lines.append(f"  {res.message}")
         return "\n".join(lines)
+    excess = _cert_field(res.certificate, "excess_gap")
+    sample_excess = _cert_field(res.sample_certificate, "excess_gap")
+    lines[-1] += (f"   excess gap {max(excess, sample_excess):.2e}"
+                  f" (tol {res.excess_tol:.0e})")
     lines += [
         f"  loss        {_fmt(res.loss)}",
         f"  lower bound {_fmt(res.lower_bound)}   (certified over {res.certificate.level} Grams)",
-        f"  gap         {res.gap:.3e}   relative {res.rel_gap:.3e}",
+        f"  gap         {res.gap:.3e}   relative {res.rel_gap:.3e}   to excess {excess:.3e}",
         f"  sample gap  {res.sample_gap:.3e}   relative {res.sample_rel_gap:.3e}"
-        f"   (all n x n Grams)",
+        f"   to excess {sample_excess:.3e}   (all n x n Grams)",
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
     if res.unique is False:
@@ -197,9 +339,9 @@ def format_result(res, *, max_classes: int = 12) -> str:
     if res.level == "group" and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)
-    M = res.class_gram
-    k = M.shape[0]
+    k = spec.k
     if k <= max_classes:
+        M = res.class_gram
         lines.append("  cosines between class means:")
         width = max(len(str(c)) for c in spec.counts) + 3
         head = " " * (width + 2) + "".join(f"{'c' + str(j):>10}" for j in range(k))
@@ -208,10 +350,27 @@ def format_result(res, *, max_classes: int = 12) -> str:
             row = "".join(f"{M[i, j]:>10.6f}" for j in range(k))
             lines.append(f"  {'c' + str(i):<{width}}{row}")
     else:
-        lines.append(f"  (class Gram of {k} classes not shown; use --json)")
+        # Summarise from the solved variable: lifting a group answer to k x k could need
+        # far more memory than the solve (k = 1e5: 75 GiB).
+        low, high = _cosine_range(res)
+        lines.append(f"  cosines between class means range from {low:.6f} to {high:.6f}")
+        flag = " --full-gram" if res.level == "group" and k > CLASS_GRAM_MAX else ""
+        lines.append(f"  (class Gram of {k} classes not shown; use --json{flag} for all of it)")
     if res.status != "optimal":
         lines.append(f"  {res.message}")
     return "\n".join(lines)
+
+
+def _cosine_range(res) -> tuple[float, float]:
+    """Smallest and largest cosine between two different class means, without lifting."""
+    X = res.variable
+    if res.level == "sample":
+        M = res.class_gram
+        off = M[~np.eye(len(M), dtype=bool)]
+    else:
+        sizes = res.model.sizes
+        off = np.concatenate([X[~np.eye(len(X), dtype=bool)], np.diag(X)[sizes >= 2]])
+    return float(off.min()), float(off.max())
 
 
 def _group_table(res) -> list[str]:
@@ -232,5 +391,5 @@ def _group_table(res) -> list[str]:
 
 
 def _counts_text(counts) -> str:
-    text = ",".join(str(c) for c in counts)
-    return text if len(text) <= 60 else text[:57] + "..."
+    text = ",".join(str(c) for c in counts[:30])
+    return text if len(text) <= 60 and len(counts) <= 30 else text[:57] + "..."

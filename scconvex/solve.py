@@ -20,10 +20,11 @@ import numpy as np
 
 from .backends import BACKENDS, RawResult, get_backend
 from .certify import Certificate, badness, round_and_certify
-from .errors import InvalidInputError, SolveFailedError
+from .errors import InvalidInputError, ResourceLimitError, SolveFailedError
 from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
 from .repair import min_eigenvalue
+from .resources import check_memory, level_hint, solve_bytes
 from .spec import ProblemSpec
 from .uniqueness import Uniqueness, assess
 
@@ -161,6 +162,22 @@ def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timing
 def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
               tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
+    check_memory(solve_bytes(model.level, model.dim, solver),
+                 f"the {model.level} level ({model.dim} x {model.dim}) with the {solver} solver",
+                 level_hint(spec, model.level, solver))
+    limit = backend.check_options(options).get("time_limit")  # validated before use
+    deadline = math.inf if limit is None else t_start + float(limit)
+    if limit is not None:
+        # The backend gets what is left after keeping time to repair and certify; when
+        # even that does not fit, say so now rather than overrun the limit by minutes.
+        left = deadline - time.perf_counter()
+        reserve = certify_seconds(model)
+        if reserve > 0 and reserve > left:
+            return _failed(spec, model, solver, f"time limit {float(limit):g} s: repairing and "
+                           f"certifying a {model.dim} x {model.dim} answer takes about "
+                           f"{reserve:.0f} s on this machine now; raise --time-limit",
+                           None, time.perf_counter() - t_start, {}, tols)
+        options = {**options, "time_limit": max(left - reserve, 1e-3)}
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
@@ -173,7 +190,7 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                        raw, time.perf_counter() - t_start, timings, tols)
     t0 = time.perf_counter()
     try:
-        X, shift, cert, scert = round_and_certify(model, raw.X, tols)
+        X, shift, cert, scert = round_and_certify(model, raw.X, tols, deadline)
     except SolveFailedError as exc:
         return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
                        timings, tols)
@@ -202,6 +219,32 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
         scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
         timings, raw.status, raw.iterations, shift, *tols, cert, scert, model, unique)
+
+
+CERTIFY_EIGS = 10
+"""Repair, certification, rank and feasibility checks cost about this many dense symmetric
+eigenvalue problems of the model's size (measured at g = 2696: 182 s for 8 of 24 s)."""
+
+
+def certify_seconds(model: Model) -> float:
+    """Seconds that repairing and certifying an answer of ``model`` takes on this machine.
+
+    :data:`CERTIFY_EIGS` eigenvalue problems of the model's size, extrapolated (cubic) from
+    one of at most 400 rows timed now, so that a loaded machine predicts more. Zero for
+    models of at most 200 rows.
+    """
+    m = model.dim
+    if m <= 200:
+        return 0.0
+    m0 = min(m, 400)
+    A = np.random.default_rng(0).standard_normal((m0, m0))
+    A = A + A.T
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.linalg.eigvalsh(A)
+        best = min(best, time.perf_counter() - t0)
+    return CERTIFY_EIGS * best * (m / m0) ** 3
 
 
 def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness | None:
@@ -234,6 +277,10 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         says so).
     options : dict, optional
         Backend options (e.g. ``tol``, ``max_iter``, ``time_limit``); unknown keys raise.
+        ``time_limit`` (seconds) bounds the whole call: rounding stops early once it has
+        passed, and with ``solver="auto"`` the Clarabel fallback gets only the time left
+        (and is skipped, with a note in the message, when none is left or when it would
+        not fit in memory).
     gap_tol : float
         Largest relative certified gap (at the solved level and at sample level) for
         ``status == "optimal"``.
@@ -250,6 +297,9 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     ------
     InvalidInputError
         For an invalid level, solver, options or tolerance.
+    ResourceLimitError
+        When the chosen level and solver would need more memory than is available
+        (:mod:`scconvex.resources`); the message names the estimate and what to use instead.
 
     Examples
     --------
@@ -295,9 +345,21 @@ def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_
         res = _pipeline(spec, model, "native", options, tols, t_start)
         if res.success:
             return res
+        note = f"native solver not certified ({res.message}); "
+        fallback_options = None
+        limit = (options or {}).get("time_limit")
+        if limit is not None:
+            left = float(limit) - (time.perf_counter() - t_start)
+            if left <= 0:
+                return _with_message(res, note + "no time left for the clarabel fallback "
+                                     f"(time limit {float(limit):g} s)")
+            fallback_options = {"time_limit": left}
         log.info("native solver did not certify (%s); falling back to clarabel", res.message)
-        fallback = _pipeline(spec, model, "clarabel", None, tols, t_start)
-        note = f"native solver not certified ({res.message}); fell back to clarabel. "
+        try:
+            fallback = _pipeline(spec, model, "clarabel", fallback_options, tols, t_start)
+        except ResourceLimitError as exc:
+            return _with_message(res, note + f"clarabel fallback skipped: {exc}")
+        note += "fell back to clarabel. "
         if not fallback.success and _worst(res, tols) < _worst(fallback, tols):
             # Neither certified: keep the answer with the better certificate.
             return _with_message(res, note + f"clarabel was no better ({fallback.message}); "

@@ -28,6 +28,20 @@ RELAXATIONS = ("elliptope", "dnn")
 LEVELS = ("auto", "group", "class", "sample")
 """Levels at which the convex program can be built (``"auto"`` picks group or class)."""
 
+MAX_SAMPLES = 2**53
+"""Largest total number of samples ``n``. Every integer up to ``2**53`` is exact in
+float64, the arithmetic of the loss and of the certificate; beyond it counts would be
+rounded silently and products of counts overflow int64, so larger problems are refused."""
+
+MAX_CLASSES = 10_000_000
+"""Largest number of classes ``k``: the spec holds one count per class (and the group
+level one block index per class), so ``k`` itself must fit comfortably in memory."""
+
+TAU_MIN = 1e-300
+"""Smallest temperature. The loss works with ``(cos - 1) / tau`` and gradients of size
+``1 / tau``; below ``1e-300`` these come within a factor ``1e8`` of the float64 range
+(about ``1.8e308``) and sums of them overflow."""
+
 
 def check_tau(tau: object) -> float:
     """``tau`` as a float, or InvalidInputError unless it is a finite real number > 0."""
@@ -36,6 +50,8 @@ def check_tau(tau: object) -> float:
     tau = float(tau)
     if not math.isfinite(tau) or tau <= 0:
         raise InvalidInputError(f"tau must be finite and > 0, got {tau!r}")
+    if tau < TAU_MIN:
+        raise InvalidInputError(f"tau must be at least {TAU_MIN:g} (float64 range), got {tau!r}")
     return tau
 
 
@@ -58,7 +74,15 @@ def _check_counts(counts: object) -> tuple[int, ...]:
         c = int(c)
         if c < 1:
             raise InvalidInputError(f"every class count must be >= 1, got {c}")
+        if c > MAX_SAMPLES:
+            raise InvalidInputError(f"class count {c} is above the limit 2**53 = {MAX_SAMPLES} "
+                                    "(float64 is exact only up to there)")
         out.append(c)
+        if len(out) > MAX_CLASSES:
+            raise InvalidInputError(f"more than {MAX_CLASSES} classes")
+    if sum(out) > MAX_SAMPLES:
+        raise InvalidInputError(f"the total number of samples {sum(out)} is above the limit "
+                                f"2**53 = {MAX_SAMPLES} (float64 is exact only up to there)")
     if len(out) < 2:
         raise InvalidInputError(f"need at least 2 classes, got {len(out)}")
     if all(c == 1 for c in out):
@@ -160,6 +184,12 @@ class ProblemSpec:
         if abs(n_maj - round(n_maj)) > 1e-9 * max(1.0, n_maj):
             raise InvalidInputError(f"R * n_min must be an integer, got {n_maj}")
         k_maj = int(round(rho * k))
+        if 0 < rho < 1 and k_maj in (0, k):
+            kind = "majority" if k_maj == 0 else "minority"
+            raise InvalidInputError(f"rho = {rho:g} of k = {k} classes rounds to zero {kind} "
+                                    "classes; use a rho that leaves at least one of each kind "
+                                    "(or rho = 0 or 1 for a balanced problem)")
+        _check_size(k, k_maj * n_maj + (k - k_maj) * n_min)
         counts = (int(round(n_maj)),) * k_maj + (n_min,) * (k - k_maj)
         return cls(counts, tau, **kwargs)
 
@@ -173,6 +203,7 @@ class ProblemSpec:
             raise InvalidInputError(f"the imbalance ratio R must be >= 1, got {ratio}")
         if k < 2:
             raise InvalidInputError(f"need at least 2 classes, got {k}")
+        _check_size(k, k * n_max)
         c = np.arange(k)
         # A tiny relative slack keeps exact powers (e.g. n_max / R) from flooring one below.
         counts = np.floor(n_max * ratio ** (-c / (k - 1)) * (1 + 1e-12)).astype(int)
@@ -240,9 +271,21 @@ class ProblemSpec:
 
 
 def _positive_int(x: object, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (Integral, float)) or x != int(x) or x < 1:
+    if isinstance(x, bool) or not isinstance(x, (Integral, float)) \
+            or (isinstance(x, float) and not math.isfinite(x)) or x != int(x) or x < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {x!r}")
+    if x > MAX_SAMPLES:
+        raise InvalidInputError(f"{name} = {x!r} is above the limit 2**53 = {MAX_SAMPLES}")
     return int(x)
+
+
+def _check_size(k: int, n: float) -> None:
+    """Refuse a generated problem before its count vector is built."""
+    if k > MAX_CLASSES:
+        raise InvalidInputError(f"k = {k} classes is above the limit {MAX_CLASSES}")
+    if n > MAX_SAMPLES:
+        raise InvalidInputError(f"the problem has about {n:.3g} samples, above the limit "
+                                f"2**53 = {MAX_SAMPLES} (float64 is exact only up to there)")
 
 
 def _finite(x: object, name: str) -> float:

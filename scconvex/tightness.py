@@ -41,6 +41,7 @@ from .errors import InvalidInputError, SolveFailedError
 from .factor import numerical_rank
 from .model import class_sums
 from .nonconvex import DEFAULT_MAX_ITER, DEFAULT_TOL, NONCONVEX_LEVELS, minimize_spheres
+from .resources import check_memory, nonconvex_bytes
 from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 from .spec import ProblemSpec
 
@@ -291,7 +292,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
               seed: int = 0, *, rtol: float = DEFAULT_RTOL,
               excess_rtol: float = DEFAULT_EXCESS_RTOL, tol: float = DEFAULT_TOL,
               max_iter: int = DEFAULT_MAX_ITER, relaxed=None,
-              progress: Callable[[int, int], None] | None = None) -> TightnessReport:
+              progress: Callable[[int, int], None] | None = None,
+              time_limit: float | None = None) -> TightnessReport:
     """Compare the non-convex optimum in each dimension with the certified relaxed optimum.
 
     Parameters
@@ -326,6 +328,10 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     progress : callable, optional
         Called as ``progress(done, total)`` after each (dimension, restart), with
         ``total = len(dims) * restarts``. Nothing is printed otherwise.
+    time_limit : float, optional
+        Seconds for the whole call. The relaxed solve gets it as its time limit; once it
+        has passed no new restart and no new dimension is started, so the report may hold
+        fewer rows than ``dims`` and rows with fewer runs than ``restarts``.
 
     Returns
     -------
@@ -362,9 +368,18 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be callable")
 
+    if time_limit is not None and not (isinstance(time_limit, (int, float))
+                                       and math.isfinite(time_limit) and time_limit > 0):
+        raise InvalidInputError(f"time_limit must be finite and > 0, got {time_limit!r}")
+    rows_nc = spec.k if level == "class" else spec.n
+    check_memory(nonconvex_bytes(rows_nc, max(dims), restarts),
+                 f"the non-convex {level}-level problem ({rows_nc} x {max(dims)} features)",
+                 "use smaller --dims" + (" or --level class" if level == "sample" else ""))
     t_start = time.perf_counter()
+    deadline = math.inf if time_limit is None else t_start + float(time_limit)
     if relaxed is None:
-        relaxed = solve(spec, level="class")
+        relaxed = solve(spec, level="class",
+                        options=None if time_limit is None else {"time_limit": time_limit})
     relaxed_seconds = time.perf_counter() - t_start
     M_star = getattr(relaxed, "class_gram", None)
     L_star = float(getattr(relaxed, "loss", math.nan))
@@ -396,8 +411,10 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     total = len(dims) * restarts
     done = 0
     rows = []
-    labels = spec.labels
+    labels = spec.labels if level == "sample" else None
     for d in dims:
+        if time.perf_counter() > deadline:
+            break
         offset = done
 
         def _tick(i: int, _n: int, _offset: int = offset) -> None:
@@ -406,7 +423,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         res = minimize_spheres(spec, d, level=level, restarts=restarts,
                                seed=np.random.SeedSequence([seed, d]), tol=tol,
                                max_iter=max_iter,
-                               progress=_tick if progress is not None else None)
+                               progress=_tick if progress is not None else None,
+                               deadline=deadline)
         done += restarts
         verdicts = [gaps_of(loss, ex)[2]
                     for loss, ex in zip(res.losses, res.excesses, strict=True)]
@@ -420,7 +438,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         rows.append(TightnessRow(
             d=d, best_loss=res.loss, best_excess=res.excess, rel_gap=float(best_gap),
             excess_gap=float(best_excess_gap), tight=tight, reached=int(sum(verdicts)),
-            restarts=restarts, gram_distance=float(np.linalg.norm(M_nc - M_star)),
+            restarts=len(res.losses), gram_distance=float(np.linalg.norm(M_nc - M_star)),
             within_class_spread=spread, converged=int(sum(res.converged)),
             max_iterations=int(max(res.iterations)),
             max_grad_norm=float(max(res.grad_norms)), seconds=res.total_seconds))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -422,6 +423,16 @@ def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
     """
     tol = _tolerance(tol, "tol")
     excess_tol = _tolerance(excess_tol, "excess_tol")
+    try:
+        st = os.stat(path)
+        mode, size = st.st_mode, st.st_size
+    except OSError:
+        mode, size = stat.S_IFREG, 0  # let open() below report it
+    if not stat.S_ISREG(mode):  # /dev/zero, a FIFO (open would block), a directory
+        return _fail(f"cannot read {os.fspath(path)!r}: not a regular file", tol, excess_tol)
+    if size > MAX_FILE_BYTES:  # refused without reading it
+        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
+                     tol, excess_tol)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
