@@ -255,7 +255,7 @@ def run_page(path: Path, tmp: Path) -> list[str]:
 # ---------------------------------------------------------------------- the pages
 PAGES = ["tutorial.md", "cli.md", "theory.md"]
 # The README (and the proposed one until it is moved there) is run the same way.
-README = [p for p in ("README.md", "docs/README.proposed.md") if (ROOT / p).exists()]
+README = ["README.md"]
 
 
 @pytest.mark.parametrize("page", PAGES + README)
