@@ -55,6 +55,21 @@ FIELDS = ("instance", "level", "k", "g", "tau", "solver", "status", "seconds", "
 
 
 # ---------------------------------------------------------------------- instances
+
+def machine() -> str:
+    """When and where a run happened, printed next to its numbers."""
+    import datetime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{when} on {os.cpu_count()} cores ({cpu})"
+
 def class_counts(k: int, seed: int) -> tuple[int, ...]:
     """``k`` distinct counts drawn from ``[2, max(200, 3k))``."""
     rng = np.random.default_rng(seed + k)
@@ -92,6 +107,9 @@ def make_spec(inst: dict):
     if inst["kind"] == "step":
         k, rho, ratio, n_min = inst["step"]
         return ProblemSpec.step(k, rho, ratio, n_min, inst["tau"])
+    if inst["kind"] == "long_tail":
+        k, ratio, n_max = inst["long_tail"]
+        return ProblemSpec.long_tail(k, ratio, n_max, inst["tau"])
     return ProblemSpec(inst["counts"], inst["tau"])
 
 
@@ -108,21 +126,25 @@ def _worker(conn, inst: dict, solver: str, options: dict) -> None:
         from scconvex import solve
 
         spec = make_spec(inst)
-        level = "class" if inst["kind"] == "class" else "group"
+        level = inst.get("level", "class" if inst["kind"] == "class" else "group")
         # Import and warm every module before the clock starts.
         solve(make_spec({"kind": "class", "counts": (3, 2, 4), "tau": 0.5}), level="class",
               solver=solver)
         base = _rss_mib()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         res = solve(spec, level=level, solver=solver, options=options)
         seconds = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        out = {"status": res.status, "seconds": seconds,
+        out = {"status": res.status, "seconds": seconds, "cpu_seconds": cpu,
                "solve_seconds": res.timings.get("solve", math.nan),
                "rel_gap": res.rel_gap, "sample_rel_gap": res.sample_rel_gap,
                "excess_gap": (res.certificate.excess_gap if res.certificate is not None
                               else math.nan),
                "peak_mib": max(peak - base, 0.0), "message": res.message}
+        if inst.get("return_gram") and res.class_gram is not None:
+            out["class_gram"] = res.class_gram
         if inst["kind"] == "step" and res.class_gram is not None:
             M = res.class_gram
             out["cosines"] = (float(M[0, 1]), float(M[-1, -2]), float(M[0, -1]))
@@ -172,7 +194,7 @@ def write_outputs(rows: list[dict], out_dir: Path, args) -> None:
         for row in rows:
             writer.writerow({key: row.get(key, "") for key in FIELDS})
     lines = [
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Run {machine()}, Python {platform.python_version()}, "
         f"numpy {np.__version__}; cvxpy time limit {args.time_limit:.0f} s; "
         f"seed {args.seed}; {'quick' if args.quick else 'full'} run.",
         "",
@@ -250,7 +272,67 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None,
                         help="run only the instances whose name contains this text")
+    parser.add_argument("--phases", default="compare,targets,peers",
+                        help="comma-separated: compare (native vs cvxpy table), targets "
+                             "(issue 9 targets, idle and busy), peers (non-convex vs pymanopt)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per timed target")
+    parser.add_argument("--sample-limit", type=float, default=120.0,
+                        help="seconds before the n = 5000 sample-level restart is killed")
     args = parser.parse_args(argv)
+    phases = set(args.phases.split(","))
+    out_dir = Path(args.out)
+    if "compare" in phases:
+        compare(args)
+    if phases & {"targets", "peers"}:
+        targets_and_peers(args, phases, out_dir)
+    return 0
+
+
+def targets_and_peers(args, phases: set, out_dir: Path) -> None:
+    """Issue 9: the targets idle and busy, scaling exponents, the non-convex peers."""
+    import json
+
+    from targets import peers_table, run_phase, targets_table
+
+    results = {}
+    if "targets" in phases:
+        for condition in ("idle", "busy"):
+            print(f"targets, {condition} (load average {os.getloadavg()[0]:.2f})", flush=True)
+            results[condition] = run_phase(condition, args.repeats, args.seed,
+                                           args.time_limit, args.sample_limit)
+    peers = None
+    if "peers" in phases:
+        from peers import run_peers
+
+        from scconvex import ProblemSpec
+
+        peers = []
+        for k, d in ((50, 8), (50, 49), (200, 199)):
+            spec = ProblemSpec(tuple(range(2, 2 + k)), 0.1)
+            for row in run_peers(spec, d, args.seed):
+                row["instance"] = f"class level k = {k} (counts 2..{k + 1}), d = {d}"
+                peers.append(row)
+                print(f"  {row['instance']} {row['solver']}: {row['seconds']:.3f} s, "
+                      f"excess {row['excess']:.10g}", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "benchmarks_targets.json", "w") as fh:
+        json.dump({"phases": results, "peers": peers}, fh, indent=1, sort_keys=True,
+                  default=float)
+    if "targets" in phases:
+        head = [f"Run {machine()}, Python {platform.python_version()}, "
+                f"numpy {np.__version__}; median of {args.repeats} runs per native target "
+                f"(1 run for k <= 100, the 8142-class long tail and cvxpy); seed {args.seed}.",
+                ""]
+        lines = head + targets_table(results, peers)
+    else:
+        lines = peers_table(peers or [])
+    text = "\n".join(lines) + "\n"
+    (out_dir / "benchmarks_targets.md").write_text(text)
+    print(text)
+
+
+def compare(args) -> None:
+    """Native against cvxpy + Clarabel and SCS, one run each (``benchmarks_table.md``)."""
 
     from reference import step_cosines
 
@@ -301,7 +383,6 @@ def main(argv=None) -> int:
         rows.extend(inst_rows)
     write_outputs(rows, Path(args.out), args)
     print(f"wrote {args.out}/benchmarks.csv, benchmarks_table.md, benchmarks.png")
-    return 0
 
 
 if __name__ == "__main__":

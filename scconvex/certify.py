@@ -70,6 +70,7 @@ class Certificate:
     complementarity: float
 
     def to_dict(self) -> dict:
+        """The fields as a plain dictionary."""
         return asdict(self)
 
 

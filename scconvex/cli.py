@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_batches(p)
     p.add_argument("--full-gram", action="store_true",
                    help="write the k x k class Gram in JSON even for k > 200 at group level")
+    _add_threads(p)
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
     p.add_argument("file")
@@ -151,10 +152,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="time limit in seconds for the relaxed solve and the restarts; "
                         "dimensions not reached are reported as such (exit 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_threads(p)
     from .commands import add_commands
 
     add_commands(sub)
     return parser
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="BLAS threads (default 1, the fastest measured on 2 cores)")
 
 
 def _progress(enabled: bool, total: int, label: str):
@@ -234,7 +241,7 @@ def _cmd_solve(args) -> int:
     label = f"solving k={spec.k}, n={spec.n} ({args.solver} solver, {args.level} level)"
     with _Ticker(not args.json, label):
         res = solve(spec, level=args.level, solver=args.solver, options=options,
-                    gap_tol=gap_tol, excess_tol=excess_tol)
+                    gap_tol=gap_tol, excess_tol=excess_tol, threads=args.threads)
     data = res.to_dict(full_gram=args.full_gram)
     write_failure = None
     if args.certificate is not None:
@@ -314,7 +321,7 @@ def _cmd_tightness(args) -> int:
                                             ("excess_rtol", args.excess_rtol))
             if value is not None}
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
-                       progress=tick, time_limit=limit, **tols)
+                       progress=tick, time_limit=limit, threads=args.threads, **tols)
     if args.json:
         from .report import SCHEMA_VERSION
 

@@ -1,9 +1,14 @@
-"""The product of unit spheres: the rows of an ``(n, d)`` array, each of unit norm.
+"""Manifolds of row arrays: products of unit spheres and free (Euclidean) rows.
+
+* :class:`Rows`: the rows of a ``(n, r)`` array, each either on the unit sphere or free
+  (the factor ``W`` of the native backend: one-class blocks on spheres, larger blocks free);
+* :class:`Spheres`: every row on the unit sphere (the features of the non-convex problem).
 
 This module holds only the geometry (tangent projection, retraction, vector transport,
 metric, random points). It knows nothing about the SC loss: costs live in
-:mod:`scconvex.nonconvex` and the optimizer only talks to a manifold through the methods
-below (the split used by pymanopt's ``manifolds/`` and ``optimizers/``).
+:mod:`scconvex.nonconvex` and :mod:`scconvex.backends.native`, and the optimizers of
+:mod:`scconvex.optim` only talk to a manifold through the methods below (the split used by
+pymanopt's ``manifolds/`` and ``optimizers/``).
 
 Notes
 -----
@@ -29,8 +34,102 @@ def _positive_int(x: object, name: str) -> int:
     return int(x)
 
 
+class _RowGeometry:
+    """Projection, retraction and metric shared by :class:`Rows` and :class:`Spheres`.
+
+    Subclasses provide ``_mask(X)``: True on sphere rows (None when every row is one).
+    """
+
+    def _mask(self, X: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def proj(self, X: np.ndarray, V: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """Orthogonal projection of an ambient ``V`` onto the tangent space at ``X``.
+
+        ``v_i - <x_i, v_i> x_i`` on sphere rows, ``v_i`` on free rows; with
+        ``inplace=True`` ``V`` itself is overwritten (saves a pass over large arrays).
+        """
+        radial = np.einsum("ij,ij->i", X, V)
+        mask = self._mask(X)
+        if mask is not None:
+            radial *= mask
+        if not inplace:
+            return V - radial[:, None] * X
+        V -= radial[:, None] * X
+        return V
+
+    def egrad2rgrad(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Riemannian gradient from a Euclidean one (the tangent projection, same metric)."""
+        return self.proj(X, V)
+
+    def retract_scaled(self, X: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``X + V`` with sphere rows normalised, and the factor applied to each row.
+
+        ``d/dt R_X(t V)`` is the tangent projection of ``V`` times that factor, which line
+        searches use for exact slopes.
+        """
+        Y = X + V
+        scale = np.sqrt(np.einsum("ij,ij->i", Y, Y))
+        mask = self._mask(X)
+        if mask is None:
+            np.divide(1.0, scale, out=scale)
+        else:
+            np.divide(1.0, scale, out=scale, where=mask)
+            scale[~mask] = 1.0
+        Y *= scale[:, None]
+        return Y, scale
+
+    def retract(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Metric-projection retraction: ``X + V`` with sphere rows normalised."""
+        return self.retract_scaled(X, V)[0]
+
+    def transport(self, X: np.ndarray, Y: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Vector transport of a tangent ``V`` at ``X`` to ``Y`` by projection."""
+        return self.proj(Y, V)
+
+    def inner(self, X: np.ndarray, U: np.ndarray, V: np.ndarray) -> float:
+        """Riemannian inner product (Frobenius) of tangent vectors at ``X``."""
+        return float(np.vdot(U, V))
+
+    def norm(self, X: np.ndarray, V: np.ndarray) -> float:
+        """Riemannian norm of a tangent vector at ``X``."""
+        return float(np.linalg.norm(V))
+
+
+@dataclass(frozen=True, eq=False)
+class Rows(_RowGeometry):
+    """Rows of an ``(n, r)`` array: unit-norm where ``sphere`` is True, free elsewhere.
+
+    A product of unit spheres and Euclidean spaces (any number of columns ``r``).
+
+    Parameters
+    ----------
+    sphere : ndarray of bool, shape (n,)
+        Which rows live on the unit sphere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> M = Rows(np.array([True, False]))
+    >>> Y = M.retract(np.array([[1.0, 0.0], [2.0, 0.0]]), np.array([[0.0, 1.0], [0.0, 1.0]]))
+    >>> np.round(np.linalg.norm(Y, axis=1), 6).tolist()
+    [1.0, 2.236068]
+    """
+
+    sphere: np.ndarray
+
+    def __post_init__(self) -> None:
+        mask = np.asarray(self.sphere, dtype=bool)
+        if mask.ndim != 1:
+            raise InvalidInputError("sphere must be a 1-D boolean mask")
+        object.__setattr__(self, "sphere", mask)
+
+    def _mask(self, X: np.ndarray) -> np.ndarray:
+        return self.sphere
+
+
 @dataclass(frozen=True)
-class Spheres:
+class Spheres(_RowGeometry):
     """The product of ``n`` unit spheres in ``R^d`` (oblique manifold, row convention).
 
     Parameters
@@ -116,32 +215,13 @@ class Spheres:
         nrm = self.norm(X, V)
         return V / nrm if nrm > 0 else V
 
-    def proj(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Orthogonal projection of an ambient ``V`` onto the tangent space at ``X``.
+    @property
+    def sphere(self) -> np.ndarray:
+        """Every row is on the sphere (the mask of :class:`Rows`)."""
+        return np.ones(self.n, dtype=bool)
 
-        ``v_i - <x_i, v_i> x_i`` row by row.
-        """
-        return V - np.einsum("ij,ij->i", X, V)[:, None] * X
-
-    egrad2rgrad = proj
-    """Riemannian gradient from a Euclidean one (the tangent projection, same metric)."""
-
-    def retract(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Metric-projection retraction ``rownormalize(X + V)``."""
-        Y = X + V
-        return Y / np.linalg.norm(Y, axis=1)[:, None]
-
-    def transport(self, X: np.ndarray, Y: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Vector transport of a tangent ``V`` at ``X`` to ``Y`` by projection."""
-        return self.proj(Y, V)
-
-    def inner(self, X: np.ndarray, U: np.ndarray, V: np.ndarray) -> float:
-        """Riemannian inner product (Frobenius) of tangent vectors at ``X``."""
-        return float(np.vdot(U, V))
-
-    def norm(self, X: np.ndarray, V: np.ndarray) -> float:
-        """Riemannian norm of a tangent vector at ``X``."""
-        return float(np.linalg.norm(V))
+    def _mask(self, X: np.ndarray) -> None:
+        return None
 
     def dist(self, X: np.ndarray, Y: np.ndarray) -> float:
         """Geodesic distance: root sum of squared great-circle angles between rows."""

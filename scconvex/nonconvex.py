@@ -7,8 +7,9 @@ Three separate pieces, as in pymanopt:
   space, so the geometry stays determined at small ``tau``) or at sample level on ``n``
   features ``H`` (MATH.md section 2);
 * the **manifold** (:class:`scconvex.manifold.Spheres`);
-* the **optimizer** (:func:`riemannian_lbfgs`): Riemannian L-BFGS with projection transport
-  and a backtracking Armijo line search, stopped on the Riemannian gradient norm.
+* the **optimizer** (:func:`riemannian_lbfgs`): the Riemannian L-BFGS of
+  :mod:`scconvex.optim`, shared with the native backend, stopped on the Riemannian
+  gradient norm.
 
 :func:`minimize_spheres` runs the optimizer from several seeded random starts and returns a
 :class:`NonconvexResult`.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +27,10 @@ import numpy as np
 
 from .errors import InvalidInputError
 from .manifold import Spheres
+from .model import class_sums
+from .optim import Point, lbfgs
 from .spec import ProblemSpec
+from .threads import blas_threads, choose_threads
 
 logger = logging.getLogger(__name__)
 
@@ -136,25 +139,89 @@ def class_cost(spec: ProblemSpec, d: int) -> Cost:
     return Cost(fun, loss, offset, (spec.k, d))
 
 
+CHUNK_ENTRIES = 2**21
+"""Entries of the ``rows x n`` slab of logits that :func:`sample_cost` holds at a time
+(16 MiB in float64): the n x n Gram is never formed."""
+
+
+def _sc_features(spec: ProblemSpec) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """Slab-wise SC loss of unit-norm features and its Euclidean gradient (see
+    :func:`sample_cost`); samples ordered as ``spec.labels``."""
+    labels = spec.labels
+    tau = spec.tau
+    counts = np.asarray(spec.counts, dtype=float)
+    active = counts[labels] >= 2
+    pos = counts >= 2
+    denom = np.where(pos, counts - 1.0, 1.0)
+    n = spec.n
+    step = max(1, min(n, CHUNK_ENTRIES // max(n, 1)))
+
+    def value_grad(H: np.ndarray) -> tuple[float, np.ndarray]:
+        H = np.ascontiguousarray(H, dtype=float)
+        S = class_sums(H, labels, spec.k)
+        sq = np.einsum("ij,ij->i", S, S)
+        value = -float(np.sum(((sq - counts) / denom)[pos])) / tau
+        grad = -(2.0 / tau) * (S / denom[:, None] * pos[:, None])[labels]
+        Ht = H * (1.0 / tau)
+        lse_total = 0.0
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            Z = H[a:b] @ Ht.T
+            rows = np.arange(b - a)
+            Z[rows, rows + a] = -np.inf
+            zmax = np.max(Z, axis=1)
+            Z -= zmax[:, None]
+            np.exp(Z, out=Z)
+            tot = np.sum(Z, axis=1)
+            act = active[a:b]
+            lse_total += float(np.sum((zmax + np.log(tot))[act]))
+            # Softmax rows of active anchors, divided by tau for the gradient.
+            Z *= (act / (tot * tau))[:, None]
+            grad[a:b] += Z @ H
+            grad += Z.T @ H[a:b]
+        return value + lse_total, grad
+
+    return value_grad
+
+
 def sample_cost(spec: ProblemSpec, d: int) -> Cost:
     """Sample-level cost on features ``H`` of shape ``(n, d)`` with unit rows.
 
-    Samples are ordered as :attr:`ProblemSpec.labels` (class by class). The gradient is
-    that of ``H -> L(H H^T)`` from :func:`scconvex.loss.sc_loss_grad`.
+    Samples are ordered as :attr:`ProblemSpec.labels` (class by class). The value and
+    gradient are those of ``H -> L(H H^T)`` for the spec's loss. For the SC loss
+    (MATH.md section 2) they are computed in slabs of rows, so that memory stays
+    ``O(n d)`` and every ``n x n`` quantity is touched a few times only (see Notes).
+
+    Notes
+    -----
+    With unit rows ``G_ii = 1``, so the positive part of anchor ``i`` in class ``c`` is
+    ``(h_i . S_c - 1) / ((n_c - 1) tau)``, ``S_c`` the sum of the class's features: over
+    all anchors it is ``sum_c (|S_c|^2 - n_c) / ((n_c - 1) tau)``, with gradient
+    ``2 S_c / ((n_c - 1) tau)`` on each row of class ``c``. Only the log-sum-exp part
+    needs all pairs: row ``i`` of the softmax ``P`` over ``l != i`` gives the gradient
+    ``(P H + P^T H) / tau`` (anchors without positives contribute nothing: their rows of
+    ``P`` are zero). Time ``O(n^2 d)``, dominated by one ``exp`` per pair.
     """
     spec = _check_spec(spec)
     d = _check_d(d)
     labels = spec.labels
     tau = spec.tau
     offset = spec.constant
+    from .losses import SupCon
+
     sample = _loss_of(spec)
+    if isinstance(sample, SupCon):
+        value_grad = _sc_features(spec)
+    else:
+        def value_grad(H: np.ndarray) -> tuple[float, np.ndarray]:
+            return sample.features_value_grad(H, labels, tau)
 
     def fun(H: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = sample.features_value_grad(H, labels, tau)
+        value, grad = value_grad(H)
         return value - offset, grad
 
     def loss(H: np.ndarray) -> float:
-        return sample.features_value_grad(H, labels, tau)[0]
+        return value_grad(H)[0]
 
     # The excess is a small difference of two sums of n terms of size up to 1/tau + log n.
     noise = 16.0 * np.finfo(float).eps * spec.n * (1.0 / tau + math.log(spec.n))
@@ -193,12 +260,34 @@ class OptimizeOutcome:
     message: str
 
 
+class _FunProblem:
+    """A cost ``fun(X) -> (f, egrad)`` on a manifold, as :func:`scconvex.optim.lbfgs` wants it."""
+
+    def __init__(self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                 manifold: Spheres) -> None:
+        self.fun = fun
+        self.manifold = manifold
+
+    def evaluate(self, X: np.ndarray) -> Point:
+        f, egrad = self.fun(X)
+        return Point(X, float(f), self.manifold.proj(X, np.asarray(egrad, dtype=float)))
+
+    def precondition(self, point: Point) -> None:
+        return None
+
+
+_MESSAGES = {"converged": "gradient norm below tolerance",
+             "non_finite": "non-finite cost or gradient",
+             "line_search": "line search failed (cost at its rounding floor)",
+             "iteration_limit": "maximum number of iterations reached"}
+
+
 def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
                      x0: np.ndarray, manifold: Spheres, *,
                      gtol: float | Callable[[float], float],
                      max_iter: int = DEFAULT_MAX_ITER, memory: int = 10,
                      max_step: float = 1.0, f_noise: float = 0.0) -> OptimizeOutcome:
-    """Riemannian L-BFGS with backtracking Armijo line search.
+    """Riemannian L-BFGS (:func:`scconvex.optim.lbfgs`) stopped on the gradient norm.
 
     Parameters
     ----------
@@ -207,7 +296,7 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
     x0 : ndarray
         Starting point on ``manifold``.
     manifold : Spheres
-        Provides ``proj``, ``retract``, ``transport`` and ``inner``.
+        Provides ``proj`` and ``retract_scaled``.
     gtol : float or callable
         Stop when the Riemannian gradient norm is ``<= gtol`` (or ``<= gtol(f)`` for a
         callable, which lets the threshold follow the current cost).
@@ -216,136 +305,41 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
     memory : int
         Number of stored curvature pairs.
     max_step : float
-        Largest row-wise length of a trial step (radians, before retraction); longer
-        search directions are scaled down, because the retraction saturates beyond it.
+        Largest row-wise length of a first trial step (radians, before retraction).
     f_noise : float
         Absolute rounding error of ``fun``'s value (e.g. when it is a small difference of
-        large sums). Below it the line search trusts the gradient instead (see Notes).
+        large sums). Below it the line search trusts the gradient instead.
 
     Returns
     -------
     OptimizeOutcome
+        ``converged`` is True only when the gradient test was met.
 
     Notes
     -----
-    Curvature pairs ``(s, y)`` are moved to each new tangent space by projection and kept
-    only when ``<s, y> > 1e-12 ||s|| ||y||`` (cautious update), so the two-loop
-    recursion always yields a positive-definite inverse-Hessian approximation; a search
-    direction that is not a descent direction resets the memory and falls back to
-    steepest descent. When a trial changes ``f`` by less than its rounding error, the
-    sufficient-decrease test is meaningless; the trial is then accepted on the
-    approximate Wolfe condition of Hager and Zhang (2005),
-    ``slope(t) <= (2 c1 - 1) slope(0)``, which uses the more accurate gradient.
+    The optimizer is shared with the native backend: the same two-loop recursion,
+    cautious curvature pairs and weak Wolfe line search with the approximate Wolfe test of
+    Hager and Zhang (2005) where differences of ``f`` are rounding noise. A failed line
+    search resets the memory to the gradient direction; a second failure in a row stops
+    the run.
     """
     tol_of = gtol if callable(gtol) else (lambda _f, _g=float(gtol): _g)
-    x = np.array(x0, dtype=float)
-    f, eg = fun(x)
-    g = manifold.proj(x, eg)
-    gnorm = manifold.norm(x, g)
-    nfev = 1
-    S: deque[np.ndarray] = deque(maxlen=memory)
-    Y: deque[np.ndarray] = deque(maxlen=memory)
-    it = 0
-    message = "maximum number of iterations reached"
-    converged = False
-    if not (math.isfinite(f) and math.isfinite(gnorm)):
-        return OptimizeOutcome(x, f, gnorm, 0, nfev, False, "non-finite cost at the start")
-    while True:
-        if gnorm <= tol_of(f):
-            converged = True
-            message = "gradient norm below tolerance"
-            break
-        if it >= max_iter:
-            break
-        # Two-loop recursion for the quasi-Newton direction.
-        q = g.copy()
-        alphas = []
-        for s, y in zip(reversed(S), reversed(Y), strict=True):
-            rho = 1.0 / np.vdot(s, y)
-            a = rho * np.vdot(s, q)
-            alphas.append((a, rho))
-            q -= a * y
-        if S:
-            gamma = np.vdot(S[-1], Y[-1]) / np.vdot(Y[-1], Y[-1])
-        else:
-            gamma = 1.0 / max(gnorm, 1.0)
-        r = gamma * q
-        for (s, y), (a, rho) in zip(zip(S, Y, strict=True), reversed(alphas), strict=True):
-            b = rho * np.vdot(y, r)
-            r += (a - b) * s
-        p = -manifold.proj(x, r)
-        slope = manifold.inner(x, g, p)
-        if not (slope < 0.0 and math.isfinite(slope)):
-            S.clear()
-            Y.clear()
-            p = -g / max(gnorm, 1.0)
-            slope = manifold.inner(x, g, p)
-        step, x_new, f_new, eg_new, nfev = _armijo(fun, manifold, x, f, p, slope, max_step,
-                                                   nfev, f_noise)
-        if x_new is None and S:
-            # A poor quasi-Newton model: forget it and retry along the gradient.
-            S.clear()
-            Y.clear()
-            p = -g / max(gnorm, 1.0)
-            slope = manifold.inner(x, g, p)
-            step, x_new, f_new, eg_new, nfev = _armijo(fun, manifold, x, f, p, slope,
-                                                       max_step, nfev, f_noise)
-        if x_new is None:
-            message = "line search failed (cost at its rounding floor)"
-            break
-        it += 1
-        g_new = manifold.proj(x_new, eg_new)
-        s_new = manifold.transport(x, x_new, step * p)
-        y_new = g_new - manifold.transport(x, x_new, g)
-        pairs = [(manifold.transport(x, x_new, s), manifold.transport(x, x_new, y))
-                 for s, y in zip(S, Y, strict=True)]
-        # Transport can spoil an old pair's curvature; such a pair would make the model
-        # indefinite, so drop it.
-        S.clear()
-        Y.clear()
-        for s, y in pairs:
-            if np.vdot(s, y) > 0.0:
-                S.append(s)
-                Y.append(y)
-        sy = np.vdot(s_new, y_new)
-        if sy > 1e-12 * np.linalg.norm(s_new) * np.linalg.norm(y_new):
-            S.append(s_new)
-            Y.append(y_new)
-        x, f, g = x_new, f_new, g_new
-        gnorm = manifold.norm(x, g)
-        if not (math.isfinite(f) and math.isfinite(gnorm)):
-            message = "non-finite cost or gradient"
-            break
-    return OptimizeOutcome(x, float(f), float(gnorm), it, nfev, converged, message)
 
+    def monitor(_it: int, p: Point, _fails: int):
+        gnorm = float(np.linalg.norm(p.grad))
+        if not (math.isfinite(p.F) and math.isfinite(gnorm)):
+            return "non_finite"
+        if gnorm <= tol_of(p.F):
+            return "converged"
+        return None
 
-def _armijo(fun, manifold: Spheres, x, f, p, slope, max_step, nfev, f_noise,
-            c1: float = 1e-4, max_trials: int = 60):
-    """Backtracking line search; returns ``(step, x, f, egrad, nfev)``, ``x`` None on failure."""
-    longest = float(np.max(np.linalg.norm(p, axis=1)))
-    t = 1.0 if longest <= max_step else max_step / longest
-    noise = max(f_noise, 8.0 * np.finfo(float).eps * abs(f))
-    for _ in range(max_trials):
-        x_new = manifold.retract(x, t * p)
-        f_new, eg_new = fun(x_new)
-        nfev += 1
-        if not math.isfinite(f_new):
-            t *= 0.1
-            continue
-        if f_new <= f + c1 * t * slope and f_new < f:
-            return t, x_new, f_new, eg_new, nfev
-        if abs(f_new - f) <= noise:
-            # Differences of f are rounding noise here: judge the step by the slope.
-            slope_new = manifold.inner(x_new, eg_new, manifold.transport(x, x_new, p))
-            if slope_new <= (2.0 * c1 - 1.0) * slope:
-                return t, x_new, f_new, eg_new, nfev
-        # Minimiser of the quadratic through f, slope and f_new, kept in [0.1 t, 0.5 t].
-        denom = 2.0 * (f_new - f - slope * t)
-        t_q = -slope * t * t / denom if denom > 0 else 0.5 * t
-        t = min(max(t_q, 0.1 * t), 0.5 * t)
-        if t * longest < 1e-16:
-            break
-    return 0.0, None, f, None, nfev
+    out = lbfgs(_FunProblem(fun, manifold), x0, monitor=monitor, max_iter=int(max_iter),
+                memory=memory, max_step=max_step, f_noise=f_noise, max_failures=2)
+    key = out.verdict if out.verdict is not None else out.status
+    p = out.point
+    return OptimizeOutcome(p.X, float(p.F), float(np.linalg.norm(p.grad)), out.iterations,
+                           out.evaluations, key == "converged",
+                           _MESSAGES.get(key, out.message))
 
 
 # ---------------------------------------------------------------------- restarts
@@ -445,7 +439,8 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
                      seed: SeedLike = 0, tol: float = DEFAULT_TOL,
                      max_iter: int = DEFAULT_MAX_ITER, x0: np.ndarray | None = None,
                      progress: Callable[[int, int], None] | None = None,
-                     deadline: float = math.inf) -> NonconvexResult:
+                     deadline: float = math.inf,
+                     threads: int | None = None) -> NonconvexResult:
     """Minimise the SC loss over unit-norm rows in dimension ``d`` from random starts.
 
     Parameters
@@ -475,6 +470,9 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
     deadline : float, optional
         A ``time.perf_counter()`` value after which no new run is started (the first run
         always is), so the result may hold fewer than ``restarts`` runs.
+    threads : int, optional
+        BLAS threads for the runs (:func:`scconvex.threads.choose_threads`: one unless
+        given; every loaded BLAS library is limited and restored afterwards).
 
     Returns
     -------
@@ -523,6 +521,7 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
         raise InvalidInputError(f"max_iter must be an integer >= 0, got {max_iter!r}")
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be callable")
+    threads = choose_threads(threads)
     cost = class_cost(spec, d) if level == "class" else sample_cost(spec, d)
     manifold = Spheres(*cost.shape)
     if x0 is not None:
@@ -536,24 +535,26 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
     runs = []
     times = []
     start_all = time.perf_counter()
-    for i, child in enumerate(children):
-        if runs and time.perf_counter() > deadline:
-            break
-        t0 = time.perf_counter()
-        start = x0 if (i == 0 and x0 is not None) else \
-            manifold.random_point(np.random.default_rng(child))
-        out = riemannian_lbfgs(cost.fun, start, manifold, gtol=gtol, max_iter=int(max_iter),
-                               f_noise=cost.noise)
-        times.append(time.perf_counter() - t0)
-        runs.append(out)
-        logger.debug("restart %d/%d (d=%d, %s): f=%.6g |grad|=%.3g it=%d %s", i + 1,
-                     restarts, d, level, out.fun, out.grad_norm, out.iterations, out.message)
-        if progress is not None:
-            progress(i + 1, int(restarts))
-    total = time.perf_counter() - start_all
+    with blas_threads(threads):
+        for i, child in enumerate(children):
+            if runs and time.perf_counter() > deadline:
+                break
+            t0 = time.perf_counter()
+            start = x0 if (i == 0 and x0 is not None) else \
+                manifold.random_point(np.random.default_rng(child))
+            out = riemannian_lbfgs(cost.fun, start, manifold, gtol=gtol,
+                                   max_iter=int(max_iter), f_noise=cost.noise)
+            times.append(time.perf_counter() - t0)
+            runs.append(out)
+            logger.debug("restart %d/%d (d=%d, %s): f=%.6g |grad|=%.3g it=%d %s", i + 1,
+                         restarts, d, level, out.fun, out.grad_norm, out.iterations,
+                         out.message)
+            if progress is not None:
+                progress(i + 1, int(restarts))
+        total = time.perf_counter() - start_all
+        losses = [cost.loss(out.x) for out in runs]
     excesses = [out.fun for out in runs]
     best = int(np.argmin(excesses))
-    losses = [cost.loss(out.x) for out in runs]
     return NonconvexResult(
         spec=spec, level=level, d=d, features=runs[best].x, loss=float(losses[best]),
         excess=float(excesses[best]), best_index=best,

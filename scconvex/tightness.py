@@ -293,7 +293,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
               excess_rtol: float = DEFAULT_EXCESS_RTOL, tol: float = DEFAULT_TOL,
               max_iter: int = DEFAULT_MAX_ITER, relaxed=None,
               progress: Callable[[int, int], None] | None = None,
-              time_limit: float | None = None) -> TightnessReport:
+              time_limit: float | None = None,
+              threads: int | None = None) -> TightnessReport:
     """Compare the non-convex optimum in each dimension with the certified relaxed optimum.
 
     Parameters
@@ -332,6 +333,9 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         Seconds for the whole call. The relaxed solve gets it as its time limit; once it
         has passed no new restart and no new dimension is started, so the report may hold
         fewer rows than ``dims`` and rows with fewer runs than ``restarts``.
+    threads : int, optional
+        BLAS threads of the relaxed solve and the non-convex runs
+        (:func:`scconvex.threads.choose_threads`: one unless given).
 
     Returns
     -------
@@ -378,7 +382,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     t_start = time.perf_counter()
     deadline = math.inf if time_limit is None else t_start + float(time_limit)
     if relaxed is None:
-        relaxed = solve(spec, level="class",
+        relaxed = solve(spec, level="class", threads=threads,
                         options=None if time_limit is None else {"time_limit": time_limit})
     relaxed_seconds = time.perf_counter() - t_start
     M_star = getattr(relaxed, "class_gram", None)
@@ -422,7 +426,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
 
         res = minimize_spheres(spec, d, level=level, restarts=restarts,
                                seed=np.random.SeedSequence([seed, d]), tol=tol,
-                               max_iter=max_iter,
+                               max_iter=max_iter, threads=threads,
                                progress=_tick if progress is not None else None,
                                deadline=deadline)
         done += restarts

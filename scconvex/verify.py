@@ -116,6 +116,7 @@ class VerifyReport:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """JSON-ready dictionary: the fields above plus the recomputed details."""
         return {"ok": self.ok, "reasons": list(self.reasons), "level": self.level,
                 "loss": self.loss, "excess_loss": self.excess_loss,
                 "lower_bound": self.lower_bound, "sample_lower_bound": self.sample_lower_bound,

@@ -12,11 +12,12 @@ way:
   evaluated entirely in log space (MATH.md section 6). It has the minimisers of the loss,
   and its scale does not depend on ``tau``: at ``tau = 0.01`` the excess is about
   ``1e-87`` while ``F`` and its gradient stay of order ``1 / tau``.
-* **optimizer**: Riemannian L-BFGS on that product of spheres and Euclidean rows, with a
-  row-wise diagonal preconditioner (classes with more samples weigh more in the loss and
-  curve it more) and a Wolfe line search that falls back on the slope alone (the
-  "approximate Wolfe" test of Hager and Zhang) once differences of ``F`` are rounding
-  noise, so that the gradient can be driven far below ``sqrt(eps)``.
+* **optimizer**: the Riemannian L-BFGS of :mod:`scconvex.optim` (shared with the
+  non-convex solver) on that product of spheres and Euclidean rows
+  (:class:`scconvex.manifold.Rows`), with a row-wise diagonal preconditioner (classes with
+  more samples weigh more in the loss and curve it more) and a Wolfe line search that
+  falls back on the slope alone once differences of ``F`` are rounding noise, so that the
+  gradient can be driven far below ``sqrt(eps)``.
 * **certificate** (MATH.md section 5) over the same feasible set: ``S = C - Diag(nu)``
   with ``C`` the gradient of ``F`` in ``Q``, ``nu_p = (C Q)_pp`` on sphere rows and 0 on
   free rows. Because ``C`` is the gradient of the (convex) excess divided by the excess,
@@ -49,17 +50,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh
-from scipy.linalg.blas import saxpy, sdot
 from scipy.special import expit
 
 from ..errors import InvalidInputError
 from ..loss import log_softplus
+from ..manifold import Rows
 from ..model import Model
+from ..optim import Point, lbfgs
 from . import Backend, RawResult, register
 
 logger = logging.getLogger(__name__)
@@ -178,31 +179,6 @@ class _LogExcessCost:
         return F, C
 
 
-# ---------------------------------------------------------------------- the manifold
-@dataclass(frozen=True)
-class _Rows:
-    """Rows of a ``(g, r)`` array: unit-norm where ``sphere`` is True, free elsewhere.
-
-    A product of unit spheres and Euclidean spaces; it knows nothing about the loss.
-    """
-
-    sphere: np.ndarray
-
-    def proj(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Tangent projection: remove the radial part of sphere rows."""
-        radial = np.einsum("ij,ij->i", X, V) * self.sphere
-        return V - radial[:, None] * X
-
-    def retract(self, X: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``X + V`` with sphere rows normalised; also returns the row scale factors."""
-        Y = X + V
-        scale = np.ones(X.shape[0])
-        nrm = np.linalg.norm(Y[self.sphere], axis=1)
-        scale[self.sphere] = 1.0 / nrm
-        Y *= scale[:, None]
-        return Y, scale
-
-
 # ---------------------------------------------------------------------- certificate
 @dataclass(frozen=True)
 class _Cert:
@@ -236,38 +212,26 @@ def _certificate(Q: np.ndarray, C: np.ndarray, sphere: np.ndarray, k: int) -> _C
     return _Cert(max(gap, 0.0), compl, lam0, vec[:, 0], floor)
 
 
-# ---------------------------------------------------------------------- optimizer
-@dataclass
-class _State:
-    X: np.ndarray
-    F: float
-    egrad: np.ndarray
-    C: np.ndarray
-    Q: np.ndarray
-
-
+# ---------------------------------------------------------------------- the problem
 class _Problem:
-    """Cost, manifold and preconditioner of the factored problem ``Q = W W^T``."""
+    """Cost, manifold and preconditioner of the factored problem ``Q = W W^T``
+    (the :class:`scconvex.optim.Problem` interface)."""
 
     def __init__(self, cost: _LogExcessCost, k: int) -> None:
         self.cost = cost
-        self.rows = _Rows(cost.sphere)
+        self.manifold = Rows(cost.sphere)
         self.k = k
-        self.nfev = 0
 
-    def state(self, X: np.ndarray) -> _State:
+    def evaluate(self, X: np.ndarray) -> Point:
+        """``F(W W^T)`` and its Riemannian gradient; ``data`` holds ``(Q, C)``."""
         Q = X @ X.T
         F, C = self.cost(Q)
-        self.nfev += 1
         egrad = C @ X
         egrad *= 2.0
-        return _State(X, F, egrad, C, Q)
+        return Point(X, F, self.manifold.proj(X, egrad, inplace=True), (Q, C))
 
-    def rgrad(self, s: _State) -> np.ndarray:
-        return self.rows.proj(s.X, s.egrad)
-
-    def precond(self, s: _State):
-        """A diagonal approximate inverse Hessian, one weight per row (a callable).
+    def precondition(self, p: Point) -> np.ndarray:
+        """Row weights ``h`` of a diagonal approximate Hessian (divide row ``p`` by ``h_p``).
 
         Along row ``p`` of ``W`` the Hessian of ``F`` is about
         ``sum_q C_pq |w_q|^2 / tau`` (each softmax entry curves by ``prob / tau``
@@ -275,183 +239,106 @@ class _Problem:
         are stiffer, by up to the count ratio. Measured at k = 200, counts 2..600,
         tau = 0.1: 140 iterations without it, 80 with it.
         """
-        C = s.C
-        sq = np.einsum("ij,ij->i", s.X, s.X)
+        C = p.data[1]
+        sq = np.einsum("ij,ij->i", p.X, p.X)
         # Every entry of C is >= 0: the loss increases with every cosine.
         h = C @ sq / self.cost.tau + np.diag(C)
-        h = np.maximum(h, 1e-3 * float(np.mean(h)) + 1e-300)
-        return lambda G: G / h[:, None]
+        return np.maximum(h, 1e-3 * float(np.mean(h)) + 1e-300)
+
+
+class _Monitor:
+    """Stops :func:`scconvex.optim.lbfgs` on the certificate, checked every
+    ``cert_every`` iterations (and after every failed line search).
+
+    Verdicts: ``("optimal", msg)`` when the certified gap of ``F`` is below ``tol`` (or
+    below its rounding floor); ``("saddle", msg)`` when the certificate shows a saddle
+    (negative ``lambda_min`` with a vanished gradient: the caller raises the rank);
+    ``("inaccurate", msg)`` when the gap stops halving.
+    """
+
+    def __init__(self, problem: _Problem, tol: float, cert_every: int = 10,
+                 max_stalls: int = 20) -> None:
+        self.problem = problem
+        self.tol = tol
+        self.cert_every = cert_every
+        self.max_stalls = max_stalls
+        self.last_it = -cert_every
+        self.best = math.inf
+        self.stalls = 0
+        self._cached: tuple[Point, _Cert] | None = None
+
+    def certify(self, p: Point) -> _Cert:
+        if self._cached is None or self._cached[0] is not p:
+            Q, C = p.data
+            self._cached = (p, _certificate(Q, C, self.problem.manifold.sphere,
+                                            self.problem.k))
+        return self._cached[1]
+
+    def __call__(self, it: int, p: Point, fails: int):
+        if it - self.last_it < self.cert_every and fails == 0:
+            return None
+        self.last_it = it
+        cert = self.certify(p)
+        logger.debug("native: iteration %d, F %.16g, |grad| %.2e, gap %.2e, lambda_min %.2e",
+                     it, p.F, float(np.linalg.norm(p.grad)), cert.gap, cert.lam)
+        if cert.gap <= max(self.tol, cert.floor):
+            return "optimal", "certified"
+        # A saddle of the factorisation: S is clearly indefinite while S W, the gradient,
+        # has (nearly) vanished; near a minimiser |lambda_min| is of the order of the
+        # gradient instead.
+        k = self.problem.k
+        gmax = 0.5 * float(np.max(np.linalg.norm(p.grad, axis=1)))
+        if (cert.lam < 0 and -cert.lam > 1e3 * cert.floor / k and gmax <= 1e-2 * -cert.lam
+                and p.X.shape[1] < p.X.shape[0]):
+            return "saddle", "negative curvature"
+        if cert.gap < 0.5 * self.best:
+            self.best = cert.gap
+            self.stalls = 0
+        else:
+            self.stalls += 1
+        if self.stalls >= self.max_stalls:
+            return "inaccurate", (f"no progress over {self.max_stalls * self.cert_every} "
+                                  f"iterations at certified gap {cert.gap:.2e} (relative to "
+                                  f"the excess loss)")
+        return None
 
 
 @dataclass
 class _Outcome:
-    X: np.ndarray
-    state: _State
-    cert: _Cert | None
+    point: Point
+    cert: _Cert
     iterations: int
+    evaluations: int
     status: str
     message: str
 
 
-def _lbfgs(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
-           deadline: float, memory: int, cert_every: int = 10,
-           max_stalls: int = 20) -> _Outcome:
-    """Preconditioned Riemannian L-BFGS, stopped by the certificate.
-
-    Returns when the certified gap of ``F`` is below ``tol`` (or below its rounding floor),
-    when the certificate shows a saddle (negative ``lambda_min`` with a vanished gradient:
-    the caller raises the rank), or at a limit.
-    """
-    rows = problem.rows
-    s = problem.state(X0)
-    g = problem.rgrad(s)
-    pairs: deque = deque(maxlen=memory)
-    cert: _Cert | None = None
-    step_scale = None
-    fails = 0
-    last_cert_it = -cert_every
-    best_gap = math.inf
-    stalls = 0
-    for it in range(max_iter):
-        due = it - last_cert_it >= cert_every or fails > 0
-        if due:
-            gnorm = float(np.linalg.norm(g))
-            last_cert_it = it
-            cert = _certificate(s.Q, s.C, rows.sphere, problem.k)
-            logger.debug("native: iteration %d, F %.16g, |grad| %.2e, gap %.2e, "
-                         "lambda_min %.2e", it, s.F, gnorm, cert.gap, cert.lam)
-            if cert.gap <= max(tol, cert.floor):
-                return _Outcome(s.X, s, cert, it, "optimal", "certified")
-            # A saddle of the factorisation: S is clearly indefinite while S W, the
-            # gradient, has (nearly) vanished; near a minimiser |lambda_min| is of the order
-            # of the gradient instead.
-            gmax = 0.5 * float(np.max(np.linalg.norm(g, axis=1)))
-            if (cert.lam < 0 and -cert.lam > 1e3 * cert.floor / problem.k
-                    and gmax <= 1e-2 * -cert.lam and s.X.shape[1] < s.X.shape[0]):
-                return _Outcome(s.X, s, cert, it, "saddle", "negative curvature")
-            if cert.gap < 0.5 * best_gap:
-                best_gap = cert.gap
-                stalls = 0
-            else:
-                stalls += 1
-            if stalls >= max_stalls:
-                return _Outcome(s.X, s, cert, it, "inaccurate",
-                                f"no progress over {max_stalls * cert_every} iterations at "
-                                f"certified gap {cert.gap:.2e} (relative to the excess loss)")
-        if time.perf_counter() > deadline:
-            return _Outcome(s.X, s, cert, it, "time_limit", "time limit reached")
-        apply_p = problem.precond(s)
-        d = _two_loop(g, pairs, apply_p)
-        d = rows.proj(s.X, d)
-        slope = float(np.vdot(g, d))
-        if not slope < 0:
-            pairs.clear()
-            d = rows.proj(s.X, -apply_p(g))
-            slope = float(np.vdot(g, d))
-        if pairs:
-            t0 = 1.0
-        else:
-            # First step (or after a reset): move rows by about 1e-2 at most.
-            dmax = float(np.max(np.linalg.norm(d, axis=1))) + 1e-300
-            t0 = min(1.0, 1e-2 / dmax) if step_scale is None else step_scale
-        ok, t, s_new, g_new = _wolfe(problem, s, d, slope, t0)
-        if not ok:
-            fails += 1
-            pairs.clear()
-            if fails >= 4:
-                cert = _certificate(s.Q, s.C, rows.sphere, problem.k)
-                status = "optimal" if cert.gap <= max(tol, cert.floor) else "inaccurate"
-                return _Outcome(s.X, s, cert, it, status,
-                                f"line search failed; certified gap {cert.gap:.2e} "
-                                f"(relative to the excess loss)")
-            continue
-        fails = 0
-        step_scale = t
-        # Pairs are kept in the ambient space without transport: the steps are short and
-        # projecting every stored vector would cost more than it gains.
-        sv = (t * d).astype(np.float32).ravel()
-        yv = (g_new - g).astype(np.float32).ravel()
-        sy = float(np.dot(sv.astype(float), yv.astype(float)))
-        if sy > 1e-6 * float(np.linalg.norm(sv) * np.linalg.norm(yv)):
-            pairs.append((sv, yv, 1.0 / sy))
-        s, g = s_new, g_new
-    cert = _certificate(s.Q, s.C, rows.sphere, problem.k)
-    status = "optimal" if cert.gap <= max(tol, cert.floor) else "iteration_limit"
-    return _Outcome(s.X, s, cert, max_iter, status, "iteration limit reached")
+_ENDINGS = {"line_search": "inaccurate", "time_limit": "time_limit",
+            "iteration_limit": "iteration_limit", "non_finite": "error"}
+"""Raw status of an optimizer run that the certificate did not stop."""
 
 
-def _two_loop(g: np.ndarray, pairs, apply_p) -> np.ndarray:
-    """L-BFGS direction ``-H g`` with initial matrix ``gamma P`` (``apply_p``).
-
-    Vectors are flat float32 with in-place BLAS updates: at class level with k = 1000 a
-    vector has 10^6 entries, the recursion is bound by memory traffic, and a search
-    direction needs no more than single precision (the gradient and the line search stay
-    in double precision).
-    """
-    shape = g.shape
-    q = g.astype(np.float32).ravel()
-    alphas = []
-    for sv, yv, rho in reversed(pairs):
-        a = rho * sdot(sv, q)
-        alphas.append(a)
-        q = saxpy(yv, q, a=-a)
-    if pairs:
-        sv, yv, _ = pairs[-1]
-        py = np.asarray(apply_p(yv.reshape(shape)), dtype=np.float32).ravel()
-        gamma = sdot(sv, yv) / sdot(yv, py)
+def _minimize(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
+              deadline: float, memory: int) -> _Outcome:
+    """One L-BFGS run at a fixed rank, stopped by the certificate."""
+    monitor = _Monitor(problem, tol)
+    # float32 pairs: F is the log of the excess, so gradients stay of order 1 / tau.
+    out = lbfgs(problem, X0, monitor=monitor, max_iter=max_iter, memory=memory,
+                deadline=deadline, pair_dtype=np.float32)
+    if out.status == "non_finite":
+        nan = math.nan
+        return _Outcome(out.point, _Cert(nan, nan, nan, np.zeros(0), nan), 0,
+                        out.evaluations, "error", out.message)
+    cert = monitor.certify(out.point)
+    if out.verdict is not None:
+        status, message = out.verdict
+    elif cert.gap <= max(tol, cert.floor):
+        status, message = "optimal", out.message
     else:
-        gamma = 1.0
-    q = np.asarray(apply_p(q.reshape(shape)), dtype=np.float32).ravel()
-    q *= gamma
-    for (sv, yv, rho), a in zip(pairs, reversed(alphas), strict=True):
-        b = rho * sdot(yv, q)
-        q = saxpy(sv, q, a=a - b)
-    return -q.reshape(shape).astype(float)
-
-
-def _wolfe(problem: _Problem, s: _State, d: np.ndarray, slope: float, t0: float,
-           c1: float = 1e-4, c2: float = 0.9, max_eval: int = 25):
-    """Weak Wolfe line search along ``t -> retract(X, t d)`` with bisection/secant zoom.
-
-    Sufficient decrease is the Armijo test or, when ``F`` cannot resolve the decrease,
-    the approximate Wolfe test ``phi'(t) <= (2 c1 - 1) phi'(0)`` on the slope alone.
-    """
-    rows = problem.rows
-    noise = 4.0 * _EPS * (abs(s.F) + 1.0)
-    lo, hi = 0.0, math.inf
-    dlo = slope
-    t = t0
-    for _ in range(max_eval):
-        Xt, scale = rows.retract(s.X, t * d)
-        st = problem.state(Xt)
-        if not np.isfinite(st.F):
-            hi = t
-            t = 0.5 * (lo + hi)
-            continue
-        gt = problem.rgrad(st)
-        # d/dt of the retraction is the tangent projection of d, scaled on sphere rows.
-        dphi = float(np.vdot(gt, d * scale[:, None]))
-        armijo = st.F <= s.F + c1 * t * slope
-        approx = st.F <= s.F + noise and dphi <= (2 * c1 - 1) * slope
-        if not (armijo or approx):
-            hi, dhi = t, dphi
-        elif dphi < c2 * slope:
-            lo, dlo = t, dphi
-        else:
-            return True, t, st, gt
-        if math.isinf(hi):
-            t *= 4.0
-            continue
-        if lo > 0 and dhi > 0 and dlo < 0:
-            # Secant on the slope, kept inside the bracket.
-            t = lo - dlo * (hi - lo) / (dhi - dlo)
-            t = min(max(t, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
-        elif lo == 0 and dhi > 0:
-            t = -slope * hi / (dhi - slope)
-            t = min(max(t, 0.05 * hi), 0.9 * hi)
-        else:
-            t = 0.5 * (lo + hi)
-    return False, t, None, None
+        status = _ENDINGS[out.status]
+        message = (f"{out.message}; certified gap {cert.gap:.2e} (relative to the excess "
+                   "loss)")
+    return _Outcome(out.point, cert, out.iterations, out.evaluations, status, message)
 
 
 # ---------------------------------------------------------------------- driver
@@ -485,20 +372,17 @@ def _start(model: Model, rank: int) -> np.ndarray:
     return X
 
 
-def _escape(problem: _Problem, s: _State, cert: _Cert) -> np.ndarray:
+def _escape(problem: _Problem, p: Point, cert: _Cert) -> np.ndarray:
     """Add a column along the eigenvector of ``lambda_min(S)``; pick the best step."""
-    rows = problem.rows
-    X = np.hstack([s.X, np.zeros((s.X.shape[0], 1))])
+    man = problem.manifold
+    X = np.hstack([p.X, np.zeros((p.X.shape[0], 1))])
     direction = np.zeros_like(X)
     direction[:, -1] = cert.vec
-    best = (s.F, X)
     for alpha in (0.3, 0.1, 0.03, 0.01, 1e-3, 1e-4):
-        Y, _ = rows.retract(X, alpha * rows.proj(X, direction))
-        st = problem.state(Y)
-        if st.F < best[0]:
-            best = (st.F, Y)
-            break
-    return best[1]
+        Y = man.retract(X, alpha * man.proj(X, direction))
+        if problem.evaluate(Y).F < p.F:
+            return Y
+    return X
 
 
 def _check(options: dict, g: int) -> dict:
@@ -582,23 +466,26 @@ def run(model: Model, options: dict) -> RawResult:
     X = _start(model, rank)
     total = 0
     escapes = 0
+    evaluations = 0
     while True:
-        out = _lbfgs(problem, X, tol=opts["tol"], max_iter=opts["max_iter"] - total,
-                     deadline=deadline, memory=opts["memory"])
+        out = _minimize(problem, X, tol=opts["tol"], max_iter=opts["max_iter"] - total,
+                        deadline=deadline, memory=opts["memory"])
         total += out.iterations
+        evaluations += out.evaluations
         if out.status != "saddle":
             break
-        if out.X.shape[1] >= g or total >= opts["max_iter"]:
+        if out.point.X.shape[1] >= g or total >= opts["max_iter"]:
             out.status = "inaccurate"
             break
         logger.info("native: saddle at rank %d (lambda_min %.2e); escaping",
-                    out.X.shape[1], out.cert.lam)
-        X = _escape(problem, out.state, out.cert)
+                    out.point.X.shape[1], out.cert.lam)
+        X = _escape(problem, out.point, out.cert)
         escapes += 1
-    s = out.state
-    if not np.all(np.isfinite(s.Q)):
+    p = out.point
+    Q = p.data[0]
+    if not np.all(np.isfinite(Q)):
         return RawResult("error", None, "non-finite iterate", total, {})
-    B = cost.cosines(s.Q.copy())
+    B = cost.cosines(Q.copy())
     np.fill_diagonal(B, np.where(cost.sphere, 1.0, np.diag(B)))
     B = 0.5 * (B + B.T)
     cert = out.cert
@@ -607,11 +494,11 @@ def run(model: Model, options: dict) -> RawResult:
     if np.any(np.diag(B)[free] > 1.0 + 1e-12):
         # a_p > 1 is infeasible (never optimal: the loss increases with a_p); say so.
         status, msg = "inaccurate", "a within-group cosine exceeds 1"
-    info = {"rank": int(s.X.shape[1]), "escapes": escapes, "evaluations": problem.nfev,
+    info = {"rank": int(p.X.shape[1]), "escapes": escapes, "evaluations": evaluations,
             "excess_gap": float(cert.gap) if cert else math.nan,
             "gap_floor": float(cert.floor) if cert else math.nan,
             "min_eig_slack": float(cert.lam) if cert else math.nan,
-            "log_excess": float(s.F), "seconds": time.perf_counter() - t_start}
+            "log_excess": float(p.F), "seconds": time.perf_counter() - t_start}
     if cert is not None:
         msg = f"{msg}; certified gap / excess loss {cert.gap:.2e}"
     return RawResult(status, B, msg, total, info)

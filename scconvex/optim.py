@@ -1,0 +1,275 @@
+"""Riemannian L-BFGS on the row manifolds of :mod:`scconvex.manifold`.
+
+One optimizer for both solvers of the package (the pymanopt split: manifold, cost,
+optimizer). A *problem* brings its manifold and cost; the optimizer knows neither the SC
+loss nor when the answer is good enough, which a *monitor* decides:
+
+* the native backend (:mod:`scconvex.backends.native`) minimises the log of the excess loss
+  over a factor with sphere and free rows, and stops on its duality-gap certificate;
+* the non-convex solver (:mod:`scconvex.nonconvex`) minimises the excess loss over a
+  product of spheres, and stops on the Riemannian gradient norm.
+
+The method: L-BFGS with a row-wise diagonal preconditioner (when the problem has one), a
+two-loop recursion in float64 or (for large, well-scaled costs) float32, curvature pairs
+kept in the ambient space without transport (cautious update), and a weak Wolfe line
+search with bracketing that falls back on the slope alone (the "approximate Wolfe" test of
+Hager and Zhang) once differences of the cost
+are rounding noise, so that the gradient can be driven far below ``sqrt(eps)``.
+
+References
+----------
+J. Nocedal and S. J. Wright, "Numerical Optimization", 2nd ed., Springer (2006), ch. 7.
+W. Huang, P.-A. Absil and K. A. Gallivan, "A Riemannian BFGS method without differentiated
+retraction for nonconvex optimization problems", SIAM J. Optim. 28 (2018).
+W. W. Hager and H. Zhang, "A new conjugate gradient method with guaranteed descent and an
+efficient line search", SIAM J. Optim. 16 (2005).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.linalg.blas import daxpy, ddot, saxpy, sdot
+
+_EPS = np.finfo(float).eps
+
+
+@dataclass
+class Point:
+    """A point with its cost and Riemannian gradient.
+
+    Attributes
+    ----------
+    X : ndarray
+        The point.
+    F : float
+        Cost at ``X``.
+    grad : ndarray
+        Riemannian gradient at ``X`` (tangent, shape of ``X``).
+    data : object
+        Whatever else the problem computed there (the native backend keeps ``Q`` and
+        the gradient ``C`` of its cost in ``Q`` for the certificate).
+    """
+
+    X: np.ndarray
+    F: float
+    grad: np.ndarray
+    data: Any = None
+
+
+class Problem(Protocol):
+    """What :func:`lbfgs` needs from a problem: a manifold, the cost, a preconditioner."""
+
+    manifold: Any
+
+    def evaluate(self, X: np.ndarray) -> Point:
+        """Cost and Riemannian gradient at ``X``."""
+
+    def precondition(self, point: Point) -> np.ndarray | None:
+        """Row weights ``h`` of a diagonal Hessian model (divide row ``p`` by ``h_p``),
+        or None for none."""
+
+
+@dataclass
+class Outcome:
+    """How :func:`lbfgs` ended.
+
+    ``status`` is ``"stopped"`` (the monitor said so; ``message`` is its message),
+    ``"line_search"`` (repeated line-search failures: the cost is at its rounding floor
+    along every direction tried), ``"time_limit"``, ``"iteration_limit"`` or
+    ``"non_finite"`` (the start is not finite).
+    """
+
+    point: Point
+    iterations: int
+    evaluations: int
+    status: str
+    message: str
+    verdict: Any = None
+
+
+Monitor = Callable[[int, Point, int], Any]
+"""``monitor(iteration, point, failures)``: None to go on, anything else to stop (it is
+returned as :attr:`Outcome.verdict`). ``failures`` counts consecutive failed line searches."""
+
+
+class _Counted:
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.count = 0
+
+    def __call__(self, X: np.ndarray) -> Point:
+        self.count += 1
+        return self.problem.evaluate(X)
+
+
+def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
+          memory: int = 5, deadline: float = math.inf, max_step: float = math.inf,
+          f_noise: float = 0.0, max_failures: int = 4,
+          pair_dtype: type = np.float64) -> Outcome:
+    """Preconditioned Riemannian L-BFGS with a weak Wolfe line search.
+
+    Parameters
+    ----------
+    problem : Problem
+        Manifold (``proj``, ``retract_scaled``), cost and optional preconditioner.
+    X0 : ndarray
+        Starting point on the manifold.
+    monitor : callable
+        Called before every iteration; decides when to stop (see :data:`Monitor`).
+    max_iter : int
+        Iteration cap.
+    memory : int
+        Number of curvature pairs.
+    deadline : float
+        ``time.perf_counter()`` value after which the run stops.
+    max_step : float
+        Largest row-wise length of a first trial step (the sphere retraction saturates
+        beyond about one radian).
+    f_noise : float
+        Absolute rounding error of the cost; below it the line search judges steps by the
+        slope alone.
+    max_failures : int
+        Consecutive failed line searches (each followed by a reset to the preconditioned
+        gradient) before giving up.
+    pair_dtype : numpy float type
+        Precision of the stored pairs and of the two-loop recursion. ``np.float32``
+        halves the memory traffic of large problems, but only for a well-scaled cost:
+        squared gradients below about 1e-38 underflow.
+
+    Returns
+    -------
+    Outcome
+    """
+    man = problem.manifold
+    evaluate = _Counted(problem)
+    p = evaluate(np.array(X0, dtype=float))
+    if not (math.isfinite(p.F) and np.all(np.isfinite(p.grad))):
+        return Outcome(p, 0, evaluate.count, "non_finite", "non-finite cost at the start")
+    pairs: deque = deque(maxlen=memory)
+    step_scale = None
+    fails = 0
+    for it in range(max_iter):
+        verdict = monitor(it, p, fails)
+        if verdict is not None:
+            return Outcome(p, it, evaluate.count, "stopped", "", verdict)
+        if fails >= max_failures:
+            return Outcome(p, it, evaluate.count, "line_search",
+                           f"{fails} line searches failed in a row")
+        if time.perf_counter() > deadline:
+            return Outcome(p, it, evaluate.count, "time_limit", "time limit reached")
+        h = problem.precondition(p)
+        if h is None:
+            h = np.ones(p.X.shape[0])
+        d = man.proj(p.X, _two_loop(p.grad, pairs, h, pair_dtype), inplace=True)
+        slope = float(np.vdot(p.grad, d))
+        if not slope < 0:
+            pairs.clear()
+            d = man.proj(p.X, p.grad / -h[:, None], inplace=True)
+            slope = float(np.vdot(p.grad, d))
+        dmax = float(np.max(np.linalg.norm(d, axis=1))) + 1e-300
+        if pairs:
+            t0 = 1.0
+        else:
+            # First step (or after a reset): move rows by about 1e-2 at most.
+            t0 = min(1.0, 1e-2 / dmax) if step_scale is None else step_scale
+        t0 = min(t0, max_step / dmax)
+        ok, t, p_new = _wolfe(evaluate, man, p, d, slope, t0, f_noise)
+        if not ok:
+            fails += 1
+            pairs.clear()
+            continue
+        fails = 0
+        step_scale = t
+        sv = d.astype(pair_dtype).ravel()
+        sv *= pair_dtype(t)
+        yv = np.empty(d.size, dtype=pair_dtype)
+        np.subtract(p_new.grad.ravel(), p.grad.ravel(), out=yv, casting="same_kind")
+        sy = float(np.dot(sv, yv))
+        if sy > 1e-6 * float(np.linalg.norm(sv) * np.linalg.norm(yv)):
+            pairs.append((sv, yv, 1.0 / sy))
+        p = p_new
+    verdict = monitor(max_iter, p, fails)
+    if verdict is not None:
+        return Outcome(p, max_iter, evaluate.count, "stopped", "", verdict)
+    return Outcome(p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
+
+
+def _two_loop(g: np.ndarray, pairs, h: np.ndarray, dtype: type) -> np.ndarray:
+    """L-BFGS direction ``-H g`` with initial matrix ``gamma Diag(1 / h)`` on rows.
+
+    Vectors are flat arrays of ``dtype`` with in-place BLAS updates: at class level with
+    k = 1000 a vector has 10^6 entries, the recursion is bound by memory traffic, and a
+    search direction of a well-scaled cost needs no more than single precision (the
+    gradient and the line search stay in double precision).
+    """
+    dot, axpy = (sdot, saxpy) if dtype == np.float32 else (ddot, daxpy)
+    shape = g.shape
+    q = g.astype(dtype).ravel()
+    alphas = []
+    for sv, yv, rho in reversed(pairs):
+        a = rho * dot(sv, q)
+        alphas.append(a)
+        q = axpy(yv, q, a=-a)
+    inv_h = (1.0 / h).astype(dtype)
+    if pairs:
+        sv, yv, _ = pairs[-1]
+        y2 = yv.reshape(shape)
+        gamma = dot(sv, yv) / float(np.einsum("ij,ij->i", y2, y2) @ inv_h)
+    else:
+        gamma = 1.0
+    q.reshape(shape)[...] *= (gamma * inv_h)[:, None]
+    for (sv, yv, rho), a in zip(pairs, reversed(alphas), strict=True):
+        b = rho * dot(yv, q)
+        q = axpy(sv, q, a=a - b)
+    return -q.reshape(shape).astype(float)
+
+
+def _wolfe(evaluate, man, p: Point, d: np.ndarray, slope: float, t0: float, f_noise: float,
+           c1: float = 1e-4, c2: float = 0.9, max_eval: int = 25):
+    """Weak Wolfe line search along ``t -> retract(X, t d)`` with bisection/secant zoom.
+
+    Sufficient decrease is the Armijo test or, when the cost cannot resolve the decrease,
+    the approximate Wolfe test ``phi'(t) <= (2 c1 - 1) phi'(0)`` on the slope alone.
+    Returns ``(ok, t, point)``.
+    """
+    noise = max(f_noise, 4.0 * _EPS * (abs(p.F) + 1.0))
+    lo, hi = 0.0, math.inf
+    dlo = dhi = slope
+    t = t0
+    for _ in range(max_eval):
+        Xt, scale = man.retract_scaled(p.X, t * d)
+        pt = evaluate(Xt)
+        if not math.isfinite(pt.F):
+            hi = t
+            t = 0.5 * (lo + hi)
+            continue
+        # d/dt of the retraction is the tangent projection of d, scaled on sphere rows.
+        dphi = float(np.einsum("ij,ij->i", pt.grad, d) @ scale)
+        armijo = pt.F <= p.F + c1 * t * slope
+        approx = pt.F <= p.F + noise and dphi <= (2 * c1 - 1) * slope
+        if not (armijo or approx):
+            hi, dhi = t, dphi
+        elif dphi < c2 * slope:
+            lo, dlo = t, dphi
+        else:
+            return True, t, pt
+        if math.isinf(hi):
+            t *= 4.0
+            continue
+        if lo > 0 and dhi > 0 and dlo < 0:
+            # Secant on the slope, kept inside the bracket.
+            t = lo - dlo * (hi - lo) / (dhi - dlo)
+            t = min(max(t, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
+        elif lo == 0 and dhi > 0:
+            t = -slope * hi / (dhi - slope)
+            t = min(max(t, 0.05 * hi), 0.9 * hi)
+        else:
+            t = 0.5 * (lo + hi)
+    return False, t, None
