@@ -532,7 +532,10 @@ EXPORT_COLUMNS = ("key", "family", "dataset", "k", "n", "R", "rho", "n_min", "n_
                   "counts", "loss_name", "relaxation", "level", "solver", "status", "loss",
                   "excess_loss", "lower_bound", "gap", "rel_gap", "excess_gap",
                   "sample_lower_bound", "sample_gap", "sample_rel_gap", "sample_excess_gap",
-                  "seconds", "rank", "min_tight_dim", *MEASURE_COLUMNS)
+                  "gap_tol", "excess_tol", "seconds", "rank", "min_tight_dim",
+                  *MEASURE_COLUMNS)
+"""Columns of ``atlas export``; the tolerances are there so that a row certified under
+looser tolerances than the defaults is visible in the table, not only in its certificate."""
 
 
 def table(atlas: Atlas, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
