@@ -55,6 +55,21 @@ FIELDS = ("instance", "level", "k", "g", "tau", "solver", "status", "seconds", "
 
 
 # ---------------------------------------------------------------------- instances
+
+def machine() -> str:
+    """When and where a run happened, printed next to its numbers."""
+    import datetime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{when} on {os.cpu_count()} cores ({cpu})"
+
 def class_counts(k: int, seed: int) -> tuple[int, ...]:
     """``k`` distinct counts drawn from ``[2, max(200, 3k))``."""
     rng = np.random.default_rng(seed + k)
@@ -179,7 +194,7 @@ def write_outputs(rows: list[dict], out_dir: Path, args) -> None:
         for row in rows:
             writer.writerow({key: row.get(key, "") for key in FIELDS})
     lines = [
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Run {machine()}, Python {platform.python_version()}, "
         f"numpy {np.__version__}; cvxpy time limit {args.time_limit:.0f} s; "
         f"seed {args.seed}; {'quick' if args.quick else 'full'} run.",
         "",
@@ -304,7 +319,7 @@ def targets_and_peers(args, phases: set, out_dir: Path) -> None:
         json.dump({"phases": results, "peers": peers}, fh, indent=1, sort_keys=True,
                   default=float)
     if "targets" in phases:
-        head = [f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        head = [f"Run {machine()}, Python {platform.python_version()}, "
                 f"numpy {np.__version__}; median of {args.repeats} runs per native target "
                 f"(1 run for k <= 100, the 8142-class long tail and cvxpy); seed {args.seed}.",
                 ""]

@@ -62,9 +62,14 @@ TIGHTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("gram_distance", "REAL"), ("seconds", "REAL"),
 )
 
-CLAIM_COLUMNS = ("status", "loss", "lower_bound", "gap", "rel_gap", "sample_lower_bound",
-                 "sample_gap", "sample_rel_gap")
+CLAIM_COLUMNS = ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
+                 "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
+                 "sample_excess_gap", "gap_tol", "excess_tol", "rank", "solver")
 """Columns that must equal the stored certificate's values."""
+
+SPEC_COLUMNS = ("k", "n", "tau", "counts", "loss_name", "relaxation", "level_requested",
+                "level")
+"""Columns that describe the problem and must equal the certificate's spec (and level)."""
 
 
 def problem_key(spec: dict, gap_tol: float, excess_tol: float) -> str:
@@ -323,27 +328,133 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
 
 
 # ---------------------------------------------------------------------- checking
-def _close(a, b, tol: float = 1e-12) -> bool:
+def _close(a, b, tol: float = 1e-12, relative: bool = False) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, str) or isinstance(b, str):
         return a == b
-    return abs(float(a) - float(b)) <= tol * max(1.0, abs(float(a)))
+    a, b = float(a), float(b)
+    return abs(a - b) <= tol * (max(abs(a), abs(b)) if relative else max(1.0, abs(a)))
 
 
-def check_row(row: dict, tol: float | None = None) -> VerifyRow:
+def _spec_reasons(row: dict, cert: dict) -> list[str]:
+    """The columns that describe the problem must be those of the certificate's spec, and
+    the grid coordinates (``R``, ``rho``, ``n_min``, ``n_max``) must generate its counts."""
+    from .inputs import format_counts
+    from .spec import ProblemSpec
+
+    try:
+        spec = ProblemSpec.from_dict(cert["spec"])
+    except (InvalidInputError, TypeError, KeyError) as exc:
+        return [f"unreadable certificate spec ({exc})"]
+    described = {"k": spec.k, "n": spec.n, "tau": spec.tau,
+                 "counts": format_counts(spec.counts), "loss_name": spec.loss,
+                 "relaxation": spec.relaxation, "level_requested": spec.level,
+                 "level": cert.get("level")}
+    reasons = [f"column {name} ({row.get(name)!r}) differs from the certificate "
+               f"({value!r})" for name, value in described.items()
+               if not _close(row.get(name), value)]
+    family = row.get("family")
+    try:
+        if family == "step":
+            made = ProblemSpec.step(row["k"], row["rho"], row["R"], row["n_min"], spec.tau)
+        elif family == "long_tail":
+            made = ProblemSpec.long_tail(row["k"], row["R"], row["n_max"], spec.tau)
+        elif family == "counts":
+            made = spec if _close(row.get("R"), max(spec.counts) / min(spec.counts)) else None
+        else:
+            return reasons + [f"unknown family {family!r}"]
+    except (InvalidInputError, TypeError, KeyError):
+        made = None
+    if made is None or made.counts != spec.counts:
+        reasons.append(f"the {family} coordinates (R, rho, n_min, n_max) do not give the "
+                       f"certificate's counts")
+    return reasons
+
+
+def _tightness_reasons(rows: Sequence[dict], cert: dict) -> list[str]:
+    """Tightness rows must be consistent with themselves and with the certificate.
+
+    The non-convex features are not stored, so a tightness row cannot be re-run; what is
+    checked is what the row's own numbers and the (verified) certificate imply: a feasible
+    loss is never below the certified lower bound, ``rel_gap`` is measured from that bound,
+    the stated excess gap agrees with the loss, and ``tight`` follows the verdict rule of
+    :mod:`scconvex.tightness` (at least one restart within both tolerances).
+    """
+    from .certify import dense_rounding
+    from .spec import ProblemSpec
+    from .tightness import DEFAULT_EXCESS_RTOL, DEFAULT_RTOL
+
+    if not rows:
+        return []
+    try:
+        spec = ProblemSpec.from_dict(cert["spec"])
+        lbs = [_float(cert.get(name)) for name in ("lower_bound", "sample_lower_bound")]
+        gaps = [_float(cert.get(name)) for name in ("excess_gap", "sample_excess_gap")]
+        excess = _float(cert.get("excess_loss"))
+    except (InvalidInputError, TypeError, KeyError, ValueError) as exc:
+        return [f"unreadable certificate spec ({exc})"]
+    eps = float(np.finfo(float).eps)
+    reasons = []
+    for t in rows:
+        where = f"tightness row d={t.get('d')!r}"
+        d, restarts, reached, tight = (t.get(name) for name in ("d", "restarts", "reached",
+                                                                 "tight"))
+        ints = (d, restarts, reached, tight)
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in ints) \
+                or d < 1 or restarts < 1 or not 0 <= reached <= restarts \
+                or tight not in (0, 1) or t.get("nc_level") not in ("class", "sample"):
+            reasons.append(f"{where}: malformed (d, restarts, reached, tight or nc_level)")
+            continue
+        best, rel, ex = (_float(t.get(name)) for name in ("best_loss", "rel_gap",
+                                                           "excess_gap"))
+        if tight and not (reached >= 1 and rel is not None and ex is not None
+                          and rel <= DEFAULT_RTOL and ex <= DEFAULT_EXCESS_RTOL):
+            reasons.append(f"{where}: tight, but its gaps or reached restarts say otherwise")
+        if best is None or None in lbs:
+            continue
+        lb = min(lbs)
+        resolution = dense_rounding(spec.n, spec.tau) if t["nc_level"] == "sample" else 0.0
+        slack = 16 * eps * max(abs(best), abs(lb), abs(spec.constant)) + resolution
+        if best < lb - slack:
+            reasons.append(f"{where}: best_loss {best!r} is below the certified lower "
+                           f"bound {lb!r}")
+        if rel is None or not _close(rel, (best - lb) / abs(lb), 1e-9):
+            reasons.append(f"{where}: rel_gap {rel!r} is not (best_loss - lower_bound) / "
+                           f"|lower_bound|")
+        if ex is not None and excess is not None and None not in gaps and max(gaps) < 1:
+            excess_lb = excess * (1.0 - max(gaps))
+            if abs(excess_lb * (1.0 + ex) - (best - spec.constant)) > slack:
+                reasons.append(f"{where}: excess_gap {ex!r} does not match best_loss")
+    return reasons
+
+
+def check_row(row: dict, tol: float | None = None,
+              tightness_rows: Sequence[dict] = ()) -> VerifyRow:
     """Re-check one atlas row against its certificate, trusting no stored number.
 
     The certificate is verified from scratch (:func:`scconvex.verify.verify_data` with
     the row's ``gap_tol`` unless ``tol`` is given, and the row's ``excess_tol``); the key
-    must be the hash of the certificate's problem; the geometry columns and the claimed
-    values must equal the certificate's, and the measures must equal those recomputed
-    from the certificate's geometry.
+    must be the hash of the certificate's problem; the columns that describe the problem,
+    the geometry columns and the claimed values must equal the certificate's, the grid
+    coordinates must generate its counts, and the measures must equal those recomputed
+    from the certificate's geometry. ``tightness_rows`` (the row's tightness table rows)
+    must be consistent with the certificate (:func:`_tightness_reasons`). A row that
+    cannot be read (damaged JSON, a text where a number belongs) is rejected.
     """
+    try:
+        return _check_row(row, tol, tightness_rows)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # Includes InvalidInputError (a ValueError), e.g. a row without a gap_tol.
+        return VerifyRow(str(row.get("key")), False, str(row.get("status") or "?"),
+                         (f"unreadable row ({type(exc).__name__}: {exc})",))
+
+
+def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> VerifyRow:
     from .measures import BlockGeometry, geometry_of, step_minority, summary
     from .verify import verify_data
 
-    key, status = row["key"], row.get("status") or "?"
+    key, status = str(row["key"]), str(row.get("status") or "?")
     reasons: list[str] = []
     try:
         cert = json.loads(row["certificate"])
@@ -353,12 +464,16 @@ def check_row(row: dict, tol: float | None = None) -> VerifyRow:
         return VerifyRow(key, False, status, (f"unreadable certificate ({exc})",))
     if want != key:
         reasons.append("key does not match the certificate's problem")
+    reasons += _spec_reasons(row, cert)
     for name in CLAIM_COLUMNS:
         value = cert.get(name)
-        value = value if name == "status" else _float(value)
-        if not _close(row.get(name), value):
+        value = value if name in ("status", "solver", "rank") else _float(value)
+        # Both sides are the same float64 (JSON and SQLite REAL round-trip exactly), so
+        # the comparison is relative: a gap of 1e-14 edited to 0 is a change.
+        if not _close(row.get(name), value, relative=True):
             reasons.append(f"column {name} ({row.get(name)!r}) differs from the "
                            f"certificate ({value!r})")
+    reasons += _tightness_reasons(tightness_rows, cert)
     geo = geometry_of(cert)
     if geo is None:
         if row.get("block_gram") is not None:
@@ -397,8 +512,19 @@ def check_row(row: dict, tol: float | None = None) -> VerifyRow:
 
 
 def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
-    """:func:`check_row` for every row of the atlas."""
-    return [check_row(row, tol) for row in atlas.rows()]
+    """:func:`check_row` for every row of the atlas.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``tol`` is given and is not a finite number > 0.
+    """
+    if tol is not None:
+        from .solve import _tolerance
+
+        tol = _tolerance(tol, "tol")
+    return [check_row(row, tol, atlas.tightness_rows(row["key"]) if row["key"] is not None
+                      else ()) for row in atlas.rows()]
 
 
 # ---------------------------------------------------------------------- export
@@ -406,7 +532,10 @@ EXPORT_COLUMNS = ("key", "family", "dataset", "k", "n", "R", "rho", "n_min", "n_
                   "counts", "loss_name", "relaxation", "level", "solver", "status", "loss",
                   "excess_loss", "lower_bound", "gap", "rel_gap", "excess_gap",
                   "sample_lower_bound", "sample_gap", "sample_rel_gap", "sample_excess_gap",
-                  "seconds", "rank", "min_tight_dim", *MEASURE_COLUMNS)
+                  "gap_tol", "excess_tol", "seconds", "rank", "min_tight_dim",
+                  *MEASURE_COLUMNS)
+"""Columns of ``atlas export``; the tolerances are there so that a row certified under
+looser tolerances than the defaults is visible in the table, not only in its certificate."""
 
 
 def table(atlas: Atlas, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
@@ -474,6 +603,9 @@ def show(atlas: Atlas, key: str) -> dict:
     out = {k: v for k, v in row.items() if k not in ("certificate",)}
     for name in ("versions", "block_gram", "class_gram", "measures"):
         if out.get(name) is not None:
-            out[name] = json.loads(out[name])
+            try:
+                out[name] = json.loads(out[name])
+            except (TypeError, ValueError):
+                pass  # a damaged column is shown as stored (atlas verify rejects it)
     out["tightness"] = atlas.tightness_rows(row["key"])
     return jsonable(out)

@@ -178,14 +178,24 @@ def _atlas_list(atlas, args) -> int:
     print(f"{'key':<12} {'family':<9} {'k':>5} {'R':>9} {'tau':>7} {'status':<11} "
           f"{'loss':>16} {'sample gap':>10} {'counts'}")
     for r in rows:
-        R = "" if r["R"] is None else f"{r['R']:.4g}"
-        gap = "" if r["sample_rel_gap"] is None else f"{r['sample_rel_gap']:.1e}"
-        loss = "" if r["loss"] is None else f"{r['loss']:.10g}"
-        counts = r["counts"] if len(r["counts"]) <= 30 else r["counts"][:27] + "..."
-        print(f"{r['key'][:12]:<12} {r['family']:<9} {r['k']:>5} {R:>9} {r['tau']:>7.4g} "
-              f"{r['status']:<11} {loss:>16} {gap:>10} {counts}")
+        counts = _cell(r["counts"], "")
+        counts = counts if len(counts) <= 30 else counts[:27] + "..."
+        print(f"{_cell(r['key'], '')[:12]:<12} {_cell(r['family'], ''):<9} "
+              f"{_cell(r['k'], 'd'):>5} {_cell(r['R'], '.4g'):>9} {_cell(r['tau'], '.4g'):>7} "
+              f"{_cell(r['status'], ''):<11} {_cell(r['loss'], '.10g'):>16} "
+              f"{_cell(r['sample_rel_gap'], '.1e'):>10} {counts}")
     print(f"{len(rows)} rows")
     return 0
+
+
+def _cell(value, spec: str) -> str:
+    """A table cell: empty for NULL, the raw text when a damaged row holds the wrong type."""
+    if value is None:
+        return ""
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _atlas_show(atlas, args) -> int:
@@ -240,5 +250,30 @@ def _cmd_plot(args) -> int:
     return 0
 
 
-HANDLERS = {"sweep": _cmd_sweep, "atlas": _cmd_atlas, "plot": _cmd_plot}
+def _database_errors(handler):
+    """A damaged atlas file is bad input (exit 2), a locked or unwritable one a failure
+    (exit 1): one line either way, never an "internal error"."""
+    import functools
+    import sqlite3
+
+    from .errors import ScconvexError
+
+    @functools.wraps(handler)
+    def run(args) -> int:
+        name = repr(args.atlas) if getattr(args, "atlas", None) else "the atlas"
+        try:
+            return handler(args)
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith("no such"):  # a table or column: not an atlas
+                raise InvalidInputError(f"{name} is not an atlas database ({exc})") from None
+            raise ScconvexError(f"atlas {name}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise InvalidInputError(f"{name} is not a readable atlas database ({exc})") \
+                from None
+
+    return run
+
+
+HANDLERS = {name: _database_errors(handler) for name, handler in
+            (("sweep", _cmd_sweep), ("atlas", _cmd_atlas), ("plot", _cmd_plot))}
 """Handlers of the subcommands added by :func:`add_commands`."""

@@ -300,6 +300,9 @@ class BlockLogExcessCost:
         B = self.cosines(Q)
         t = self.loss.block_terms(B, self.int_sizes, self.counts, self.tau)
         F = t.log_excess
+        if F == -math.inf:
+            # The loss equals its constant here: a minimum, where log(excess) has no slope.
+            return F, np.zeros((self.g, self.g))
         act = self.counts >= 2
         coef = np.zeros(self.g)
         coef[act] = np.exp(self.logmass[act] + self.loss.log_slope(t.rowlse[act]) - F)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .backends import BACKENDS, RawResult, get_backend
 from .certify import Certificate, badness, round_and_certify
-from .errors import InvalidInputError, ResourceLimitError, SolveFailedError
+from .errors import InvalidInputError, ResourceLimitError, ScconvexError, SolveFailedError
 from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
 from .repair import min_eigenvalue
@@ -192,6 +192,14 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         raw = backend.solve(model, options)
     except SolveFailedError as exc:
         raw = RawResult("error", None, str(exc))
+    except (ScconvexError, MemoryError):
+        raise
+    except Exception as exc:
+        # A bug in a backend is a failed solve, not a crash of the pipeline: the fallback
+        # still runs, and the message names the error so that it gets reported.
+        log.debug("internal error in the %s backend", solver, exc_info=True)
+        raw = RawResult("error", None, f"internal error in the {solver} backend "
+                        f"({type(exc).__name__}: {exc}); please report it")
     timings["solve"] = time.perf_counter() - t0
     if raw.X is None:
         return _failed(spec, model, solver, raw.message or "the solver returned no point",

@@ -471,6 +471,10 @@ def format_table(report: TightnessReport) -> str:
                   f"+-{report.excess_resolution:.1e}, more than the excess tolerance;",
                   "a dimension is tight only if it passes with that uncertainty (class level "
                   "computes the excess exactly)"]
+    if not report.excess_lower_bound > 0:
+        lines += ["note: the certified lower bound leaves no positive excess (at this tau the "
+                  "excess underflows float64, or the relaxed gap is too large); no dimension "
+                  "can be shown tight, so 'no' here means 'not shown', not 'not tight'"]
     lines.append("")
     header = (f"{'d':>3}  {'best loss':>16}  {'rel gap':>9}  {'excess gap':>10}  "
               f"{'tight':>5}  {'reached':>7}  {'gram dist':>9}")

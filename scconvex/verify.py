@@ -116,6 +116,7 @@ class VerifyReport:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """JSON-ready dictionary: the fields above plus the recomputed details."""
         return {"ok": self.ok, "reasons": list(self.reasons), "level": self.level,
                 "loss": self.loss, "excess_loss": self.excess_loss,
                 "lower_bound": self.lower_bound, "sample_lower_bound": self.sample_lower_bound,
@@ -145,6 +146,10 @@ def _matrix(data: dict, key: str, size: int) -> np.ndarray:
     raw = data.get(key)
     if raw is None:
         raise InvalidInputError(f"the file has no {key!r}")
+    # numpy would read true as 1.0 and "0.5" as 0.5: a geometry is numbers only.
+    if isinstance(raw, np.ndarray) and raw.dtype.kind not in "fiu" or isinstance(
+            raw, (list, tuple)) and not all(map(_number_row, raw)):
+        raise InvalidInputError(f"{key!r} is not a list of rows of numbers")
     try:
         X = np.array(raw, dtype=float)
     except (TypeError, ValueError, OverflowError, RecursionError):
@@ -155,6 +160,30 @@ def _matrix(data: dict, key: str, size: int) -> np.ndarray:
     if not np.all(np.isfinite(X)):
         raise InvalidInputError(f"{key!r} has non-finite entries")
     return X
+
+
+_NUMBER_TYPES = frozenset((int, float))
+"""Python types of JSON numbers (``bool`` is a subclass of ``int`` but not listed)."""
+
+
+def _number_row(row) -> bool:
+    """True for a list of numbers (not booleans, not strings); fast for JSON floats."""
+    if not isinstance(row, (list, tuple, np.ndarray)):
+        return False
+    return _NUMBER_TYPES.issuperset(map(type, row)) or all(
+        isinstance(x, (int, float, np.integer, np.floating))
+        and not isinstance(x, (bool, np.bool_)) for x in row)
+
+
+def _unique_keys(pairs: list) -> dict:
+    """``object_pairs_hook`` that refuses duplicate keys: JSON readers disagree on which
+    of two values they keep, so a file with both could show one and verify the other."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise InvalidInputError(f"duplicate key {dup!r}")
+    return out
 
 
 def _same(claim, value) -> bool:
@@ -189,7 +218,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         if data.get("kind", "scconvex.solve") != "scconvex.solve":
             raise InvalidInputError(f"kind {data.get('kind')!r} is not a solve certificate")
         schema = data.get("schema_version", SCHEMA_VERSION)
-        if isinstance(schema, bool) or not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        if isinstance(schema, bool) or not isinstance(schema, int) \
+                or not 1 <= schema <= SCHEMA_VERSION:
             raise InvalidInputError(f"schema_version {schema!r} is not one this version "
                                     f"reads (up to {SCHEMA_VERSION})")
         spec = ProblemSpec.from_dict(data.get("spec"))
@@ -442,7 +472,9 @@ def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
         return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
                      tol, excess_tol)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=_unique_keys)
+    except InvalidInputError as exc:
+        return _fail(f"malformed certificate: {exc}", tol, excess_tol)
     except RecursionError:
         return _fail("malformed certificate: JSON nested too deeply", tol, excess_tol)
     except ValueError as exc:  # includes JSONDecodeError, UnicodeDecodeError, huge integers

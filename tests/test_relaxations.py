@@ -1,7 +1,8 @@
 """Relaxation objects (scconvex.relaxations): the doubly non-negative (ReLU) relaxation.
 
 The orthogonal-frame claim of Kini et al. (ICLR 2024) is checked with certificates: at
-``M = I`` the DNN certificate must close (gap 0) for every profile and temperature, the
+``M = I`` the DNN certificate must close (gap 0 up to the float64 allowance of the
+eigenvalue, :func:`scconvex.certify._eig_rounding`) for every profile and temperature, the
 conic solver (independent of that closed form) must land there, and a non-optimal point
 must get a gap at least its true excess over ``M = I``.
 """
@@ -35,6 +36,11 @@ def make(profile, tau, loss):
     return getattr(ProblemSpec, kind)(tau=tau, loss=loss, relaxation="dnn", **kw)
 
 
+def _closed(cert) -> bool:
+    """Gap zero up to rounding: what remains is the eigenvalue's float64 allowance."""
+    return cert.excess_gap <= 1e-11 and cert.rel_gap <= 1e-14
+
+
 def test_registry_matches_spec_names():
     assert set(RELAXATIONS) == set(SPEC_RELAXATIONS)
     with pytest.raises(InvalidInputError, match="unknown relaxation"):
@@ -50,7 +56,7 @@ def test_orthogonal_frame_is_certified_optimal(profile, tau, loss):
     for level in ("class", "group"):
         model = build_model(spec, level)
         cls, smp = certify(model, model.identity())
-        assert cls.gap == 0.0 and smp.gap == 0.0, (level, cls, smp)
+        assert _closed(cls) and _closed(smp), (level, cls, smp)
 
 
 @pytest.mark.parametrize("loss", ["sc", "negatives-only"])
@@ -83,7 +89,7 @@ def test_orthogonal_frame_is_not_unique_with_two_singleton_classes(loss):
     np.fill_diagonal(M, 1.0)
     cls, smp = certify(model, M)
     ortho, _ = certify(model, np.eye(6))
-    assert cls.loss == ortho.loss and cls.gap == 0.0 and smp.gap == 0.0
+    assert cls.loss == ortho.loss and _closed(cls) and _closed(smp)
 
 
 def test_sample_level_conic_solve_is_collapsed_orthogonal_frame():

@@ -288,6 +288,10 @@ def test_export_names_cosines_and_atlas_errors(tmp_path):
             assert r["cos_maj_min"] == pytest.approx(M[0, 5], abs=1e-12)
         for r in other:
             assert r["cos_maj_maj"] is None and r["cos_min"] <= r["cos_mean"] <= r["cos_max"]
+        # The tolerances each row was certified under are in the table, next to its gaps.
+        for r in rows:
+            cert = json.loads(atlas.rows([("key", r["key"])])[0]["certificate"])
+            assert (r["gap_tol"], r["excess_tol"]) == (cert["gap_tol"], cert["excess_tol"])
     proc = run_cli("atlas", "list", db, "--where", "family=counts")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("2 rows")
     proc = run_cli("atlas", "show", db, other[0]["key"][:10])

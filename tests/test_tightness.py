@@ -327,3 +327,11 @@ def test_sample_level_verdict_counts_rounding_against_tightness():
     assert abs(row.excess_gap) < 1e-3  # the estimate alone would have passed
     assert not row.tight and row.reached == 0
     assert "known only to" in format_table(rep)
+
+
+def test_underflowing_excess_says_not_shown_rather_than_not_tight():
+    """At tau = 1e-4 the excess underflows float64 (about exp(-1/tau)): the relaxation is
+    tight at d = 2 for rank 2, but nothing can be shown; the table must say so."""
+    rep = tightness(ProblemSpec((6, 4, 2), 1e-4), dims=[2], restarts=1)
+    assert rep.excess_lower_bound == 0.0 and not rep.rows[0].tight
+    assert "'no' here means 'not shown'" in format_table(rep)

@@ -1,0 +1,111 @@
+"""Attacks on ``atlas verify``: rows edited in the database the way a forger would.
+
+The certificate column alone is re-verified from scratch; every other column must be tied
+to it. Before these checks the columns that describe the problem (tau, counts, k, n, loss,
+relaxation, levels, tolerances, solver, rank, the excess columns and the grid coordinates)
+and the whole tightness table could be edited freely and ``atlas verify`` still passed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from scconvex.atlas import Atlas, verify_atlas
+from scconvex.sweep import build_points, run_sweep
+
+
+@pytest.fixture(scope="module")
+def atlas_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("atlas") / "a.sqlite")
+    settings = {"step_k": 4, "rho": 0.5, "n_min": 3, "R": "2", "tau": "0.1", "dims": "2,3",
+                "restarts": 2}
+    with Atlas(path, create=True) as atlas:
+        run_sweep(build_points(settings), atlas, workers=0)
+    return path
+
+
+def _rejected(path: str, tmp_path, sql: str, params=()) -> list[str]:
+    copy = str(tmp_path / "copy.sqlite")
+    with sqlite3.connect(path) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    with sqlite3.connect(copy) as conn:
+        conn.execute(sql, params)
+    conn.close()
+    with Atlas(copy) as atlas:
+        results = verify_atlas(atlas)
+    return [r for res in results if not res.ok for r in res.reasons]
+
+
+def test_untouched_atlas_verifies(atlas_file):
+    with Atlas(atlas_file) as atlas:
+        results = verify_atlas(atlas)
+        assert len(atlas.tightness_rows()) == 2
+    assert results and all(r.ok for r in results), [r.reasons for r in results]
+
+
+@pytest.mark.parametrize("column, value", [
+    ("tau", 0.5), ("counts", "9x4"), ("k", 7), ("n", 99), ("loss_name", "negatives-only"),
+    ("relaxation", "dnn"), ("level", "sample"), ("level_requested", "class"),
+    ("gap_tol", 1.0), ("excess_tol", 1.0), ("solver", "clarabel"), ("rank", 1),
+    ("excess_loss", 1.0), ("excess_gap", 0.0), ("sample_excess_gap", 0.0),
+    ("R", 4.0), ("rho", 0.25), ("n_min", 2), ("family", "long_tail"),
+])
+def test_edited_column_is_rejected(atlas_file, tmp_path, column, value):
+    reasons = _rejected(atlas_file, tmp_path, f"UPDATE solves SET {column} = ?", (value,))
+    assert reasons, column
+
+
+@pytest.mark.parametrize("change", [
+    "tight = 1",  # d = 2 is not tight: its gaps say so
+    "reached = 5",  # more restarts than were run
+    "best_loss = best_loss - 1",  # below the certified lower bound
+    "rel_gap = 0.0, excess_gap = 0.0",  # gaps that do not follow from best_loss
+    "tight = 1, reached = 1, rel_gap = 0.0",
+])
+def test_edited_tightness_row_is_rejected(atlas_file, tmp_path, change):
+    reasons = _rejected(atlas_file, tmp_path, f"UPDATE tightness SET {change} WHERE d = 2")
+    assert any("tightness row d=2" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("change", [
+    "measures = 'not json'", "class_gram = '[[1'", "class_gram = '\"s\"'", "measures = '[1]'",
+    "rho = 'abc'", "gap_tol = NULL", "key = NULL", "family = NULL", "tau = 'x'",
+])
+def test_damaged_row_is_rejected_not_a_crash(atlas_file, tmp_path, capsys, change):
+    from scconvex.cli import main
+
+    reasons = _rejected(atlas_file, tmp_path, f"UPDATE solves SET {change}")
+    assert reasons
+    copy = str(tmp_path / "copy.sqlite")
+    for command in (["atlas", "verify", copy], ["atlas", "list", copy],
+                    ["atlas", "export", copy], ["atlas", "show", copy, ""]):
+        code = main(command)
+        err = capsys.readouterr().err
+        assert "internal error" not in err, (command, err)
+        assert code in (0, 1, 2) and len(err.strip().splitlines()) <= 1, (command, err)
+
+
+def test_damaged_database_files_are_bad_input(atlas_file, tmp_path, capsys):
+    from scconvex.cli import main
+
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(Path(atlas_file).read_bytes())
+    with open(corrupt, "r+b") as fh:  # overwrite pages past the header
+        fh.seek(4096)
+        fh.write(b"\xff" * 8192)
+    other = str(tmp_path / "other.sqlite")
+    with sqlite3.connect(other) as conn:  # the three tables, not the atlas columns
+        conn.executescript("CREATE TABLE solves (key TEXT); CREATE TABLE tightness (key TEXT);"
+                           "CREATE TABLE meta (name TEXT); INSERT INTO solves VALUES ('a');")
+    conn.close()
+    for path in (str(corrupt), other):
+        for command in (["atlas", "verify", path], ["atlas", "list", path],
+                        ["atlas", "export", path],
+                        ["plot", path, "--kind", "gap", "--out", str(tmp_path / "f.png")]):
+            code = main(command)
+            err = capsys.readouterr().err
+            assert code == 2 and "internal error" not in err, (command, err)
+            assert len(err.strip().splitlines()) == 1
