@@ -109,6 +109,29 @@ class _Counted:
         return self.problem.evaluate(X)
 
 
+def _halt(monitor: Monitor, it: int, p: Point, fails: int, evaluations: int,
+          max_failures: int, deadline: float) -> Outcome | None:
+    """The stopping tests before each iteration, shared by both methods."""
+    verdict = monitor(it, p, fails)
+    if verdict is not None:
+        return Outcome(p, it, evaluations, "stopped", "", verdict)
+    if fails >= max_failures:
+        return Outcome(p, it, evaluations, "line_search",
+                       f"{fails} line searches failed in a row")
+    if time.perf_counter() > deadline:
+        return Outcome(p, it, evaluations, "time_limit", "time limit reached")
+    return None
+
+
+def _finite(p: Point) -> bool:
+    return math.isfinite(p.F) and bool(np.all(np.isfinite(p.grad)))
+
+
+def _row_weights(problem: Problem, p: Point) -> np.ndarray:
+    h = problem.precondition(p)
+    return np.ones(p.X.shape[0]) if h is None else h
+
+
 def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
           memory: int = 5, deadline: float = math.inf, max_step: float = math.inf,
           f_noise: float = 0.0, max_failures: int = 4,
@@ -150,23 +173,16 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
     man = problem.manifold
     evaluate = _Counted(problem)
     p = evaluate(np.array(X0, dtype=float))
-    if not (math.isfinite(p.F) and np.all(np.isfinite(p.grad))):
+    if not _finite(p):
         return Outcome(p, 0, evaluate.count, "non_finite", "non-finite cost at the start")
     pairs: deque = deque(maxlen=memory)
     step_scale = None
     fails = 0
     for it in range(max_iter):
-        verdict = monitor(it, p, fails)
-        if verdict is not None:
-            return Outcome(p, it, evaluate.count, "stopped", "", verdict)
-        if fails >= max_failures:
-            return Outcome(p, it, evaluate.count, "line_search",
-                           f"{fails} line searches failed in a row")
-        if time.perf_counter() > deadline:
-            return Outcome(p, it, evaluate.count, "time_limit", "time limit reached")
-        h = problem.precondition(p)
-        if h is None:
-            h = np.ones(p.X.shape[0])
+        halt = _halt(monitor, it, p, fails, evaluate.count, max_failures, deadline)
+        if halt is not None:
+            return halt
+        h = _row_weights(problem, p)
         d = man.proj(p.X, _two_loop(p.grad, pairs, h, pair_dtype), inplace=True)
         slope = float(np.vdot(p.grad, d))
         if not slope < 0:
@@ -195,10 +211,8 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
         if sy > 1e-6 * float(np.linalg.norm(sv) * np.linalg.norm(yv)):
             pairs.append((sv, yv, 1.0 / sy))
         p = p_new
-    verdict = monitor(max_iter, p, fails)
-    if verdict is not None:
-        return Outcome(p, max_iter, evaluate.count, "stopped", "", verdict)
-    return Outcome(p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
+    return _halt(monitor, max_iter, p, fails, evaluate.count, math.inf, math.inf) or Outcome(
+        p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
 
 
 def _two_loop(g: np.ndarray, pairs, h: np.ndarray, dtype: type) -> np.ndarray:
@@ -298,25 +312,16 @@ def newton_cg(problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
     man = problem.manifold
     evaluate = _Counted(problem)
     p = evaluate(np.array(X0, dtype=float))
-    if not (math.isfinite(p.F) and np.all(np.isfinite(p.grad))):
+    if not _finite(p):
         return Outcome(p, 0, evaluate.count, "non_finite", "non-finite cost at the start")
-    g0 = None
     fails = 0
+    g0 = float(np.linalg.norm(p.grad))
     for it in range(max_iter):
-        verdict = monitor(it, p, fails)
-        if verdict is not None:
-            return Outcome(p, it, evaluate.count, "stopped", "", verdict)
-        if fails >= max_failures:
-            return Outcome(p, it, evaluate.count, "line_search",
-                           f"{fails} line searches failed in a row")
-        if time.perf_counter() > deadline:
-            return Outcome(p, it, evaluate.count, "time_limit", "time limit reached")
-        h = problem.precondition(p)
-        if h is None:
-            h = np.ones(p.X.shape[0])
-        inv_h = (1.0 / h)[:, None]
+        halt = _halt(monitor, it, p, fails, evaluate.count, max_failures, deadline)
+        if halt is not None:
+            return halt
         gnorm = float(np.linalg.norm(p.grad))
-        g0 = gnorm if g0 is None else g0
+        inv_h = (1.0 / _row_weights(problem, p))[:, None]
         eta = min(0.1, math.sqrt(gnorm / g0)) if g0 > 0 else 0.1
         if enough is not None:
             eta = min(0.1, max(eta, enough(p)))
@@ -331,10 +336,8 @@ def newton_cg(problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
             continue
         fails = 0
         p = p_new
-    verdict = monitor(max_iter, p, fails)
-    if verdict is not None:
-        return Outcome(p, max_iter, evaluate.count, "stopped", "", verdict)
-    return Outcome(p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
+    return _halt(monitor, max_iter, p, fails, evaluate.count, math.inf, math.inf) or Outcome(
+        p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
 
 
 def _truncated_cg(problem, p: Point, inv_h: np.ndarray, tol: float, max_cg: int,
