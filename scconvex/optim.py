@@ -289,7 +289,7 @@ def _wolfe(evaluate, man, p: Point, d: np.ndarray, slope: float, t0: float, f_no
     return False, t, None
 
 
-def newton_cg(problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
+def newton_cg(problem, X0: np.ndarray | Point, *, monitor: Monitor, max_iter: int,
               deadline: float = math.inf, max_cg: int = 50, max_failures: int = 4,
               f_noise: float = 0.0, hess_dtype: type = np.float64,
               enough: Callable[[Point], float] | None = None) -> Outcome:
@@ -306,12 +306,13 @@ def newton_cg(problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
     Hessian at ``point`` to tangent vectors, computed in ``hess_dtype``) besides the
     :class:`Problem` interface. ``enough(point)``, when given, is a relative residual
     that already suffices at ``point`` (the native backend derives it from how far its
-    certified gap is from the target): the forcing term is never below it. Returns an
-    :class:`Outcome` like :func:`lbfgs`.
+    certified gap is from the target): the forcing term is never below it. ``X0`` may be
+    a :class:`Point` already evaluated (the end of an L-BFGS run), which saves one
+    evaluation. Returns an :class:`Outcome` like :func:`lbfgs`.
     """
     man = problem.manifold
     evaluate = _Counted(problem)
-    p = evaluate(np.array(X0, dtype=float))
+    p = X0 if isinstance(X0, Point) else evaluate(np.array(X0, dtype=float))
     if not _finite(p):
         return Outcome(p, 0, evaluate.count, "non_finite", "non-finite cost at the start")
     fails = 0

@@ -358,7 +358,8 @@ class _Monitor:
     """
 
     def __init__(self, problem: _Problem, tol: float, cert_every: int = 10,
-                 max_stalls: int = 20, switch: float | None = None) -> None:
+                 max_stalls: int = 20, switch: float | None = None,
+                 cached: tuple[Point, _Cert] | None = None) -> None:
         self.problem = problem
         self.tol = tol
         self.switch = switch
@@ -367,7 +368,7 @@ class _Monitor:
         self.last_it = -cert_every
         self.best = math.inf
         self.stalls = 0
-        self._cached: tuple[Point, _Cert] | None = None
+        self._cached = cached
 
     def certify(self, p: Point) -> _Cert:
         if self._cached is None or self._cached[0] is not p:
@@ -437,11 +438,12 @@ def _minimize(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
         done = out.iterations
         evals = out.evaluations
         # Each Newton step costs many Hessian products: certify after every one.
-        monitor = _Monitor(problem, tol, cert_every=1, max_stalls=8)
+        # Its first check is at the point where L-BFGS stopped, already certified.
+        monitor = _Monitor(problem, tol, cert_every=1, max_stalls=8, cached=monitor._cached)
         # The certified gap falls about in proportion to the gradient: a CG residual of
         # a third of tol / gap is enough for this step (a smaller forcing term only
         # overshoots the target at the price of many more Hessian products).
-        out = newton_cg(problem, out.point.X, monitor=monitor,
+        out = newton_cg(problem, out.point, monitor=monitor,
                         max_iter=max(max_iter - done, 1), deadline=deadline,
                         hess_dtype=np.float32,
                         enough=lambda p: tol / (3.0 * max(monitor.certify(p).gap, tol)))
