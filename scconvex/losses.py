@@ -42,6 +42,7 @@ from scipy.special import logsumexp
 from . import loss as _sc
 from .errors import InvalidInputError
 from .loss import BlockTerms, block_weights
+from .model import from_block_gram, q_gradient
 from .spec import check_tau
 
 
@@ -292,8 +293,6 @@ class BlockLogExcessCost:
 
     def cosines(self, Q: np.ndarray) -> np.ndarray:
         """``B`` from ``Q`` (:func:`scconvex.model.from_block_gram`)."""
-        from .model import from_block_gram
-
         return from_block_gram(Q, self.int_sizes)
 
     def __call__(self, Q: np.ndarray) -> tuple[float, np.ndarray]:
@@ -307,15 +306,8 @@ class BlockLogExcessCost:
         coef = np.zeros(self.g)
         coef[act] = np.exp(self.logmass[act] + self.loss.log_slope(t.rowlse[act]) - F)
         D = coef[:, None] * t.prob / self.tau
-        C = 0.5 * (D + D.T)
-        if not self.class_level:
-            diag = np.zeros(self.g)
-            diag[self.free] = D[self.free, self.free] / self.free_den
-            C *= self.invroot
-            C[np.diag_indices(self.g)] = diag
-        else:
-            C[np.diag_indices(self.g)] = 0.0
-        return F, C
+        invroot = None if self.class_level else self.invroot
+        return F, q_gradient(D, invroot, self.free, self.free_den)
 
 
 # ---------------------------------------------------------------------- registry

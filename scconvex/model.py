@@ -175,6 +175,26 @@ def from_block_gram(Q: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return B
 
 
+def q_gradient(D: np.ndarray, invroot: np.ndarray | None, free: np.ndarray,
+               free_den: np.ndarray) -> np.ndarray:
+    """Symmetric gradient in ``Q`` of a function of the cosines ``B`` of :func:`block_gram`.
+
+    ``D`` holds the row partials ``dF/dB_pq`` (one anchor row each). Off the diagonal
+    ``B_pq = Q_pq / sqrt(m_p m_q)`` (``invroot`` is ``1 / sqrt(m_p m_q)``, or None at class
+    level where it is 1); on the diagonal of a free block (``m_p >= 2``)
+    ``B_pp = (Q_pp - 1) / (m_p - 1)``, and the diagonal of a one-class block is fixed, so
+    its entry of the gradient is 0.
+    """
+    C = D + D.T
+    C *= 0.5
+    if invroot is not None:
+        C *= invroot
+    diag = np.zeros(len(C))
+    diag[free] = D[free, free] / free_den
+    C[np.diag_indices_from(C)] = diag
+    return C
+
+
 def class_gram(model: Model, X: np.ndarray) -> np.ndarray:
     """The ``k x k`` class-mean Gram matrix of a model variable.
 

@@ -62,7 +62,7 @@ from scipy.special import expit
 from ..errors import InvalidInputError
 from ..loss import log_softplus
 from ..manifold import Rows
-from ..model import Model
+from ..model import Model, q_gradient
 from ..optim import Point, lbfgs, newton_cg
 from . import Backend, RawResult, register
 
@@ -188,16 +188,8 @@ class _LogExcessCost:
             full = np.zeros((self.g, self.g))
             full[self.active] = D
             D = full
-        C = D + D.T
-        C *= 0.5
-        if not self.class_level:
-            diag = np.zeros(self.g)
-            diag[self.free] = D[self.free, self.free] / self.free_den
-            C *= self.invroot
-            C[np.diag_indices(self.g)] = diag
-        else:
-            C[np.diag_indices(self.g)] = 0.0
-        return C
+        return q_gradient(D, None if self.class_level else self.invroot, self.free,
+                          self.free_den)
 
     def hess(self, state: tuple, E: np.ndarray) -> np.ndarray:
         """Second derivative ``D C [E]`` of ``F`` in ``Q`` along a symmetric ``E``.
