@@ -261,3 +261,24 @@ def test_newton_finish_certifies_the_same_answer(rng, level):
     assert newton.info["newton_iterations"] >= 1 and plain.info["newton_iterations"] == 0
     # Both are certified to 1e-12 of the excess: their cosines agree closely.
     np.testing.assert_allclose(newton.X, plain.X, atol=1e-6)
+
+
+def test_newton_from_an_evaluated_point_saves_one_evaluation(rng):
+    # Started from a Point (the end of L-BFGS), Newton takes the same steps as from its X
+    # and evaluates the cost once fewer.
+    from scconvex.optim import newton_cg
+
+    model = build_model(ProblemSpec(distinct_counts(rng, 12), 0.1), "class")
+    problem = nt._Problem(nt._LogExcessCost(model.sizes, model.block_counts, 0.1),
+                          sum(model.sizes))
+    W = rng.standard_normal((model.dim, model.dim))
+    W /= np.linalg.norm(W, axis=1)[:, None]
+
+    def two_steps(it, p, fails):
+        return ("done", "") if it >= 2 else None
+
+    from_x = newton_cg(problem, W, monitor=two_steps, max_iter=5)
+    from_point = newton_cg(problem, problem.evaluate(W), monitor=two_steps, max_iter=5)
+    assert from_x.iterations == from_point.iterations == 2
+    assert from_point.evaluations == from_x.evaluations - 1
+    np.testing.assert_array_equal(from_point.point.X, from_x.point.X)
