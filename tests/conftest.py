@@ -8,6 +8,16 @@ def rng():
     return np.random.default_rng(20260229)
 
 
+def random_block_q(rng, sphere):
+    """A random feasible block Gram ``Q = W W^T`` of full rank: unit rows where ``sphere``
+    (one-class blocks, ``Q_pp = 1``), shorter free rows elsewhere."""
+    g = len(sphere)
+    W = rng.standard_normal((g, g))
+    W[sphere] /= np.linalg.norm(W[sphere], axis=1)[:, None]
+    W[~sphere] *= 0.5
+    return W @ W.T
+
+
 def taylor_slope(f, grad_dot, ts=None):
     """Slope of log|f(t) - f(0) - t <g, v>| against log t; about 2 for a correct gradient.
 

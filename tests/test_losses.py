@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import taylor_slope
+from conftest import random_block_q, taylor_slope
 
 from scconvex import InvalidInputError, ProblemSpec, build_model, certify, solve
 from scconvex.losses import LOSSES, BlockLogExcessCost, get_loss
@@ -91,10 +91,7 @@ def test_block_form_matches_double_loop_on_collapsed_features(rng, counts):
 def test_native_cost_value_and_gradient(rng, level, counts):
     model = build_model(ProblemSpec(counts, 0.3, loss="negatives-only"), level)
     cost = NEG.native_cost(model)
-    W = rng.standard_normal((model.dim, model.dim))
-    W[cost.sphere] /= np.linalg.norm(W[cost.sphere], axis=1)[:, None]
-    W[~cost.sphere] *= 0.5
-    Q = W @ W.T
+    Q = random_block_q(rng, cost.sphere)
     F, C = cost(Q)
     B = cost.cosines(Q.copy())
     np.testing.assert_allclose(block_gram(B, model.sizes), Q, rtol=1e-12, atol=1e-12)

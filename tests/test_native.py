@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import taylor_slope
+from conftest import random_block_q, taylor_slope
 
 from scconvex import InvalidInputError, ProblemSpec, solve
 from scconvex.backends import get_backend
@@ -42,10 +42,7 @@ def balanced_loss(k, m, tau):
 def test_log_excess_matches_block_terms_and_gradient(rng, level, counts, tau):
     model = build_model(ProblemSpec(counts, tau), level)
     cost = nt._LogExcessCost(model.sizes, model.block_counts, tau)
-    W = rng.standard_normal((model.dim, model.dim))
-    W[cost.sphere] /= np.linalg.norm(W[cost.sphere], axis=1)[:, None]
-    W[~cost.sphere] *= 0.5
-    Q = W @ W.T
+    Q = random_block_q(rng, cost.sphere)
     F, C = cost(Q)
     B = cost.cosines(Q.copy())
     terms = block_terms(B, model.sizes, model.block_counts, tau)
