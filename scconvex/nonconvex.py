@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .certify import dense_rounding
 from .errors import InvalidInputError
 from .manifold import Spheres
 from .model import class_sums
@@ -89,6 +90,10 @@ def _loss_of(spec: ProblemSpec):
     """The spec's loss object; the sphere manifold cannot express other relaxations."""
     from .losses import get_loss
 
+    if spec.batches is not None:
+        # The batch-wise loss lives at sample level only and has no sphere cost here.
+        raise InvalidInputError("the non-convex solver does not support the batch-wise "
+                                "loss; solve it with scconvex.solve at sample level")
     if spec.relaxation != "elliptope":
         raise InvalidInputError(
             f"the non-convex solver works on unit spheres, not the {spec.relaxation!r} "
@@ -224,8 +229,7 @@ def sample_cost(spec: ProblemSpec, d: int) -> Cost:
         return value_grad(H)[0]
 
     # The excess is a small difference of two sums of n terms of size up to 1/tau + log n.
-    noise = 16.0 * np.finfo(float).eps * spec.n * (1.0 / tau + math.log(spec.n))
-    return Cost(fun, loss, offset, (spec.n, d), noise)
+    return Cost(fun, loss, offset, (spec.n, d), dense_rounding(spec.n, tau))
 
 
 # ---------------------------------------------------------------------- optimizer

@@ -224,11 +224,9 @@ def run_point(point: dict) -> dict:
 
 def solve_batch(points: Sequence[dict]) -> list[dict]:
     """Run a batch of points with BLAS pinned to one thread (the dask task)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with the [sweep] extra
-        return [run_point(p) for p in points]
-    with threadpool_limits(limits=1):
+    from .threads import blas_threads
+
+    with blas_threads(1):
         return [run_point(p) for p in points]
 
 

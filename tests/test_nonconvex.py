@@ -240,3 +240,13 @@ def test_sample_cost_matches_dense_loss(counts, slab_rows, rng, monkeypatch):
     assert value + cost.offset == pytest.approx(ref_value, rel=1e-13)
     # Radial parts differ (G_ii = 1 is used); the Riemannian gradients must agree.
     np.testing.assert_allclose(man.proj(H, grad), man.proj(H, ref_grad), atol=1e-12)
+
+
+@pytest.mark.parametrize("level", ["class", "sample"])
+def test_batchwise_spec_is_refused_not_solved_as_full_batch(level):
+    # The sphere costs are full-batch costs; a batched spec must not be optimised as one.
+    from scconvex.batches import random_batches
+
+    spec = ProblemSpec((4, 4, 2, 2), 0.5, batches=random_batches(12, 4, 0))
+    with pytest.raises(InvalidInputError, match="batch-wise"):
+        minimize_spheres(spec, 3, level=level, restarts=1)
