@@ -149,6 +149,8 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
         value, C = loss.sample_value_grad(X, spec.labels, spec.tau)
         best = None
         rounding = dense_rounding(loss.anchor_count(spec), spec.tau)
+        excess = value - spec.constant
+        scale = loss.gap_scale(value, excess)
         # Every multiplier of the extra cone (Y = 0 for the elliptope) gives a valid bound.
         for Y in relaxation.dense_multipliers(X, C):
             Cy = C - Y
@@ -156,9 +158,8 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
             S = Cy - np.diag(nu)
             lam = float(np.linalg.eigvalsh(S)[0])
             compl = float(np.sum(S * X)) + float(np.sum(Y * X))
-            excess = value - spec.constant
             cert = _make("sample", spec.n, value, excess, compl, lam, rounding=rounding,
-                         scale=loss.gap_scale(value, excess))
+                         scale=scale)
             if best is None or cert.gap < best.gap:
                 best = cert
         return best, best
@@ -177,8 +178,9 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     sig[active] = np.exp(loss.log_slope(terms.rowlse[active]) - terms.log_excess)
     unit = terms.excess if terms.excess > 0 else 0.0
     best_c = best_s = None
-    for y in relaxation.block_multipliers(X, _pair_gradient(model, terms, sig)):
-        cls, smp = _block_certificates(model, X, terms, sig, unit, y)
+    pair = _pair_gradient(model, terms, sig)
+    for y in relaxation.block_multipliers(X, pair):
+        cls, smp = _block_certificates(model, X, terms, sig, unit, pair - y, y)
         if best_c is None or cls.gap < best_c.gap or (cls.gap == best_c.gap
                                                       and cls.excess_gap < best_c.excess_gap):
             best_c = cls
@@ -199,8 +201,10 @@ def _pair_gradient(model: Model, terms, sig: np.ndarray) -> np.ndarray:
     return 0.5 * (per_pair + per_pair.T)
 
 
-def _block_certificates(model: Model, X, terms, sig, unit, y):
+def _block_certificates(model: Model, X, terms, sig, unit, gamma, y):
     """Class- and sample-level certificates of a block variable with multiplier ``y``.
+
+    ``gamma`` is the pair gradient (:func:`_pair_gradient`) minus ``y``.
 
     ``y`` (g x g, >= 0) is the multiplier of ``G >= 0`` per pair of samples of different
     classes (zero for the elliptope); it is subtracted from the gradient and ``<Y, G>``
@@ -212,7 +216,6 @@ def _block_certificates(model: Model, X, terms, sig, unit, y):
     tau = spec.tau
     active = s >= 2
     scale = model.loss.gap_scale(terms.value, terms.excess)
-    gamma = _pair_gradient(model, terms, sig) - y
     gamma_in = np.zeros_like(s)
     gamma_in[active] = -sig[active] / (tau * (s[active] - 1))
     # mult[p, q]: classes of block q seen from one class of block p (itself excluded).
