@@ -53,3 +53,12 @@ def missing_extra(extra: str, exc: ImportError) -> InvalidInputError:
     """The error for an optional dependency that is not installed (names the extra)."""
     return InvalidInputError(f"this needs the optional extra [{extra}] "
                              f"(pip install 'scconvex[{extra}]'): {exc}")
+
+
+def lookup(registry: dict, name: object, what: str) -> Any:
+    """``registry[name]``, or InvalidInputError naming the choices (losses, relaxations)."""
+    try:
+        return registry[name]
+    except (KeyError, TypeError):
+        raise InvalidInputError(f"unknown {what} {name!r}; choose one of "
+                                f"{tuple(registry)}") from None

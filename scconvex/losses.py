@@ -40,7 +40,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from . import loss as _sc
-from .errors import InvalidInputError
+from .errors import InvalidInputError, lookup
 from .loss import BlockTerms, block_weights
 from .model import from_block_gram, q_gradient
 from .spec import check_tau
@@ -331,9 +331,5 @@ def loss_of(spec) -> Loss:
 
 def get_loss(name: str) -> Loss:
     """The loss object registered as ``name``."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise InvalidInputError(f"unknown loss {name!r}; choose one of "
-                                f"{tuple(LOSSES)}") from None
+    return lookup(LOSSES, name, "loss")
 

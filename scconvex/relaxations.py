@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, lookup
 
 COMPLEMENTARITY_THRESHOLDS = (1e-9, 1e-6, 1e-3)
 """Entries of ``X`` at most this are treated as the zeros of the optimum when ``Y`` is built
@@ -185,8 +185,4 @@ RELAXATIONS: dict[str, Relaxation] = {
 
 def get_relaxation(name: str) -> Relaxation:
     """The relaxation object registered as ``name``."""
-    try:
-        return RELAXATIONS[name]
-    except KeyError:
-        raise InvalidInputError(f"unknown relaxation {name!r}; choose one of "
-                                f"{tuple(RELAXATIONS)}") from None
+    return lookup(RELAXATIONS, name, "relaxation")
