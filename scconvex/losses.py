@@ -78,6 +78,15 @@ class Loss:
         """Geometry-independent lower bound ``sum_c n_c base_c`` of the loss."""
         raise NotImplementedError
 
+    def attains_constant(self, G, labels) -> bool:
+        """True when the feasible sample Gram ``G`` attains :meth:`constant` exactly.
+
+        The constant is then the optimum and ``G`` proves it, with a gap of exactly 0. The
+        dense loss cannot show this itself: its difference from the constant is only
+        known up to rounding. False unless a loss can attain its constant.
+        """
+        return False
+
     def anchor_count(self, spec) -> int:
         """Number of anchor terms of the sample form (sizes the rounding allowance)."""
         return spec.n
@@ -182,6 +191,17 @@ class NegativesOnly(Loss):
         A /= tau
         return value, 0.5 * (A + A.T)
 
+    def attains_constant(self, G, labels) -> bool:
+        # Each anchor's excess is log mean_a exp((G_ia + 1) / tau) + mean_p (1 - G_ip) / tau,
+        # two non-negative terms: zero exactly when its negatives are at -1 and its
+        # positives at 1.
+        labels = np.asarray(labels)
+        same = labels[:, None] == labels[None, :]
+        active = same.sum(axis=1) >= 2
+        G = np.asarray(G)[active]
+        same = same[active]
+        return bool(np.all(np.where(same, G, -G) == 1.0))
+
     def constant(self, counts, tau: float) -> float:
         counts = np.asarray(counts, dtype=float)
         n = float(np.sum(counts))
@@ -198,10 +218,18 @@ class NegativesOnly(Loss):
         active = counts >= 2
         with np.errstate(divide="ignore"):
             logw = np.log(w)
-        z = logw - np.log(neg)[:, None] + (B + 1.0) / tau
+        x = (B + 1.0) / tau
+        z = logw - np.log(neg)[:, None] + x
         z[~active] = -np.inf
         r = np.full(len(sizes), -np.inf)
         r[active] = logsumexp(z[active], axis=1)
+        # Near the constant (every negative cosine near -1) the log-sum-exp is a difference
+        # of nearly equal numbers; log1p of a weighted mean of expm1 is accurate there and
+        # exactly 0 where the cosines are exactly -1, so the constant is seen as attained.
+        xw = np.where(w > 0, x, 0.0)
+        near = active & (np.max(xw, axis=1) <= 1.0)
+        if np.any(near):
+            r[near] = np.log1p(np.sum(w[near] * np.expm1(xw[near]), axis=1) / neg[near])
         prob = np.zeros_like(z)
         prob[active] = np.exp(z[active] - r[active, None])
         sig = active.astype(float)

@@ -22,9 +22,45 @@ def min_eigenvalue(model: Model, X: np.ndarray) -> float:
     class Gram has eigenvalue ``1 - a_p`` on zero-sum vectors of each block, and the
     eigenvalues of ``Q`` (:func:`scconvex.model.block_gram`).
     """
+    if sign_vector(X) is not None:
+        # s s^T has eigenvalues 0 and its side, exactly; an eigensolver may say -1e-16.
+        points = model.spec.n if model.level == "sample" else model.spec.k
+        return 0.0 if points >= 2 else 1.0
     if model.level == "sample":
         return float(np.linalg.eigvalsh(X)[0])
     return block_min_eig(np.ones(model.dim), np.diag(X), X, model.sizes)
+
+
+def sign_vector(X: np.ndarray) -> np.ndarray | None:
+    """``s`` (entries +-1, ``s_0 = 1``) with ``X == s s^T`` exactly, or None.
+
+    ``X`` is then a geometry with every class mean (or sample) on one line, feasible in
+    exact arithmetic at every level (at group level it needs ``a_p = 1``, which ``s s^T``
+    has on its diagonal). Checked in O(dim^2) by exact comparisons.
+    """
+    X = np.asarray(X)
+    s = X[0]
+    if s[0] != 1.0 or not np.all(np.abs(s) == 1.0):
+        return None
+    return s if np.array_equal(X, np.outer(s, s)) else None
+
+
+SIGN_ROUNDING_TOL = 1e-4
+"""Largest entry distance from an answer to the geometry on one line tried as a candidate
+(:func:`sign_rounding`); farther answers are not tried there."""
+
+
+def sign_rounding(X: np.ndarray, tol: float = SIGN_ROUNDING_TOL) -> np.ndarray | None:
+    """The geometry ``s s^T``, ``s = sign(X[0])``, when ``X`` is within ``tol`` of it.
+
+    A loss can attain its geometry-independent lower bound on such a geometry (the
+    negatives-only loss with one class of two or more samples does, the singletons
+    antipodal to it); the excess is then 0, and only the exact point proves it.
+    """
+    X = np.asarray(X, dtype=float)
+    s = np.where(X[0] < 0, -1.0, 1.0)
+    S = np.outer(s, s)
+    return S if np.max(np.abs(X - S)) <= tol else None
 
 
 def block_min_eig(diag, within, between, sizes) -> float:

@@ -247,3 +247,28 @@ def test_negatives_only_cli_done_criterion(tmp_path):
     check = subprocess.run([sys.executable, "-m", "scconvex", "verify", str(cert)],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 1
+
+
+@pytest.mark.parametrize("counts", [(5, 1, 1), (4, 1, 1, 1), (3, 1, 1, 1, 1)])
+@pytest.mark.parametrize("tau", [0.1, 1.0])
+def test_one_class_with_positives_is_certified_at_the_constant(counts, tau):
+    """One class of c >= 2 samples and j singletons: every anchor's negatives are the j
+    singletons, so L >= c (log j - 2 / tau), attained with the singletons antipodal to the
+    class (excess exactly 0). This used to come back uncertified: the gap relative to an
+    excess of 0 was 0 / 0."""
+    import mpmath as mp
+
+    c, j = counts[0], len(counts) - 1
+    with mp.workdps(30):
+        optimum = float(c * (mp.log(j) - 2 / mp.mpf(tau)))
+    # The same value from features, term by term: the class at e1, the singletons at -e1.
+    labels = np.repeat(np.arange(len(counts)), counts)
+    H = np.where(labels == 0, 1.0, -1.0)[:, None] * np.eye(1, 2)
+    assert negatives_only_loop(H, labels, tau) == pytest.approx(optimum, rel=1e-14)
+    res = solve(ProblemSpec(counts, tau, loss="negatives-only"))
+    assert res.success, res.message
+    assert res.loss == pytest.approx(optimum, rel=1e-14)
+    # The lower bounds are proofs: the optimum cannot lie below them.
+    assert res.sample_lower_bound <= optimum + 1e-14 * abs(optimum)
+    M = res.class_gram
+    np.testing.assert_array_equal(M[0, 1:], -1.0)

@@ -241,3 +241,52 @@ def test_sample_level_excess_below_rounding_is_not_accepted():
         report = verify_data(data)
         assert not report.ok and report.sample_excess_gap == math.inf
         assert any("not resolved" in r for r in report.reasons)
+
+
+def _negatives_only_excess_mp(M, counts, tau) -> mp.mpf:
+    """Excess of a collapsed negatives-only geometry over its constant (MATH.md section 8):
+    ``sum_c n_c log(mean over the n - n_c negatives of exp((M_cc' + 1) / tau))``."""
+    with mp.workdps(40):
+        n = sum(counts)
+        total = mp.mpf(0)
+        for c, nc in enumerate(counts):
+            if nc < 2:
+                continue
+            s = sum(counts[j] * mp.exp((mp.mpf(M[c][j]) + 1) / mp.mpf(tau))
+                    for j in range(len(counts)) if j != c)
+            total += nc * mp.log(s / (n - nc))
+        return total
+
+
+@pytest.mark.parametrize("level", ["class", "sample"])
+def test_negatives_only_zero_excess_certificate_verifies_and_resists_forgery(level):
+    """Counts 5,1,1 with the negatives-only loss: the optimum attains the loss's constant
+    (excess exactly 0), so solve certifies it with gap 0 and verify accepts that file; a
+    geometry moved off it is worse (excess > 0, computed here with mpmath) and must be
+    rejected even with every claim recomputed for it and status 'optimal'."""
+    counts, tau = (5, 1, 1), 0.1
+    spec = ProblemSpec(counts, tau, loss="negatives-only")
+    res = solve(spec, level=level)
+    assert res.success, res.message
+    data = res.to_dict(full_gram=True)
+    assert verify_data(data).ok, verify_data(data).reasons
+    M_star = np.array(data["class_gram"])
+    assert _negatives_only_excess_mp(M_star.tolist(), counts, tau) == 0
+    lab = spec.labels
+    for t in (1e-12, 1e-8, 1e-3):
+        Mt = (1 - t) * M_star + t * np.eye(3)
+        assert _negatives_only_excess_mp(Mt.tolist(), counts, tau) > 0
+        forged = copy.deepcopy(data)
+        forged["class_gram"] = Mt.tolist()
+        if level == "sample":
+            forged["sample_gram"] = Mt[np.ix_(lab, lab)].tolist()
+        honest_claims(forged)
+        report = verify_data(forged)
+        assert not report.ok, t
+        assert not any("tampered" in r for r in report.reasons), report.reasons
+        # Left with the genuine claims, the forgery is caught on them as well.
+        left = copy.deepcopy(data)
+        left["class_gram"] = forged["class_gram"]
+        if level == "sample":
+            left["sample_gram"] = forged["sample_gram"]
+        assert not verify_data(left).ok
