@@ -250,7 +250,9 @@ class OptimizeOutcome:
     evaluations : int
         Cost evaluations (including line-search trials).
     converged : bool
-        True when ``grad_norm <= gtol`` (the gradient test is the only success criterion).
+        True when ``grad_norm <= gtol`` (the gradient test is the only success criterion)
+        and ``gtol`` is resolved in float64 (see ``resolution`` of
+        :func:`riemannian_lbfgs`).
     message : str
         Why the run stopped.
     """
@@ -280,7 +282,20 @@ class _FunProblem:
         return None
 
 
+GRADIENT_RESOLUTION = math.sqrt(np.finfo(float).tiny / np.finfo(float).eps)
+"""Smallest gradient threshold the gradient test can resolve (about 1e-146).
+
+The excess loss and its gradient are sums of exponentials, and the optimizer forms
+squares and inner products of gradients (its curvature pairs): for gradients below
+``sqrt(tiny / eps)`` those are subnormal or 0 in float64, and terms below ``tiny`` are lost
+altogether. A test passed against a smaller threshold, down to a threshold of exactly 0
+where the excess itself underflowed (SC at ``tau = 1e-4`` from random starts), proves
+nothing, and the run stops there."""
+
 _MESSAGES = {"converged": "gradient norm below tolerance",
+             "underflow": "gradient below float resolution: not evidence of a stationary "
+                          "point (the excess loss underflows at this tau; class and group "
+                          "level solves work in log space)",
              "non_finite": "non-finite cost or gradient",
              "line_search": "line search failed (cost at its rounding floor)",
              "iteration_limit": "maximum number of iterations reached"}
@@ -290,7 +305,8 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
                      x0: np.ndarray, manifold: Spheres, *,
                      gtol: float | Callable[[float], float],
                      max_iter: int = DEFAULT_MAX_ITER, memory: int = 10,
-                     max_step: float = 1.0, f_noise: float = 0.0) -> OptimizeOutcome:
+                     max_step: float = 1.0, f_noise: float = 0.0,
+                     resolution: float = 0.0) -> OptimizeOutcome:
     """Riemannian L-BFGS (:func:`scconvex.optim.lbfgs`) stopped on the gradient norm.
 
     Parameters
@@ -313,11 +329,17 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
     f_noise : float
         Absolute rounding error of ``fun``'s value (e.g. when it is a small difference of
         large sums). Below it the line search trusts the gradient instead.
+    resolution : float
+        Smallest threshold the gradient test can resolve (:data:`GRADIENT_RESOLUTION`
+        for a cost made of exponentials that underflow). A test passed against a smaller
+        threshold is not convergence, and a non-negative cost whose threshold falls below
+        it stops the run; both with the message "gradient below float resolution".
 
     Returns
     -------
     OptimizeOutcome
-        ``converged`` is True only when the gradient test was met.
+        ``converged`` is True only when the gradient test was met against a threshold of
+        at least ``resolution``.
 
     Notes
     -----
@@ -330,20 +352,35 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
     tol_of = gtol if callable(gtol) else (lambda _f, _g=float(gtol): _g)
 
     def monitor(_it: int, p: Point, _fails: int):
-        gnorm = float(np.linalg.norm(p.grad))
+        gnorm = _norm(p.grad)
         if not (math.isfinite(p.F) and math.isfinite(gnorm)):
             return "non_finite"
-        if gnorm <= tol_of(p.F):
-            return "converged"
+        threshold = tol_of(p.F)
+        if gnorm <= threshold:
+            return "converged" if threshold >= resolution else "underflow"
+        if p.F >= 0 and threshold < resolution:
+            # The cost itself underflowed: the test can no longer be resolved. (A negative
+            # excess is a cancelling difference below its rounding, at sample level; the
+            # line search handles that.)
+            return "underflow"
         return None
 
     out = lbfgs(_FunProblem(fun, manifold), x0, monitor=monitor, max_iter=int(max_iter),
                 memory=memory, max_step=max_step, f_noise=f_noise, max_failures=2)
     key = out.verdict if out.verdict is not None else out.status
     p = out.point
-    return OptimizeOutcome(p.X, float(p.F), float(np.linalg.norm(p.grad)), out.iterations,
+    return OptimizeOutcome(p.X, float(p.F), _norm(p.grad), out.iterations,
                            out.evaluations, key == "converged",
                            _MESSAGES.get(key, out.message))
+
+
+def _norm(V: np.ndarray) -> float:
+    """Frobenius norm without underflow: the squares of entries below 1e-154 are 0 in
+    float64, and an unscaled norm of such a gradient would read as exactly 0."""
+    big = float(np.max(np.abs(V), initial=0.0))
+    if big == 0.0 or not math.isfinite(big):
+        return big
+    return big * float(np.linalg.norm(V / big))
 
 
 # ---------------------------------------------------------------------- restarts
@@ -375,7 +412,8 @@ class NonconvexResult:
     gtols : tuple of float
         Per-restart gradient threshold in force at the final point.
     converged : tuple of bool
-        Per-restart: the gradient test was met.
+        Per-restart: the gradient test was met against a threshold float64 resolves
+        (:data:`GRADIENT_RESOLUTION`); a run whose excess underflowed is not converged.
     messages : tuple of str
         Per-restart stopping reason.
     seconds : tuple of float
@@ -547,7 +585,8 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
             start = x0 if (i == 0 and x0 is not None) else \
                 manifold.random_point(np.random.default_rng(child))
             out = riemannian_lbfgs(cost.fun, start, manifold, gtol=gtol,
-                                   max_iter=int(max_iter), f_noise=cost.noise)
+                                   max_iter=int(max_iter), f_noise=cost.noise,
+                                   resolution=GRADIENT_RESOLUTION)
             times.append(time.perf_counter() - t0)
             runs.append(out)
             logger.debug("restart %d/%d (d=%d, %s): f=%.6g |grad|=%.3g it=%d %s", i + 1,

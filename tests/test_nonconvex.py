@@ -250,3 +250,35 @@ def test_batchwise_spec_is_refused_not_solved_as_full_batch(level):
     spec = ProblemSpec((4, 4, 2, 2), 0.5, batches=random_batches(12, 4, 0))
     with pytest.raises(InvalidInputError, match="batch-wise"):
         minimize_spheres(spec, 3, level=level, restarts=1)
+
+
+# ---------------------------------------------------------------------- float resolution
+def test_underflowed_gradient_is_not_convergence():
+    """At tau = 1e-4 the excess of a random start underflows to 0, and so does its
+    gradient: 0 <= 0 passed the gradient test and random starts were reported converged."""
+    spec = ProblemSpec((5, 5, 5), 1e-4)
+    res = minimize_spheres(spec, 3, restarts=3, seed=0)
+    assert not any(res.converged)
+    assert all("below float resolution" in m for m in res.messages), res.messages
+
+
+def test_resolution_of_the_gradient_test(rng):
+    # A cost and gradient that are exactly 0 prove nothing when a threshold is required...
+    man = Spheres(3, 2)
+    flat = riemannian_lbfgs(lambda X: (0.0, np.zeros_like(X)), man.random_point(rng), man,
+                            gtol=lambda f: 1e-9 * f, resolution=1e-146)
+    assert not flat.converged and "below float resolution" in flat.message
+    # ...while a threshold above the resolution still decides as before.
+    A = np.diag([3.0, 1.0])
+    quad = riemannian_lbfgs(lambda X: (float(np.sum((X @ A) * X)), 2 * X @ A),
+                            man.random_point(rng), man, gtol=1e-10, resolution=1e-146)
+    assert quad.converged and quad.fun == pytest.approx(3.0, abs=1e-12)
+
+
+def test_gradient_norm_does_not_underflow():
+    from scconvex.nonconvex import _norm
+
+    V = np.full((4, 3), 1e-170)
+    assert V[0, 0] ** 2 == 0.0  # the unscaled squares vanish
+    assert _norm(V) == pytest.approx(1e-170 * math.sqrt(12), rel=1e-15)
+    assert _norm(np.zeros((2, 2))) == 0.0
