@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -322,6 +323,73 @@ def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float],
         if worst <= 1.0 or time.perf_counter() > deadline:
             break
     return best[1:]
+
+
+@dataclass(frozen=True, eq=False)
+class Rounded:
+    """A solver's answer rounded to a feasible point and certified (:class:`Rounder`).
+
+    Attributes
+    ----------
+    source : ndarray
+        The answer as the solver returned it.
+    X : ndarray
+        The feasible point chosen (:func:`round_and_certify`).
+    shift : float
+        Largest entry change from ``source``.
+    cert, sample_cert : Certificate
+        Its certificates (see :func:`certify`).
+    worst : float
+        Largest :func:`badness` of the two under the rounder's tolerances (<= 1:
+        certified).
+    """
+
+    source: np.ndarray
+    X: np.ndarray
+    shift: float
+    cert: Certificate
+    sample_cert: Certificate
+    worst: float
+
+
+class Rounder:
+    """Rounds and certifies the answers of one solve, once each.
+
+    The pipeline makes one with the solve's tolerances and deadline and hands it to the
+    backend. A backend that compares several answers (the cvxpy backend's attempts) scores
+    them with it, so by exactly what decides the status, and returns the rounding of its
+    choice with it; the pipeline then reuses that instead of rounding the answer again.
+    Only a rounding made by this rounder, from the answer returned, is reused.
+
+    Parameters
+    ----------
+    model : Model
+    tols : tuple of float
+        ``(gap_tol, excess_tol)`` (see :func:`badness`).
+    deadline : float
+        ``time.perf_counter()`` value after which rounding stops at the first candidate.
+    """
+
+    def __init__(self, model: Model, tols: tuple[float, float],
+                 deadline: float = math.inf) -> None:
+        self.model = model
+        self.tols = (float(tols[0]), float(tols[1]))
+        self.deadline = deadline
+        self._made: weakref.WeakSet = weakref.WeakSet()
+
+    def __call__(self, X: np.ndarray) -> Rounded:
+        """Round and certify ``X`` (:func:`round_and_certify`)."""
+        Y, shift, cert, scert = round_and_certify(self.model, X, self.tols, self.deadline)
+        out = Rounded(X, Y, shift, cert, scert,
+                      max(badness(cert, self.tols), badness(scert, self.tols)))
+        self._made.add(out)
+        return out
+
+    def result_for(self, X: np.ndarray, rounded: Rounded | None = None) -> Rounded:
+        """The rounding of ``X``: ``rounded`` if this rounder made it from ``X``, else new."""
+        if rounded is not None and rounded in self._made and rounded.source is X:
+            return rounded
+        return self(X)
 
 
 def _candidates(model: Model, starts: list):

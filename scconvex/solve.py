@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backends import BACKENDS, RawResult, get_backend
-from .certify import Certificate, badness, round_and_certify
+from .certify import Certificate, Rounder, badness
 from .errors import InvalidInputError, ResourceLimitError, ScconvexError, SolveFailedError
 from .factor import DEFAULT_RANK_TOL, numerical_rank
 from .model import Model, block_gram, build_model, class_gram
@@ -187,9 +187,10 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                            None, time.perf_counter() - t_start, {}, tols)
         options = {**options, "time_limit": max(left - reserve, 1e-3)}
     timings: dict[str, float] = {}
+    rounder = Rounder(model, tols, deadline)
     t0 = time.perf_counter()
     try:
-        raw = backend.solve(model, options)
+        raw = backend.solve(model, options, rounder=rounder)
     except SolveFailedError as exc:
         raw = RawResult("error", None, str(exc))
     except (ScconvexError, MemoryError):
@@ -206,10 +207,11 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                        raw, time.perf_counter() - t_start, timings, tols)
     t0 = time.perf_counter()
     try:
-        X, shift, cert, scert = round_and_certify(model, raw.X, tols, deadline)
+        rounded = rounder.result_for(raw.X, raw.rounded)
     except SolveFailedError as exc:
         return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
                        timings, tols)
+    X, shift, cert, scert = rounded.X, rounded.shift, rounded.cert, rounded.sample_cert
     lam = min_eigenvalue(model, X)
     timings["repair_and_certify"] = time.perf_counter() - t0
     ok = (badness(cert, tols) <= 1 and badness(scert, tols) <= 1 and lam >= 0
@@ -224,6 +226,9 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                    f"{cert.excess_gap:.2e}, {scert.excess_gap:.2e}), above tolerance "
                    f"{tols[0]:.1e} ({tols[1]:.1e} relative to the excess loss); "
                    f"solver said {raw.status!r}")
+        if raw.status == "time_limit":
+            limit_text = "" if limit is None else f" {float(limit):g} s"
+            message = f"time limit{limit_text} reached before a certified answer; {message}"
     if raw.message:
         message += f" [{solver}: {raw.message}]"
     # Only a certified answer has a gap small enough for the question to matter.

@@ -39,6 +39,10 @@ class RawResult:
     iterations : int
     info : dict
         Backend-specific extras (JSON-safe scalars only).
+    rounded : scconvex.certify.Rounded or None
+        ``X`` rounded and certified by the pipeline's :class:`~scconvex.certify.Rounder`,
+        when the backend already did it to choose ``X``; the pipeline reuses it (only if
+        that rounder made it from this ``X``).
     """
 
     status: str
@@ -46,6 +50,7 @@ class RawResult:
     message: str = ""
     iterations: int = 0
     info: dict = field(default_factory=dict)
+    rounded: Any = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class Backend:
         ``run(model, options) -> RawResult`` with validated options.
     relaxations : tuple of str
         Relaxations (``spec.relaxation``) it can solve.
+    uses_rounder : bool
+        ``run`` takes a ``rounder`` keyword (:class:`scconvex.certify.Rounder`) to score
+        its answers with, and returns the rounding of its choice in ``RawResult.rounded``.
     """
 
     name: str
@@ -73,6 +81,7 @@ class Backend:
     requires: tuple[str, ...]
     run: Callable[..., RawResult]
     relaxations: tuple[str, ...] = ("elliptope",)
+    uses_rounder: bool = False
 
     def supports(self, model) -> bool:
         """True when the backend can solve ``model`` (its level and relaxation)."""
@@ -93,8 +102,13 @@ class Backend:
             _check_option(self.name, key, value, self.options[key])
         return {**self.options, **options}
 
-    def solve(self, model, options: Mapping[str, Any] | None = None) -> RawResult:
-        """Solve ``model``; validates availability, level and options first."""
+    def solve(self, model, options: Mapping[str, Any] | None = None, *,
+              rounder=None) -> RawResult:
+        """Solve ``model``; validates availability, level and options first.
+
+        ``rounder`` (:class:`scconvex.certify.Rounder`) is what the pipeline will round
+        and certify the answer with; backends that compare answers use it.
+        """
         if not self.available():
             raise BackendUnavailableError(f"solver {self.name!r} is not installed "
                                           f"(needs {', '.join(self.requires)})")
@@ -105,7 +119,10 @@ class Backend:
             raise BackendUnavailableError(f"solver {self.name!r} cannot solve the "
                                           f"{model.spec.relaxation!r} relaxation (supports "
                                           f"{self.relaxations})")
-        return self.run(model, self.check_options(options))
+        options = self.check_options(options)
+        if self.uses_rounder:
+            return self.run(model, options, rounder=rounder)
+        return self.run(model, options)
 
 
 def _check_option(solver: str, key: str, value: Any, default: Any) -> None:

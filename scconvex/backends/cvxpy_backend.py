@@ -15,17 +15,21 @@ Interior-point accuracy on these exponential-cone programs depends on settings i
 vary between machines and problems (a tolerance that works on one instance stalls on
 another). So the backend tries a short, fixed list of settings (:data:`ATTEMPTS`) and
 keeps the answer with the best *certificate*, stopping as soon as one is certified far
-inside the default tolerances. The chosen attempt is named in the raw message.
+inside the default tolerances, or at the time limit. Each answer is rounded and certified
+once, by the pipeline's :class:`~scconvex.certify.Rounder` (its tolerances and deadline);
+the pipeline reuses the rounding of the answer chosen. The chosen attempt is named in the
+raw message.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
 import numpy as np
 
-from ..certify import badness, round_and_certify
+from ..certify import Rounded, Rounder, badness
 from ..loss import block_terms, block_weights
 from ..model import Model, from_block_gram
 from . import Backend, RawResult, register
@@ -225,37 +229,41 @@ def _describe(attempt: dict) -> str:
 
 
 def _run(name: str):
-    def run(model: Model, options: dict) -> RawResult:
+    def run(model: Model, options: dict, rounder: Rounder | None = None) -> RawResult:
         t0 = time.perf_counter()
         limit = options["time_limit"]
+        if rounder is None:
+            # Called on its own: score by the stopping tolerances, and stop rounding
+            # at the time limit as well.
+            end = math.inf if limit is None else t0 + float(limit)
+            rounder = Rounder(model, GOOD_ENOUGH, end)
         best = None
         iterations = 0
         tried = 0
         built: dict[bool, tuple] = {}  # cvxpy problems by "linearised", compiled once
         for attempt in _ordered(ATTEMPTS[name], model):
             left = None if limit is None else limit - (time.perf_counter() - t0)
-            if left is not None and left <= 0:
+            if tried and left is not None and left <= 0:
                 break
             linear = bool(attempt.get("linearised"))
             if linear not in built:
                 built[linear] = (_sample_problem(model) if model.level == "sample"
                                  else _block_problem(model, linearised=linear))
-            raw = run_once(model, built[linear], options, attempt, left)
+            raw = run_once(model, built[linear], options, attempt,
+                           None if left is None else max(left, 1e-3))
             tried += 1
             iterations += raw.iterations
-            if raw.X is None:
-                if best is None:
-                    best = (np.inf, raw, attempt)
-                continue
-            score = _score(model, raw.X)
+            rounded = rounder(raw.X) if _usable(raw.X) else None
+            score = _score(rounded)
             if best is None or score < best[0]:
-                best = (score, raw, attempt)
-            if score <= 1.0 or raw.status in ("time_limit", "error"):
+                best = (score, raw, attempt, rounded)
+            if (rounded is not None and _good_enough(rounded)
+                    or raw.status in ("time_limit", "error")):
                 break
-        score, raw, attempt = best
+        _, raw, attempt, rounded = best
         note = f" with {_describe(attempt)} (best certificate of {tried} attempt(s))"
         info = {**raw.info, "solve_seconds": time.perf_counter() - t0, "attempts": tried}
-        return RawResult(raw.status, raw.X, raw.message + note, iterations, info)
+        return RawResult(raw.status, raw.X, raw.message + note, iterations, info, rounded)
 
     def run_once(model: Model, built: tuple, options: dict, attempt: dict,
                  limit) -> RawResult:
@@ -312,14 +320,28 @@ def _ordered(attempts, model: Model) -> list[dict]:
     return rest[:1] + first + rest[1:]
 
 
-def _score(model: Model, X: np.ndarray) -> float:
-    """Largest ratio of a certified gap of ``X`` (rounded) to :data:`GOOD_ENOUGH`."""
-    if not np.all(np.isfinite(X)):
-        return np.inf
-    _, _, cert, scert = round_and_certify(model, X, GOOD_ENOUGH)
-    return max(badness(cert, GOOD_ENOUGH), badness(scert, GOOD_ENOUGH))
+def _usable(X: np.ndarray | None) -> bool:
+    return X is not None and bool(np.all(np.isfinite(X)))
+
+
+def _good_enough(rounded: Rounded) -> bool:
+    """Certified gaps within :data:`GOOD_ENOUGH`: no further settings are tried."""
+    return max(badness(rounded.cert, GOOD_ENOUGH),
+               badness(rounded.sample_cert, GOOD_ENOUGH)) <= 1.0
+
+
+def _score(rounded: Rounded | None) -> tuple[bool, float]:
+    """Order of attempts (smaller is better): certified under the solve's tolerances
+    first, and among those the smallest gaps relative to :data:`GOOD_ENOUGH`; otherwise
+    the smallest gaps relative to the solve's tolerances."""
+    if rounded is None:
+        return (True, math.inf)
+    if rounded.worst > 1.0:
+        return (True, rounded.worst)
+    return (False, max(badness(rounded.cert, GOOD_ENOUGH),
+                       badness(rounded.sample_cert, GOOD_ENOUGH)))
 
 
 for _name in ("clarabel", "scs"):
     register(Backend(_name, ("group", "class", "sample"), _DEFAULTS[_name], ("cvxpy", _name),
-                     _run(_name), relaxations=("elliptope", "dnn")))
+                     _run(_name), relaxations=("elliptope", "dnn"), uses_rounder=True))
