@@ -9,6 +9,8 @@ point is non-negative.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .errors import SolveFailedError
@@ -16,19 +18,57 @@ from .model import Model, block_gram, from_block_gram
 
 
 def min_eigenvalue(model: Model, X: np.ndarray) -> float:
-    """Smallest eigenvalue of the class (or sample) Gram matrix that ``X`` represents.
+    """Smallest eigenvalue of the class (or sample) Gram matrix that ``X`` represents
+    (:func:`gram_spectrum`)."""
+    return gram_spectrum(model, X).min
 
-    At class and group level this is computed from the block structure in O(g^3): the
+
+@dataclass(frozen=True, eq=False)
+class GramSpectrum:
+    """Eigenvalues of the class (or sample) Gram matrix that a model variable represents.
+
+    Attributes
+    ----------
+    values : ndarray of float
+        Distinct computed eigenvalues (not sorted).
+    multiplicity : ndarray of int
+        How many times each occurs.
+    """
+
+    values: np.ndarray
+    multiplicity: np.ndarray
+
+    @property
+    def min(self) -> float:
+        """The smallest eigenvalue (feasibility: >= 0)."""
+        return float(np.min(self.values))
+
+    def rank(self, tol: float) -> int:
+        """Eigenvalues above ``tol`` times the largest, with multiplicity (the rule of
+        :func:`scconvex.factor.numerical_rank`)."""
+        top = max(float(np.max(self.values)), 0.0)
+        return int(np.sum(self.multiplicity[self.values > tol * top]))
+
+
+def gram_spectrum(model: Model, X: np.ndarray) -> GramSpectrum:
+    """The spectrum of the class (or sample) Gram that ``X`` represents, from one
+    eigendecomposition: feasibility and rank are both read from it.
+
+    At class and group level it is computed from the block structure in O(g^3): the
     class Gram has eigenvalue ``1 - a_p`` on zero-sum vectors of each block, and the
-    eigenvalues of ``Q`` (:func:`scconvex.model.block_gram`).
+    eigenvalues of ``Q`` (:func:`scconvex.model.block_gram`). The geometry on one line
+    (:func:`sign_vector`) has the exact spectrum ``{0, side}``; an eigensolver may say
+    -1e-16 for its 0.
     """
     if sign_vector(X) is not None:
-        # s s^T has eigenvalues 0 and its side, exactly; an eigensolver may say -1e-16.
-        points = model.spec.n if model.level == "sample" else model.spec.k
-        return 0.0 if points >= 2 else 1.0
+        side = model.spec.n if model.level == "sample" else model.spec.k
+        if side == 1:
+            return GramSpectrum(np.ones(1), np.ones(1, dtype=int))
+        return GramSpectrum(np.array([0.0, float(side)]), np.array([side - 1, 1]))
     if model.level == "sample":
-        return float(np.linalg.eigvalsh(X)[0])
-    return block_min_eig(np.ones(model.dim), np.diag(X), X, model.sizes)
+        lam = np.linalg.eigvalsh(X)
+        return GramSpectrum(lam, np.ones(lam.size, dtype=int))
+    return GramSpectrum(*block_spectrum(np.ones(model.dim), np.diag(X), X, model.sizes))
 
 
 def sign_vector(X: np.ndarray) -> np.ndarray | None:
@@ -64,7 +104,13 @@ def sign_rounding(X: np.ndarray, tol: float = SIGN_ROUNDING_TOL) -> np.ndarray |
 
 
 def block_min_eig(diag, within, between, sizes) -> float:
-    """Smallest eigenvalue of a symmetric matrix that is constant on blocks.
+    """Smallest eigenvalue of a symmetric matrix that is constant on blocks
+    (:func:`block_spectrum`)."""
+    return float(np.min(block_spectrum(diag, within, between, sizes)[0]))
+
+
+def block_spectrum(diag, within, between, sizes) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and their multiplicities of a symmetric matrix constant on blocks.
 
     The matrix has ``g`` diagonal blocks of side ``m_p`` with ``diag[p]`` on the diagonal
     and ``within[p]`` off it, and the constant ``between[p, q]`` in block ``(p, q)``. Its
@@ -78,11 +124,10 @@ def block_min_eig(diag, within, between, sizes) -> float:
     root = np.sqrt(sizes.astype(float))
     T = np.asarray(between, dtype=float) * np.outer(root, root)
     T[np.diag_indices_from(T)] = diag + (sizes - 1) * within
-    lam = float(np.linalg.eigvalsh(0.5 * (T + T.T))[0])
+    lam = np.linalg.eigvalsh(0.5 * (T + T.T))
     big = sizes >= 2
-    if np.any(big):
-        lam = min(lam, float(np.min(diag[big] - within[big])))
-    return lam
+    return (np.concatenate([lam, diag[big] - within[big]]),
+            np.concatenate([np.ones(lam.size, dtype=int), sizes[big] - 1]))
 
 
 def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarray, float]:

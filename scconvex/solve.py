@@ -21,9 +21,9 @@ import numpy as np
 from .backends import BACKENDS, RawResult, get_backend
 from .certify import Certificate, Rounder, badness
 from .errors import InvalidInputError, ResourceLimitError, ScconvexError, SolveFailedError
-from .factor import DEFAULT_RANK_TOL, numerical_rank
-from .model import Model, block_gram, build_model, class_gram
-from .repair import min_eigenvalue
+from .factor import DEFAULT_RANK_TOL
+from .model import Model, build_model, class_gram
+from .repair import gram_spectrum
 from .resources import check_memory, level_hint, solve_bytes
 from .spec import ProblemSpec
 from .threads import blas_threads, check_threads, choose_threads
@@ -141,17 +141,6 @@ class SolveResult:
         return result_dict(self, full_gram=full_gram)
 
 
-def _eigen_rank(model: Model, X: np.ndarray) -> int:
-    if model.level == "sample":
-        return numerical_rank(X, RANK_TOL)
-    # Eigenvalues of the class Gram from the block structure: 1 - a_p (m_p - 1 times) and
-    # those of Q. The largest is >= 1 (the trace is k), so it is a safe scale.
-    big = model.sizes >= 2
-    lam = np.concatenate([np.linalg.eigvalsh(block_gram(X, model.sizes)),
-                          np.repeat(1.0 - np.diag(X)[big], model.sizes[big] - 1)])
-    return int(np.sum(lam > RANK_TOL * lam.max()))
-
-
 def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timings, tols):
     nan = math.nan
     return SolveResult(spec, model.level, solver, "failed", message, nan, nan, nan, nan, nan,
@@ -212,7 +201,8 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
                        timings, tols)
     X, shift, cert, scert = rounded.X, rounded.shift, rounded.cert, rounded.sample_cert
-    lam = min_eigenvalue(model, X)
+    spectrum = gram_spectrum(model, X)
+    lam = spectrum.min
     timings["repair_and_certify"] = time.perf_counter() - t0
     ok = (badness(cert, tols) <= 1 and badness(scert, tols) <= 1 and lam >= 0
           and math.isfinite(cert.loss))
@@ -238,7 +228,7 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
     return SolveResult(
         spec, model.level, solver, status, message, cert.loss, cert.excess_loss,
         cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
-        scert.rel_gap, X, _eigen_rank(model, X), lam, time.perf_counter() - t_start,
+        scert.rel_gap, X, spectrum.rank(RANK_TOL), lam, time.perf_counter() - t_start,
         timings, raw.status, raw.iterations, shift, *tols, cert, scert, model, unique)
 
 

@@ -24,9 +24,9 @@ import numpy as np
 from .certify import Certificate, certify
 from .errors import InvalidInputError
 from .model import Model, build_model, class_gram
-from .repair import min_eigenvalue
+from .repair import gram_spectrum
 from .report import SCHEMA_VERSION
-from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, _eigen_rank, _tolerance
+from .solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, RANK_TOL, _tolerance
 from .spec import ProblemSpec
 
 FEASIBILITY_TOL = 1e-10
@@ -244,7 +244,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     X = 0.5 * (X + X.T)
     idx = np.flatnonzero(fixed)
     X[idx, idx] = 1.0
-    lam = min_eigenvalue(model, X)
+    spectrum = gram_spectrum(model, X)
+    lam = spectrum.min
     if lam < -FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
                      f"(not positive semidefinite)", tol, excess_tol, level=level,
@@ -256,7 +257,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
                      min_eigenvalue=lam)
     reasons = _derived_gram(data, model, X)
     cert, scert = certify(model, X)
-    rec = _Recomputed(model, cert, scert, lam, _eigen_rank(model, X))
+    rec = _Recomputed(model, cert, scert, lam, spectrum.rank(RANK_TOL))
     reasons += _check_claims(data, claimed, spec, rec, tol, excess_tol)
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons

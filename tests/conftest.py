@@ -38,17 +38,18 @@ def honest_claims(data: dict) -> dict:
     """
     from scconvex.certify import certify
     from scconvex.model import build_model
-    from scconvex.repair import min_eigenvalue
-    from scconvex.solve import _eigen_rank
+    from scconvex.repair import gram_spectrum
+    from scconvex.solve import RANK_TOL
     from scconvex.spec import ProblemSpec
 
     model = build_model(ProblemSpec.from_dict(data["spec"]), data["level"])
     key = {"group": None, "class": "class_gram", "sample": "sample_gram"}[data["level"]]
     X = np.array(data["groups"]["gram"] if key is None else data[key])
     cls, smp = certify(model, X)
+    spectrum = gram_spectrum(model, X)
     data.update(loss=cls.loss, excess_loss=cls.excess_loss, lower_bound=cls.lower_bound,
                 gap=cls.gap, rel_gap=cls.rel_gap, excess_gap=cls.excess_gap,
                 sample_lower_bound=smp.lower_bound, sample_gap=smp.gap,
                 sample_rel_gap=smp.rel_gap, sample_excess_gap=smp.excess_gap,
-                min_eigenvalue=min_eigenvalue(model, X), rank=_eigen_rank(model, X))
+                min_eigenvalue=spectrum.min, rank=spectrum.rank(RANK_TOL))
     return data
