@@ -123,12 +123,14 @@ def available_memory() -> float:
     return max(float(budget), 0.0)
 
 
-def solve_bytes(level: str, dim: int, solver: str) -> float:
-    """Estimated peak memory of solving, repairing and certifying an ``dim x dim`` model.
+def solve_bytes(dim: int, solver: str) -> float:
+    """Estimated peak memory of solving, repairing and certifying a ``dim x dim`` model.
+
+    The level does not enter: at every level the dense work and the conic solvers' PSD
+    cone are sized by the side of the matrix variable (the module docstring).
 
     Parameters
     ----------
-    level : {"group", "class", "sample"}
     dim : int
         Side of the matrix variable (``g``, ``k`` or ``n``).
     solver : {"native", "clarabel", "scs"}

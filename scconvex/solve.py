@@ -159,7 +159,7 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
 def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                   tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
-    check_memory(solve_bytes(model.level, model.dim, solver),
+    check_memory(solve_bytes(model.dim, solver),
                  f"the {model.level} level ({model.dim} x {model.dim}) with the {solver} solver",
                  level_hint(spec, model.level, solver))
     limit = backend.check_options(options).get("time_limit")  # validated before use
