@@ -580,16 +580,23 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None)
 
 
 def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    """Write export rows as Parquet (needs pyarrow)."""
+    """Write export rows as Parquet, atomically (needs pyarrow: the ``parquet`` extra).
+
+    The columns are those of the CSV export, in the same order; an empty cell of the CSV
+    is a null here.
+    """
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise InvalidInputError("Parquet export needs pyarrow (pip install pyarrow)") from None
+        raise InvalidInputError("Parquet export needs pyarrow (pip install "
+                                "'scconvex[parquet]' or pip install pyarrow)") from None
+    from .report import write_bytes
+
     columns = {name: [rec.get(name) for rec in rows] for name in EXPORT_COLUMNS}
-    tmp = os.fspath(path) + ".tmp"
-    pq.write_table(pa.table(columns), tmp)
-    os.replace(tmp, path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink)
+    write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def show(atlas: Atlas, key: str) -> dict:

@@ -189,7 +189,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` atomically: a temporary file in the same folder, then rename.
+    """Write ``text`` (UTF-8) atomically (see :func:`write_bytes`)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` atomically: a temporary file in the same folder, then rename.
 
     * an existing regular file is replaced in one step and keeps its permission bits (and,
       when run as root, its owner); a new file gets ``0666`` minus the umask;
@@ -215,14 +220,14 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         st = None
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=_suffix(target), dir=folder)
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
+        with os.fdopen(fd, "wb") as fh:
             if st is not None:
                 if os.geteuid() == 0:
                     os.fchown(fh.fileno(), st.st_uid, st.st_gid)
                 os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
             else:  # mkstemp makes 0600; results are meant to be shared
                 os.fchmod(fh.fileno(), 0o666 & ~_umask())
-            fh.write(text)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
