@@ -245,8 +245,9 @@ def test_sample_level_excess_below_rounding_is_not_accepted():
 
 def _negatives_only_excess_mp(M, counts, tau) -> mp.mpf:
     """Excess of a collapsed negatives-only geometry over its constant (MATH.md section 8):
-    ``sum_c n_c log(mean over the n - n_c negatives of exp((M_cc' + 1) / tau))``."""
-    with mp.workdps(40):
+    ``sum_c n_c log(mean over the n - n_c negatives of exp((M_cc' + 1) / tau))``, with
+    enough digits to resolve ``exp(1 / tau) - 1`` up to tau = 1e100."""
+    with mp.workdps(250):
         n = sum(counts)
         total = mp.mpf(0)
         for c, nc in enumerate(counts):
@@ -290,3 +291,29 @@ def test_negatives_only_zero_excess_certificate_verifies_and_resists_forgery(lev
         if level == "sample":
             left["sample_gram"] = forged["sample_gram"]
         assert not verify_data(left).ok
+
+
+@pytest.mark.parametrize("counts", [(5, 3, 2), (5, 1, 1)])
+@pytest.mark.parametrize("tau", [1e3, 1e20, 1e99])
+def test_negatives_only_excess_is_resolved_at_large_tau(counts, tau):
+    """At large tau every cosine moves the negatives-only loss by about 1 / tau. The excess
+    used to be a log-sum-exp of numbers near log(1 / (n - n_c)), which rounds to 0 (or to
+    1e-16) once 1 / tau is below the rounding: the orthogonal geometry, far from optimal,
+    was then certified with gap 0 (5,1,1) or an excess gap of 1e-4 (5,3,2) from tau 1e20."""
+    spec = ProblemSpec(counts, tau, loss="negatives-only")
+    eye = np.eye(3)
+    exact = _negatives_only_excess_mp(eye.tolist(), counts, tau)
+    # A better feasible point (the first class antipodal to the others) proves that the
+    # orthogonal one is at least this much above the optimum, relative to its excess.
+    line = np.outer([1.0, -1.0, -1.0], [1.0, -1.0, -1.0])
+    worse = float(1 - _negatives_only_excess_mp(line.tolist(), counts, tau) / exact)
+    assert worse > 0.1
+    cls, smp = certify(build_model(spec, "class"), eye)
+    assert cls.excess_loss == pytest.approx(float(exact), rel=1e-12)
+    assert cls.excess_gap >= worse * (1 - 1e-9) and smp.excess_gap >= worse * (1 - 1e-9)
+    data = solve(ProblemSpec(counts, 0.5, loss="negatives-only"), level="class").to_dict()
+    data["spec"]["tau"] = data["tau"] = tau
+    data["class_gram"] = eye.tolist()
+    honest_claims(data)
+    report = verify_data(data)
+    assert not report.ok and any("relative to the excess loss" in r for r in report.reasons)
