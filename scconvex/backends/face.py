@@ -8,21 +8,21 @@ beyond on long tails). This module solves the same Newton system in ``Q`` itself
 Hessian product of the cost is a few passes over ``g x g`` arrays, and lifts the answer
 back to ``W``.
 
-Near the optimum ``Q`` has rank ``r`` (``g - 1`` by default) and stays on the face
-``F = {Q PSD : N^T Q N = 0}`` of the cone, ``N`` an orthonormal basis of the null space of
+Near the optimum ``Q`` has rank ``r`` (``g - 1`` by default) and stays on the face ``F =
+{Q PSD : N^T Q N = 0}`` of the cone, ``N`` an orthonormal basis of the null space of
 ``W^T``. Its tangent space, with the fixed unit diagonal of one-class blocks, is
 
     T = {E symmetric : N^T E N = 0, E_pp = 0 on sphere rows},
 
-and along the curve ``W + t V`` with ``V`` the horizontal lift of ``E in T``
-(:meth:`FaceNewton.lift`), ``d^2 F / dt^2 = <E, D^2 F [E]> + 2 <S, V V^T>``, where
-``S = C - Diag(nu)`` is the Lagrangian gradient of the certificate. The second term is the
-curvature of the face. Near the optimum ``S`` is concentrated on ``N`` (``S W`` is the
-Riemannian gradient, which vanishes), so ``<S, V V^T> ~ tr(Sigma N^T E Q^+ E N)`` with
-``Sigma = N^T S N``: a term that costs ``O(g^2 (g - r))`` per product. Preconditioned
-conjugate gradients on ``T`` use the diagonal of ``D^2 F`` that the cost provides
-(``hess_diagonal``): the Hessian of a sum of log-sum-exp terms is close to diagonal in the
-cosines.
+and along the curve ``W + t V``, with ``V`` the lift of ``E in T`` of
+:meth:`FaceNewton.lift` (``V W^T + W V^T = E``), ``d^2 F / dt^2 = <E, D^2 F [E]> + 2 <S, V
+V^T>``, where ``S = C - Diag(nu)`` is the Lagrangian gradient of the certificate. The
+second term is the curvature of the face. Near the optimum ``S`` is concentrated on ``N``
+(``S W`` is the Riemannian gradient, which vanishes), so ``<S, V V^T> ~ tr(Sigma N^T E Q^+
+E N)`` with ``Sigma = N^T S N``: a term that costs ``O(g^2 (g - r))`` per product.
+Preconditioned conjugate gradients on ``T`` use the diagonal of ``D^2 F`` that the cost
+provides (``hess_diagonal``): the Hessian of a sum of log-sum-exp terms is close to
+diagonal in the cosines.
 
 Measured (one BLAS thread, tau = 0.1): on the iNaturalist-sized long tail (999 blocks) a
 Newton step costs 21 to 46 products of 20 ms, against 50 capped products of 80 ms in
@@ -44,6 +44,7 @@ import time
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.linalg.lapack import dpocon
+from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 MAX_NULL = 4
 """Largest null-space dimension ``g - r`` handled on the face (otherwise: no direction)."""
@@ -97,7 +98,15 @@ class FaceNewton:
         if system is None:
             return None
         E = self._solve(system, C, state, eta, max_cg, deadline)
-        return self.lift(W, system["chol"], E)
+        V, R = self._lift(W, system["chol"], E)
+        # For x = W y, x^T (Q + E) x = y^T (A^2 + W^T E W) y with A = W^T W: Q + E stays
+        # PSD on range(W) while the eigenvalues of R = A^-1 W^T E W A^-1 stay above -1. A
+        # step that (nearly) empties an eigenvalue says that the optimum lies on a smaller
+        # face (a lower rank), where this model does not hold: the factor then takes the
+        # step (measured: group level at tau = 5 otherwise ends next to a degenerate W).
+        if _lowest_eigenvalue(R) < -0.5:
+            return None
+        return V
 
     # ------------------------------------------------------------------ set-up
     def _system(self, W: np.ndarray, Q: np.ndarray, C: np.ndarray) -> dict | None:
@@ -137,20 +146,7 @@ class FaceNewton:
         """Preconditioned truncated CG for ``H E = -proj(C)`` on ``T`` (Frobenius metric)."""
         proj = system["proj"]
         inv_d = 1.0 / system["diag"]
-        W, chol, N, NSigma = system["W"], system["chol"], system["N"], system["NSigma"]
-        hess = self.cost.hess
-
-        def apply(E: np.ndarray) -> np.ndarray:
-            out = hess(state, E)
-            if N.shape[1]:
-                # Curvature of the face: Q^+ E N Sigma N^T and its transpose.
-                Y = W @ cho_solve(chol, cho_solve(chol, W.T @ (E @ NSigma),
-                                                  check_finite=False), check_finite=False)
-                T = Y @ N.T
-                out += T
-                out += T.T
-            return proj(out)
-
+        apply = self.hessian(system, state)
         r = proj(-C)
         x = np.zeros_like(r)
         z = proj(r * inv_d)
@@ -175,16 +171,53 @@ class FaceNewton:
             rz = rz_new
         return x
 
+    def hessian(self, system: dict, state):
+        """The model Hessian on ``T``: ``E -> proj(D^2 F [E] + Q^+ E N Sigma N^T + its
+        transpose)``, self-adjoint in the Frobenius inner product."""
+        proj, W, chol = system["proj"], system["W"], system["chol"]
+        N, NSigma = system["N"], system["NSigma"]
+        hess = self.cost.hess
+
+        def apply(E: np.ndarray) -> np.ndarray:
+            out = hess(state, E)
+            if N.shape[1]:
+                # Curvature of the face: Q^+ E N Sigma N^T and its transpose.
+                Y = W @ cho_solve(chol, cho_solve(chol, W.T @ (E @ NSigma),
+                                                  check_finite=False), check_finite=False)
+                T = Y @ N.T
+                out += T
+                out += T.T
+            return proj(out)
+
+        return apply
+
     @staticmethod
     def lift(W: np.ndarray, chol, E: np.ndarray) -> np.ndarray:
-        """The horizontal ``V`` with ``V W^T + W V^T = E`` for ``E`` in ``T``.
+        """A ``V`` with ``V W^T + W V^T = E`` for ``E`` in ``T`` (``W`` of full column rank).
 
-        ``V = E W A^{-1} - (1/2) W A^{-1} W^T E W A^{-1}`` with ``A = W^T W``: then
-        ``V W^T + W V^T = E - P E P`` with ``P = N N^T``, which is ``E`` on ``T``.
+        ``V = E W A^{-1} - (1/2) W R`` with ``A = W^T W`` (``chol`` its Cholesky factor)
+        and ``R = A^{-1} W^T E W A^{-1}``: then ``V W^T + W V^T = E - P E P`` with ``P =
+        N N^T``, which is ``E`` on ``T``.
         """
-        EWA = cho_solve(chol, (E @ W).T, check_finite=False).T
-        EWA -= 0.5 * (W @ cho_solve(chol, W.T @ EWA, check_finite=False))
-        return EWA
+        return FaceNewton._lift(W, chol, E)[0]
+
+    @staticmethod
+    def _lift(W: np.ndarray, chol, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        V = cho_solve(chol, (E @ W).T, check_finite=False).T
+        R = cho_solve(chol, W.T @ V, check_finite=False)
+        V -= 0.5 * (W @ R)
+        return V, R
+
+
+def _lowest_eigenvalue(R: np.ndarray) -> float:
+    """The smallest eigenvalue of the symmetric part of ``R`` (Lanczos when it is large)."""
+    R = 0.5 * (R + R.T)
+    if R.shape[0] <= 64:
+        return float(np.linalg.eigvalsh(R)[0])
+    try:
+        return float(eigsh(R, k=1, which="SA", tol=1e-3, return_eigenvectors=False)[0])
+    except ArpackNoConvergence:
+        return float(np.linalg.eigvalsh(R)[0])
 
 
 class _FaceProjection:

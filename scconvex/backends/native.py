@@ -292,6 +292,7 @@ class _Problem:
         self.manifold = Rows(cost.sphere)
         self.k = k
         self.face = FaceNewton(cost) if face and hasattr(cost, "hess_diagonal") else None
+        self.face_steps = 0
 
     def newton_direction(self, p: Point, eta: float, max_cg: int,
                          deadline: float) -> np.ndarray | None:
@@ -301,7 +302,9 @@ class _Problem:
             return None
         Q, C, state = p.data
         # Its Hessian products are O(g^2), against O(g^2 r) in W: four times the cap.
-        return self.face.direction(p.X, Q, C, state, eta, 4 * max_cg, deadline)
+        d = self.face.direction(p.X, Q, C, state, eta, 4 * max_cg, deadline)
+        self.face_steps += d is not None
+        return d
 
     def evaluate(self, X: np.ndarray) -> Point:
         """``F(W W^T)`` and its Riemannian gradient; ``data`` holds ``(Q, C)``."""
@@ -667,7 +670,7 @@ def run(model: Model, options: dict) -> RawResult:
         # a_p > 1 is infeasible (never optimal: the loss increases with a_p); say so.
         status, msg = "inaccurate", "a within-group cosine exceeds 1"
     info = {"rank": int(p.X.shape[1]), "escapes": escapes, "evaluations": evaluations,
-            "newton_iterations": newton_total,
+            "newton_iterations": newton_total, "face_steps": problem.face_steps,
             "excess_gap": float(cert.gap) if cert else math.nan,
             "gap_floor": float(cert.floor) if cert else math.nan,
             "min_eig_slack": float(cert.lam) if cert else math.nan,
