@@ -98,7 +98,7 @@ class FaceNewton:
         if system is None:
             return None
         E = self._solve(system, C, state, eta, max_cg, deadline)
-        V, R = self._lift(W, system["chol"], E)
+        V, R = self._lift(W, system["K"], E)
         # For x = W y, x^T (Q + E) x = y^T (A^2 + W^T E W) y with A = W^T W: Q + E stays
         # PSD on range(W) while the eigenvalues of R = A^-1 W^T E W A^-1 stay above -1. A
         # step that (nearly) empties an eigenvalue says that the optimum lies on a smaller
@@ -126,17 +126,19 @@ class FaceNewton:
         rcond, info = dpocon(chol[0], norm1, uplo="L" if chol[1] else "U")
         if info != 0 or not rcond > MIN_RCOND:
             return None
+        # K = W A^-1: then Q^+ = K K^T, and the lift is three products with it.
+        K = cho_solve(chol, W.T, check_finite=False).T
         N = np.zeros((g, 0))
         if k0:
             # A fixed seed: the basis only has to span the null space of W^T.
             Z = np.random.default_rng(0).standard_normal((g, k0))
             for _ in range(2):
-                Z -= W @ cho_solve(chol, W.T @ Z, check_finite=False)
+                Z -= K @ (W.T @ Z)
             N = np.linalg.qr(Z)[0]
         nu = np.einsum("ij,ij->i", C, Q) * self.sphere
         Sigma = N.T @ (C @ N - nu[:, None] * N)
         Sigma = 0.5 * (Sigma + Sigma.T)
-        return {"chol": chol, "W": W, "N": N, "NSigma": N @ Sigma,
+        return {"K": K, "W": W, "N": N, "NSigma": N @ Sigma,
                 "proj": _FaceProjection(N, self.sphere_idx),
                 "diag": self.cost.hess_diagonal(C)}
 
@@ -174,7 +176,7 @@ class FaceNewton:
     def hessian(self, system: dict, state):
         """The model Hessian on ``T``: ``E -> proj(D^2 F [E] + Q^+ E N Sigma N^T + its
         transpose)``, self-adjoint in the Frobenius inner product."""
-        proj, W, chol = system["proj"], system["W"], system["chol"]
+        proj, K = system["proj"], system["K"]
         N, NSigma = system["N"], system["NSigma"]
         hess = self.cost.hess
 
@@ -182,9 +184,7 @@ class FaceNewton:
             out = hess(state, E)
             if N.shape[1]:
                 # Curvature of the face: Q^+ E N Sigma N^T and its transpose.
-                Y = W @ cho_solve(chol, cho_solve(chol, W.T @ (E @ NSigma),
-                                                  check_finite=False), check_finite=False)
-                T = Y @ N.T
+                T = (K @ (K.T @ (E @ NSigma))) @ N.T
                 out += T
                 out += T.T
             return proj(out)
@@ -192,19 +192,18 @@ class FaceNewton:
         return apply
 
     @staticmethod
-    def lift(W: np.ndarray, chol, E: np.ndarray) -> np.ndarray:
+    def lift(W: np.ndarray, K: np.ndarray, E: np.ndarray) -> np.ndarray:
         """A ``V`` with ``V W^T + W V^T = E`` for ``E`` in ``T`` (``W`` of full column rank).
 
-        ``V = E W A^{-1} - (1/2) W R`` with ``A = W^T W`` (``chol`` its Cholesky factor)
-        and ``R = A^{-1} W^T E W A^{-1}``: then ``V W^T + W V^T = E - P E P`` with ``P =
-        N N^T``, which is ``E`` on ``T``.
+        ``V = E K - (1/2) W R`` with ``K = W (W^T W)^-1`` and ``R = K^T E K``: then ``V W^T
+        + W V^T = E - P E P`` with ``P = N N^T``, which is ``E`` on ``T``.
         """
-        return FaceNewton._lift(W, chol, E)[0]
+        return FaceNewton._lift(W, K, E)[0]
 
     @staticmethod
-    def _lift(W: np.ndarray, chol, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        V = cho_solve(chol, (E @ W).T, check_finite=False).T
-        R = cho_solve(chol, W.T @ V, check_finite=False)
+    def _lift(W: np.ndarray, K: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        V = E @ K
+        R = K.T @ V
         V -= 0.5 * (W @ R)
         return V, R
 

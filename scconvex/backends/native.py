@@ -18,9 +18,12 @@ way:
   more samples weigh more in the loss and curve it more) and a Wolfe line search that
   falls back on the slope alone once differences of ``F`` are rounding noise, so that the
   gradient can be driven far below ``sqrt(eps)``; once the certified gap is below
-  ``newton_gap``, a Riemannian truncated Newton method (:func:`scconvex.optim.newton_cg`)
-  with Hessian-vector products in block form (:meth:`_Problem.hessian`, three
-  ``g x g x r`` float32 products each) finishes the run.
+  ``newton_gap``, a truncated Newton method (:func:`scconvex.optim.newton_cg`) finishes
+  the run. Its systems are solved in ``Q`` on the face of the PSD cone that holds the
+  iterate, with ``O(g^2)`` Hessian products, and the step is lifted to ``W``
+  (:mod:`scconvex.backends.face`); where that face model does not apply (a lower-rank
+  optimum) the system is solved in ``W``, with Hessian-vector products in block form
+  (:meth:`_Problem.hessian`, three ``g x g x r`` float32 products each).
 * **certificate** (MATH.md section 5) over the same feasible set: ``S = C - Diag(nu)``
   with ``C`` the gradient of ``F`` in ``Q``, ``nu_p = (C Q)_pp`` on sphere rows and 0 on
   free rows. Because ``C`` is the gradient of the (convex) excess divided by the excess,
