@@ -362,25 +362,41 @@ def _truncated_cg(problem, p: Point, inv_h: np.ndarray, tol: float, max_cg: int,
                   deadline: float, hess_dtype: type) -> np.ndarray:
     """Preconditioned CG for ``Hess [s] = -grad`` on the tangent space at ``p.X``."""
     man = problem.manifold
-    hess = problem.hessian(p, hess_dtype)
-    s = np.zeros_like(p.grad)
-    r = -p.grad
-    z = man.proj(p.X, r * inv_h, inplace=True)
+    return truncated_cg(problem.hessian(p, hess_dtype), -p.grad,
+                        lambda r: man.proj(p.X, r * inv_h, inplace=True), tol, max_cg,
+                        deadline)
+
+
+def truncated_cg(apply: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
+                 precondition: Callable[[np.ndarray], np.ndarray], tol: float, max_cg: int,
+                 deadline: float = math.inf) -> np.ndarray:
+    """Preconditioned conjugate gradients for ``apply(x) = b``, truncated for Newton steps.
+
+    ``apply`` is self-adjoint in the Frobenius inner product on a subspace that holds
+    ``b``, and ``precondition`` is a symmetric positive definite map into that subspace
+    (it returns a new array and leaves its argument alone). The iteration stops when the residual norm is at
+    most ``tol``, after ``max_cg`` products, past ``deadline``, or at the first direction
+    of non-positive curvature: then the iterate so far is returned, or that direction
+    itself at the first step (it is still a descent direction for ``-b``).
+    """
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = precondition(r)
     d = z.copy()
     rz = float(np.vdot(r, z))
     for j in range(max_cg):
-        Hd = hess(d)
+        Hd = apply(d)
         curv = float(np.vdot(d, Hd))
         if not curv > 0:
-            return d if j == 0 else s
+            return d if j == 0 else x
         alpha = rz / curv
-        s += alpha * d
+        x += alpha * d
         r -= alpha * Hd
         if float(np.linalg.norm(r)) <= tol or time.perf_counter() > deadline:
             break
-        z = man.proj(p.X, r * inv_h, inplace=True)
+        z = precondition(r)
         rz_new = float(np.vdot(r, z))
         d *= rz_new / rz
         d += z
         rz = rz_new
-    return s
+    return x

@@ -39,12 +39,13 @@ J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed., Springer (2006),
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.linalg.lapack import dpocon
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
+from ..optim import truncated_cg
 
 MAX_NULL = 4
 """Largest null-space dimension ``g - r`` handled on the face (otherwise: no direction)."""
@@ -148,30 +149,9 @@ class FaceNewton:
         """Preconditioned truncated CG for ``H E = -proj(C)`` on ``T`` (Frobenius metric)."""
         proj = system["proj"]
         inv_d = 1.0 / system["diag"]
-        apply = self.hessian(system, state)
-        r = proj(-C)
-        x = np.zeros_like(r)
-        z = proj(r * inv_d)
-        d = z.copy()
-        rz = float(np.vdot(r, z))
-        stop = eta * float(np.linalg.norm(r))
-        for j in range(max_cg):
-            Hd = apply(d)
-            curv = float(np.vdot(d, Hd))
-            if not curv > 0:
-                # Negative curvature: keep what was solved (or the first direction).
-                return d if j == 0 else x
-            alpha = rz / curv
-            x += alpha * d
-            r -= alpha * Hd
-            if float(np.linalg.norm(r)) <= stop or time.perf_counter() > deadline:
-                break
-            z = proj(r * inv_d)
-            rz_new = float(np.vdot(r, z))
-            d *= rz_new / rz
-            d += z
-            rz = rz_new
-        return x
+        b = proj(-C)
+        return truncated_cg(self.hessian(system, state), b, lambda r: proj(r * inv_d),
+                            eta * float(np.linalg.norm(b)), max_cg, deadline)
 
     def hessian(self, system: dict, state):
         """The model Hessian on ``T``: ``E -> proj(D^2 F [E] + Q^+ E N Sigma N^T + its
