@@ -374,10 +374,10 @@ def truncated_cg(apply: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
 
     ``apply`` is self-adjoint in the Frobenius inner product on a subspace that holds
     ``b``, and ``precondition`` is a symmetric positive definite map into that subspace
-    (it returns a new array and leaves its argument alone). The iteration stops when the residual norm is at
-    most ``tol``, after ``max_cg`` products, past ``deadline``, or at the first direction
-    of non-positive curvature: then the iterate so far is returned, or that direction
-    itself at the first step (it is still a descent direction for ``-b``).
+    (it returns a new array and leaves its argument alone). The iteration stops when the
+    residual norm is at most ``tol``, after ``max_cg`` products, past ``deadline``, or at
+    the first direction of non-positive curvature: then the iterate so far is returned, or
+    that direction itself at the first step (it is still a descent direction for ``-b``).
     """
     x = np.zeros_like(b)
     r = b.copy()
