@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import multiprocessing as mp
 import os
@@ -45,6 +46,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+
+from scconvex.report import write_text  # noqa: E402
 
 SOLVERS = ("native", "clarabel", "scs")
 CVXPY = ("clarabel", "scs")
@@ -188,11 +191,13 @@ def _fmt(x, spec=".2e"):
 
 def write_outputs(rows: list[dict], out_dir: Path, args) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "benchmarks.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: row.get(key, "") for key in FIELDS})
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: row.get(key, "") for key in FIELDS})
+    # Temporary file and rename: an interrupted run leaves the previous results whole.
+    write_text(out_dir / "benchmarks.csv", buf.getvalue())
     lines = [
         f"Run {machine()}, Python {platform.python_version()}, "
         f"numpy {np.__version__}; cvxpy time limit {args.time_limit:.0f} s; "
@@ -210,7 +215,7 @@ def write_outputs(rows: list[dict], out_dir: Path, args) -> None:
             f"| {_fmt(r.get('sample_rel_gap'))} | {_fmt(r.get('peak_mib'), '.1f')} "
             f"| {_fmt(ratio, '.0f') if ratio not in (None, '') else '-'} "
             f"| {_fmt(r.get('geometry_error'))} | {r.get('note', '')} |")
-    (out_dir / "benchmarks_table.md").write_text("\n".join(lines) + "\n")
+    write_text(out_dir / "benchmarks_table.md", "\n".join(lines) + "\n")
     _plot(rows, out_dir / "benchmarks.png")
 
 
@@ -315,9 +320,9 @@ def targets_and_peers(args, phases: set, out_dir: Path) -> None:
                 print(f"  {row['instance']} {row['solver']}: {row['seconds']:.3f} s, "
                       f"excess {row['excess']:.10g}", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "benchmarks_targets.json", "w") as fh:
-        json.dump({"phases": results, "peers": peers}, fh, indent=1, sort_keys=True,
-                  default=float)
+    write_text(out_dir / "benchmarks_targets.json",
+               json.dumps({"phases": results, "peers": peers}, indent=1, sort_keys=True,
+                          default=float))
     if "targets" in phases:
         head = [f"Run {machine()}, Python {platform.python_version()}, "
                 f"numpy {np.__version__}; median of {args.repeats} runs per native target "
@@ -327,7 +332,7 @@ def targets_and_peers(args, phases: set, out_dir: Path) -> None:
     else:
         lines = peers_table(peers or [])
     text = "\n".join(lines) + "\n"
-    (out_dir / "benchmarks_targets.md").write_text(text)
+    write_text(out_dir / "benchmarks_targets.md", text)
     print(text)
 
 

@@ -117,7 +117,8 @@ def _halt(monitor: Monitor, it: int, p: Point, fails: int, evaluations: int,
         return Outcome(p, it, evaluations, "stopped", "", verdict)
     if fails >= max_failures:
         return Outcome(p, it, evaluations, "line_search",
-                       f"{fails} line searches failed in a row")
+                       "the line search failed" + (f" {fails} times in a row" if fails > 1
+                                                   else " along every direction"))
     if time.perf_counter() > deadline:
         return Outcome(p, it, evaluations, "time_limit", "time limit reached")
     return None
@@ -127,9 +128,12 @@ def _finite(p: Point) -> bool:
     return math.isfinite(p.F) and bool(np.all(np.isfinite(p.grad)))
 
 
-def _row_weights(problem: Problem, p: Point) -> np.ndarray:
+def _weights(problem: Problem, p: Point) -> np.ndarray:
+    """The preconditioner's weights, shaped to broadcast against ``p.X``."""
     h = problem.precondition(p)
-    return np.ones(p.X.shape[0]) if h is None else h
+    if h is None:
+        return np.ones((p.X.shape[0], 1))
+    return h[:, None] if h.ndim == 1 else h
 
 
 def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
@@ -182,12 +186,12 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
         halt = _halt(monitor, it, p, fails, evaluate.count, max_failures, deadline)
         if halt is not None:
             return halt
-        h = _row_weights(problem, p)
+        h = _weights(problem, p)
         d = man.proj(p.X, _two_loop(p.grad, pairs, h, pair_dtype), inplace=True)
         slope = float(np.vdot(p.grad, d))
         if not slope < 0:
             pairs.clear()
-            d = man.proj(p.X, p.grad / -h[:, None], inplace=True)
+            d = man.proj(p.X, p.grad / -h, inplace=True)
             slope = float(np.vdot(p.grad, d))
         dmax = float(np.max(np.linalg.norm(d, axis=1))) + 1e-300
         if pairs:
@@ -235,10 +239,10 @@ def _two_loop(g: np.ndarray, pairs, h: np.ndarray, dtype: type) -> np.ndarray:
     if pairs:
         sv, yv, _ = pairs[-1]
         y2 = yv.reshape(shape)
-        gamma = dot(sv, yv) / float(np.einsum("ij,ij->i", y2, y2) @ inv_h)
+        gamma = dot(sv, yv) / float(np.sum(y2 * y2 * inv_h))
     else:
         gamma = 1.0
-    q.reshape(shape)[...] *= (gamma * inv_h)[:, None]
+    q.reshape(shape)[...] *= gamma * inv_h
     for (sv, yv, rho), a in zip(pairs, reversed(alphas), strict=True):
         b = rho * dot(yv, q)
         q = axpy(sv, q, a=a - b)
@@ -290,24 +294,29 @@ def _wolfe(evaluate, man, p: Point, d: np.ndarray, slope: float, t0: float, f_no
 
 
 def newton_cg(problem, X0: np.ndarray | Point, *, monitor: Monitor, max_iter: int,
-              deadline: float = math.inf, max_cg: int = 50, max_failures: int = 4,
-              f_noise: float = 0.0, hess_dtype: type = np.float64,
+              deadline: float = math.inf, max_cg: int = 50, f_noise: float = 0.0,
+              hess_dtype: type = np.float64,
               enough: Callable[[Point], float] | None = None) -> Outcome:
     """Riemannian truncated Newton: preconditioned CG on the Newton system, line search.
 
     Each iteration solves ``Hess F [d] = -grad F`` approximately by conjugate gradients
-    preconditioned by the problem's row weights, stopped at relative residual
+    preconditioned by the problem's weights, stopped at relative residual
     ``min(0.1, sqrt(|grad| / |grad_0|))`` (superlinear local convergence), after
     ``max_cg`` steps or at the first direction of non-positive curvature (then the last
     iterate is used, or the preconditioned gradient at the first step). The step is
-    found by the weak Wolfe search of :func:`lbfgs`, starting at the full Newton step.
+    found by the weak Wolfe search of :func:`lbfgs`, starting at the full step.
 
     ``problem`` needs ``hessian(point, dtype)`` (a function applying the Riemannian
     Hessian at ``point`` to tangent vectors, computed in ``hess_dtype``) besides the
-    :class:`Problem` interface. ``enough(point)``, when given, is a relative residual
-    that already suffices at ``point`` (the native backend derives it from how far its
-    certified gap is from the target): the forcing term is never below it. ``X0`` may be
-    a :class:`Point` already evaluated (the end of an L-BFGS run), which saves one
+    :class:`Problem` interface. It may also offer ``newton_direction(point, eta, max_cg,
+    deadline)``, a Newton direction computed its own way (the native backend solves on a
+    face of the PSD cone) or None; that direction is tried first. When the line search
+    fails along a direction, the next one is tried: the manifold Newton direction, then
+    the preconditioned gradient. When all three fail the run ends (a retry would repeat
+    the same steps). ``enough(point)``, when given, is a relative residual that already
+    suffices at ``point`` (the native backend derives it from how far its certified gap
+    is from the target): the forcing term is never below it. ``X0`` may be a
+    :class:`Point` already evaluated (the end of an L-BFGS run), which saves one
     evaluation. Returns an :class:`Outcome` like :func:`lbfgs`.
     """
     man = problem.manifold
@@ -317,26 +326,34 @@ def newton_cg(problem, X0: np.ndarray | Point, *, monitor: Monitor, max_iter: in
         return Outcome(p, 0, evaluate.count, "non_finite", "non-finite cost at the start")
     fails = 0
     g0 = float(np.linalg.norm(p.grad))
+    own = getattr(problem, "newton_direction", None)
     for it in range(max_iter):
-        halt = _halt(monitor, it, p, fails, evaluate.count, max_failures, deadline)
+        halt = _halt(monitor, it, p, fails, evaluate.count, 1, deadline)
         if halt is not None:
             return halt
         gnorm = float(np.linalg.norm(p.grad))
-        inv_h = (1.0 / _row_weights(problem, p))[:, None]
+        inv_h = 1.0 / _weights(problem, p)
         eta = min(0.1, math.sqrt(gnorm / g0)) if g0 > 0 else 0.1
         if enough is not None:
             eta = min(0.1, max(eta, enough(p)))
-        d = _truncated_cg(problem, p, inv_h, eta * gnorm, max_cg, deadline, hess_dtype)
-        slope = float(np.vdot(p.grad, d))
-        if not slope < 0:
-            d = man.proj(p.X, p.grad * -inv_h, inplace=True)
+
+        def directions(p=p, inv_h=inv_h, eta=eta, gnorm=gnorm):
+            if own is not None:
+                d = own(p, eta, max_cg, deadline)
+                if d is not None:
+                    yield man.proj(p.X, d, inplace=True)
+            yield _truncated_cg(problem, p, inv_h, eta * gnorm, max_cg, deadline, hess_dtype)
+            yield man.proj(p.X, p.grad * -inv_h, inplace=True)
+
+        fails = 1
+        for d in directions():
             slope = float(np.vdot(p.grad, d))
-        ok, _, p_new = _wolfe(evaluate, man, p, d, slope, 1.0, f_noise)
-        if not ok:
-            fails += 1
-            continue
-        fails = 0
-        p = p_new
+            if not slope < 0:
+                continue
+            ok, _, p_new = _wolfe(evaluate, man, p, d, slope, 1.0, f_noise)
+            if ok:
+                p, fails = p_new, 0
+                break
     return _halt(monitor, max_iter, p, fails, evaluate.count, math.inf, math.inf) or Outcome(
         p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
 
@@ -345,25 +362,41 @@ def _truncated_cg(problem, p: Point, inv_h: np.ndarray, tol: float, max_cg: int,
                   deadline: float, hess_dtype: type) -> np.ndarray:
     """Preconditioned CG for ``Hess [s] = -grad`` on the tangent space at ``p.X``."""
     man = problem.manifold
-    hess = problem.hessian(p, hess_dtype)
-    s = np.zeros_like(p.grad)
-    r = -p.grad
-    z = man.proj(p.X, r * inv_h, inplace=True)
+    return truncated_cg(problem.hessian(p, hess_dtype), -p.grad,
+                        lambda r: man.proj(p.X, r * inv_h, inplace=True), tol, max_cg,
+                        deadline)
+
+
+def truncated_cg(apply: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
+                 precondition: Callable[[np.ndarray], np.ndarray], tol: float, max_cg: int,
+                 deadline: float = math.inf) -> np.ndarray:
+    """Preconditioned conjugate gradients for ``apply(x) = b``, truncated for Newton steps.
+
+    ``apply`` is self-adjoint in the Frobenius inner product on a subspace that holds
+    ``b``, and ``precondition`` is a symmetric positive definite map into that subspace
+    (it returns a new array and leaves its argument alone). The iteration stops when the
+    residual norm is at most ``tol``, after ``max_cg`` products, past ``deadline``, or at
+    the first direction of non-positive curvature: then the iterate so far is returned, or
+    that direction itself at the first step (it is still a descent direction for ``-b``).
+    """
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = precondition(r)
     d = z.copy()
     rz = float(np.vdot(r, z))
     for j in range(max_cg):
-        Hd = hess(d)
+        Hd = apply(d)
         curv = float(np.vdot(d, Hd))
         if not curv > 0:
-            return d if j == 0 else s
+            return d if j == 0 else x
         alpha = rz / curv
-        s += alpha * d
+        x += alpha * d
         r -= alpha * Hd
         if float(np.linalg.norm(r)) <= tol or time.perf_counter() > deadline:
             break
-        z = man.proj(p.X, r * inv_h, inplace=True)
+        z = precondition(r)
         rz_new = float(np.vdot(r, z))
         d *= rz_new / rz
         d += z
         rz = rz_new
-    return s
+    return x

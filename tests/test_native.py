@@ -203,7 +203,7 @@ def test_limits_are_reported_not_hidden(rng):
     {"max_iter": 0}, {"max_iter": 2.5}, {"memory": 0},
     {"time_limit": 0}, {"time_limit": -3}, {"time_limit": "1s"},
     {"rank": 0}, {"rank": "full"}, {"rank": True},
-    {"newton_gap": 0}, {"newton_gap": math.inf}, {"newton": "yes"},
+    {"newton_gap": 0}, {"newton_gap": math.inf}, {"newton": "yes"}, {"face": 1},
     {"no_such_option": 1},
 ])
 def test_bad_options_raise(options):
