@@ -187,6 +187,11 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
         if halt is not None:
             return halt
         h = _weights(problem, p)
+        if pair_dtype == np.float32 and not _fits_float32(p.grad, h):
+            # An extreme scale (e.g. tau near 1e100) would overflow single precision: the
+            # rest of this run keeps its pairs in double precision.
+            pair_dtype = np.float64
+            pairs.clear()
         d = man.proj(p.X, _two_loop(p.grad, pairs, h, pair_dtype), inplace=True)
         slope = float(np.vdot(p.grad, d))
         if not slope < 0:
@@ -217,6 +222,15 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
         p = p_new
     return _halt(monitor, max_iter, p, fails, evaluate.count, math.inf, math.inf) or Outcome(
         p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
+
+
+def _fits_float32(grad: np.ndarray, h: np.ndarray) -> bool:
+    """Whether the gradient, the weights and their ratio stay well inside float32's range."""
+    big = 1e30
+    hmin, hmax = float(np.min(h)), float(np.max(h))
+    gmax = float(np.max(np.abs(grad)))
+    return (0 < hmin and hmax < big and 1.0 / hmin < big and gmax < big
+            and gmax / hmin < big)
 
 
 def _two_loop(g: np.ndarray, pairs, h: np.ndarray, dtype: type) -> np.ndarray:

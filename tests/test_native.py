@@ -279,3 +279,13 @@ def test_newton_from_an_evaluated_point_saves_one_evaluation(rng):
     assert from_x.iterations == from_point.iterations == 2
     assert from_point.evaluations == from_x.evaluations - 1
     np.testing.assert_array_equal(from_point.point.X, from_x.point.X)
+
+
+def test_extreme_scales_keep_double_precision_pairs():
+    # At tau = 1e99 the negatives-only gradient and weights leave float32's range: the
+    # L-BFGS pairs switch to float64 instead of overflowing (warnings are errors here), and
+    # the answer is certified by the pipeline.
+    spec = ProblemSpec((5, 3, 2), 1e99, loss="negatives-only")
+    res = solve(spec, level="class", solver="native")
+    assert res.status == "optimal", res.message
+    assert res.solver == "native"
