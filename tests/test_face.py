@@ -137,3 +137,22 @@ def test_a_lower_rank_optimum_is_left_to_the_factor(rng, tau):
     assert face.status == "optimal" and factor.status == "optimal"
     assert face.info["newton_iterations"] >= 1
     np.testing.assert_allclose(face.X, factor.X, atol=1e-6)
+
+
+def test_single_precision_directions_match_double_precision(rng):
+    # Float32 conjugate gradients (used above 200 blocks) give the float64 direction to
+    # within what their residual tolerance allows, also near the optimum, where the
+    # projected gradient is many orders below the gradient itself.
+    model = build_model(ProblemSpec.long_tail(300, 30, 60, 0.1), "group")
+    cost = nt._LogExcessCost(model.sizes, model.block_counts, 0.1)
+    problem = nt._Problem(cost, int(sum(model.sizes)))
+    out = nt._minimize(problem, nt._start(model, model.dim - 1), tol=1e-9, max_iter=5000,
+                       deadline=np.inf, memory=5, newton_gap=1e-2)
+    p = out.point
+    Q, C, state = p.data
+    d64 = FaceNewton(cost).direction(p.X, Q, C, state, 1e-4, 500)
+    d32 = FaceNewton(cost, np.float32).direction(p.X, Q, C, state, 1e-4, 500)
+    assert d64 is not None and d32 is not None and d32.dtype == np.float64
+    assert np.linalg.norm(d32 - d64) <= 1e-2 * np.linalg.norm(d64)
+    # A descent direction for the float64 gradient.
+    assert np.vdot(p.grad, d32) < 0

@@ -62,12 +62,17 @@ class FaceNewton:
     ----------
     cost : object
         Provides ``sphere`` (bool per block: unit diagonal), ``hess(state, E)`` (the second
-        derivative of the cost in ``Q`` along a symmetric ``E``) and ``hess_diagonal(C)``
-        (a positive approximation of its diagonal at a point with gradient ``C``).
+        derivative of the cost in ``Q`` along a symmetric ``E``), ``hess_diagonal(C)`` (a
+        positive approximation of its diagonal at a point with gradient ``C``) and, for a
+        ``dtype`` other than float64, ``astype(dtype)``.
+    dtype : numpy float type
+        Precision of the conjugate gradients and of the lift. A Newton direction needs no
+        more than float32; the line search and the certificate stay in float64.
     """
 
-    def __init__(self, cost) -> None:
-        self.cost = cost
+    def __init__(self, cost, dtype: type = np.float64) -> None:
+        self.cost = cost if dtype == np.float64 else cost.astype(dtype)
+        self.dtype = dtype
         self.sphere = np.asarray(cost.sphere, dtype=bool)
         self.sphere_idx = np.flatnonzero(self.sphere)
 
@@ -98,8 +103,13 @@ class FaceNewton:
         system = self._system(W, Q, C)
         if system is None:
             return None
+        dt = self.dtype
+        if dt != np.float64:
+            state = tuple(np.asarray(x, dtype=dt) for x in state)
+            # Single precision resolves a residual to about 1e-6 of its start, no further.
+            eta = max(eta, 1e-5)
         E = self._solve(system, C, state, eta, max_cg, deadline)
-        V, R = self._lift(W, system["K"], E)
+        V, R = self._lift(system["W"], system["K"], E)
         # For x = W y, x^T (Q + E) x = y^T (A^2 + W^T E W) y with A = W^T W: Q + E stays
         # PSD on range(W) while the eigenvalues of R = A^-1 W^T E W A^-1 stay above -1. A
         # step that (nearly) empties an eigenvalue says that the optimum lies on a smaller
@@ -107,7 +117,7 @@ class FaceNewton:
         # step (measured: group level at tau = 5 otherwise ends next to a degenerate W).
         if _lowest_eigenvalue(R) < -0.5:
             return None
-        return V
+        return V.astype(float)
 
     # ------------------------------------------------------------------ set-up
     def _system(self, W: np.ndarray, Q: np.ndarray, C: np.ndarray) -> dict | None:
@@ -139,9 +149,12 @@ class FaceNewton:
         nu = np.einsum("ij,ij->i", C, Q) * self.sphere
         Sigma = N.T @ (C @ N - nu[:, None] * N)
         Sigma = 0.5 * (Sigma + Sigma.T)
-        return {"K": K, "W": W, "N": N, "NSigma": N @ Sigma,
-                "proj": _FaceProjection(N, self.sphere_idx),
-                "diag": self.cost.hess_diagonal(C)}
+        dt = self.dtype
+        return {"K": K.astype(dt), "W": W.astype(dt), "N": N.astype(dt),
+                "NSigma": (N @ Sigma).astype(dt),
+                "proj": _FaceProjection(N.astype(dt), self.sphere_idx),
+                "proj64": _FaceProjection(N, self.sphere_idx),
+                "diag": self.cost.hess_diagonal(C).astype(dt)}
 
     # ------------------------------------------------------------------ the solve
     def _solve(self, system: dict, C: np.ndarray, state, eta: float, max_cg: int,
@@ -149,7 +162,9 @@ class FaceNewton:
         """Preconditioned truncated CG for ``H E = -proj(C)`` on ``T`` (Frobenius metric)."""
         proj = system["proj"]
         inv_d = 1.0 / system["diag"]
-        b = proj(-C)
+        # Near the optimum proj(C) is many orders below C (C - Diag(nu) tends to a
+        # multiple of N N^T): project in float64, then round.
+        b = system["proj64"](-C).astype(self.dtype)
         return truncated_cg(self.hessian(system, state), b, lambda r: proj(r * inv_d),
                             eta * float(np.linalg.norm(b)), max_cg, deadline)
 

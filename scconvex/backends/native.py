@@ -53,6 +53,7 @@ efficient line search", SIAM J. Optim. 16 (2005).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -195,11 +196,23 @@ class _LogExcessCost:
     def _to_q(self, D: np.ndarray) -> np.ndarray:
         """Symmetric ``Q``-gradient from the row partials ``D = dF/dB`` of active rows."""
         if not self.all_active:
-            full = np.zeros((self.g, self.g))
+            full = np.zeros((self.g, self.g), dtype=D.dtype)
             full[self.active] = D
             D = full
         return q_gradient(D, None if self.class_level else self.invroot, self.free,
                           self.free_den)
+
+    def astype(self, dtype: type) -> _LogExcessCost:
+        """A copy whose second derivatives (:meth:`hess`) run in ``dtype``.
+
+        Only the constants that :meth:`hess` multiplies by are converted, so that float32
+        products stay float32 (Newton directions need no more; the cost, its gradient and
+        the certificate stay in float64 on the original).
+        """
+        out = copy.copy(self)
+        out.invroot = self.invroot.astype(dtype)
+        out.free_den = self.free_den.astype(dtype)
+        return out
 
     def hess_diagonal(self, C: np.ndarray) -> np.ndarray:
         """A positive approximation of the diagonal of ``D^2 F`` in ``Q`` at gradient ``C``.
@@ -295,7 +308,12 @@ class _Problem:
         self.cost = cost
         self.manifold = Rows(cost.sphere)
         self.k = k
-        self.face = FaceNewton(cost) if face and hasattr(cost, "hess_diagonal") else None
+        self._costs: dict = {}
+        self.face = None
+        if face and hasattr(cost, "hess_diagonal"):
+            # Above SMALL blocks the face systems run in float32, like the factor's
+            # Hessian products (half the memory traffic; directions need no more).
+            self.face = FaceNewton(cost, np.float32 if cost.g > SMALL else np.float64)
         self.face_steps = 0
 
     def newton_direction(self, p: Point, eta: float, max_cg: int,
@@ -320,6 +338,14 @@ class _Problem:
         egrad = C @ X
         egrad *= 2.0
         return Point(X, F, self.manifold.proj(X, egrad, inplace=True), (Q, C, state))
+
+    def cost_in(self, dtype: type):
+        """The cost with its second derivatives in ``dtype`` (made once per dtype)."""
+        if dtype == np.float64 or not hasattr(self.cost, "astype"):
+            return self.cost
+        if dtype not in self._costs:
+            self._costs[dtype] = self.cost.astype(dtype)
+        return self._costs[dtype]
 
     @property
     def has_hessian(self) -> bool:
@@ -346,12 +372,13 @@ class _Problem:
         radial = 2.0 * np.einsum("ij,ij->i", p.data[1], Q) * self.manifold.sphere
         man = self.manifold
         X64 = p.X
+        cost = self.cost_in(dtype)
 
         def apply(V: np.ndarray) -> np.ndarray:
             Vc = V.astype(dtype)
             E = Vc @ X.T
             E += E.T
-            H = self.cost.hess(state, E) @ X
+            H = cost.hess(state, E) @ X
             H += C @ Vc
             H = H.astype(float)
             H *= 2.0
