@@ -326,7 +326,7 @@ def targets_and_peers(args, phases: set, out_dir: Path) -> None:
     if "targets" in phases:
         head = [f"Run {machine()}, Python {platform.python_version()}, "
                 f"numpy {np.__version__}; median of {args.repeats} runs per native target "
-                f"(1 run for k <= 100, the 8142-class long tail and cvxpy); seed {args.seed}.",
+                f"(1 run for the 8142-class long tail and cvxpy); seed {args.seed}.",
                 ""]
         lines = head + targets_table(results, peers)
     else:

@@ -89,7 +89,7 @@ def run_phase(condition: str, repeats: int, seed: int, time_limit: float,
         for k in CLASS_KS:
             inst = {"instance": f"class k={k}", "kind": "class", "k": k, "tau": 0.1,
                     "counts": class_counts(k, seed), "return_gram": k == 1000}
-            native[k] = _median_runs(inst, "native", {}, repeats if k >= 200 else 1, 900)
+            native[k] = _median_runs(inst, "native", {}, repeats, 900)
             print(f"  [{condition}] native k={k}: {native[k]['seconds']:.3f} s "
                   f"(cpu {native[k]['cpu_seconds']:.3f}) {native[k]['status']}", flush=True)
         out["native"] = native

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, get_blas_funcs
 from scipy.linalg.lapack import dpocon
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
@@ -178,10 +178,11 @@ class FaceNewton:
         def apply(E: np.ndarray) -> np.ndarray:
             out = hess(state, E)
             if N.shape[1]:
-                # Curvature of the face: Q^+ E N Sigma N^T and its transpose.
-                T = (K @ (K.T @ (E @ NSigma))) @ N.T
-                out += T
-                out += T.T
+                # Curvature of the face: Y N^T + N Y^T with Y = Q^+ E N Sigma.
+                Y = K @ (K.T @ (E @ NSigma))
+                for y, n in zip(Y.T, N.T, strict=True):
+                    out = _add_outer(out, 1.0, y, n)
+                    out = _add_outer(out, 1.0, n, y)
             return proj(out)
 
         return apply
@@ -214,12 +215,22 @@ def _lowest_eigenvalue(R: np.ndarray) -> float:
         return float(np.linalg.eigvalsh(R)[0])
 
 
+def _add_outer(E: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``E + alpha x y^T`` in place (BLAS ``ger`` on the Fortran view of a C array)."""
+    ger = get_blas_funcs("ger", (E,))
+    # On E^T, ger adds alpha y x^T, which is alpha x y^T on E.
+    out = ger(alpha, y, x, a=E.T, overwrite_a=True)
+    return out.T
+
+
 class _FaceProjection:
     """Orthogonal (Frobenius) projection of symmetric matrices onto ``T``.
 
-    The normal space is spanned by ``sym(n_i n_j^T)`` and ``e_p e_p^T`` on sphere rows;
-    the coefficients solve a small Gram system through its Schur complement (the sphere
-    part of that Gram matrix is the identity).
+    The normal space is spanned by ``sym(n_i n_j^T)`` (``n_i n_j^T + n_j n_i^T`` off the
+    diagonal) and ``e_p e_p^T`` on sphere rows; the coefficients solve a small Gram system
+    through its Schur complement (the sphere part of that Gram matrix is the identity). For
+    orthonormal ``N`` the Gram matrix of the ``sym(n_i n_j^T)`` is diagonal: 1 for ``i =
+    j``, 2 otherwise.
     """
 
     def __init__(self, N: np.ndarray, sphere_idx: np.ndarray) -> None:
@@ -227,28 +238,28 @@ class _FaceProjection:
         self.sphere_idx = sphere_idx
         k0 = N.shape[1]
         self.pairs = [(i, j) for i in range(k0) for j in range(i, k0)]
-        self.basis = []
-        for i, j in self.pairs:
-            B = np.outer(N[:, i], N[:, j])
-            self.basis.append(B if i == j else B + B.T)
-        m = len(self.basis)
-        if m:
-            gram = np.array([[float(np.vdot(a, b)) for b in self.basis] for a in self.basis])
-            self.cross = np.array([b[sphere_idx, sphere_idx] for b in self.basis])
-            self.schur = gram - self.cross @ self.cross.T
+        self.weight = np.array([1.0 if i == j else 2.0 for i, j in self.pairs])
+        if self.pairs:
+            Ns = N[sphere_idx].astype(float)
+            self.cross = np.array([w * Ns[:, i] * Ns[:, j]
+                                   for (i, j), w in zip(self.pairs, self.weight, strict=True)])
+            self.schur = np.diag(self.weight) - self.cross @ self.cross.T
 
     def __call__(self, E: np.ndarray) -> np.ndarray:
         s = self.sphere_idx
-        if not self.basis:
+        if not self.pairs:
             E[s, s] = 0.0
             return E
-        EN = E @ self.N
-        rn = np.array([(2.0 if i != j else 1.0) * float(self.N[:, i] @ EN[:, j])
-                       for i, j in self.pairs])
-        rs = E[s, s]
+        N = self.N
+        EN = E @ N
+        rn = np.array([w * float(N[:, i] @ EN[:, j])
+                       for (i, j), w in zip(self.pairs, self.weight, strict=True)])
+        rs = E[s, s].astype(float)
         cn = np.linalg.solve(self.schur, rn - self.cross @ rs)
         cs = rs - self.cross.T @ cn
-        for c, B in zip(cn, self.basis, strict=True):
-            E -= c * B
-        E[s, s] -= cs
+        for (i, j), c in zip(self.pairs, cn, strict=True):
+            E = _add_outer(E, -c, N[:, i], N[:, j])
+            if i != j:
+                E = _add_outer(E, -c, N[:, j], N[:, i])
+        E[s, s] -= cs.astype(E.dtype)
         return E
