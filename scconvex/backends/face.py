@@ -25,8 +25,8 @@ provides (``hess_diagonal``): the Hessian of a sum of log-sum-exp terms is close
 diagonal in the cosines.
 
 Measured (one BLAS thread, tau = 0.1): on the iNaturalist-sized long tail (999 blocks) a
-Newton step costs 21 to 46 products of 20 ms, against 50 capped products of 80 ms in
-``W``; the run is certified in 9 s instead of 22 s.
+Newton step costs 21 to 46 products of about 10 ms, against 50 capped products of 80 ms in
+``W``; the run is certified in about 6 s instead of 22 s (``docs/benchmarks.md``).
 
 References
 ----------
