@@ -289,3 +289,19 @@ def test_extreme_scales_keep_double_precision_pairs():
     res = solve(spec, level="class", solver="native")
     assert res.status == "optimal", res.message
     assert res.solver == "native"
+
+
+def test_a_stalled_newton_finish_hands_back_to_lbfgs(caplog):
+    # Repeated counts give an optimum of lower rank than the factor: the Newton Hessian is
+    # singular there and Newton stalls; L-BFGS then finishes, and the answer is the one
+    # that L-BFGS alone certifies.
+    counts = (9, 47, 34, 49, 31, 36, 19, 40, 6, 8, 18, 35, 24, 42, 47, 20, 21, 28, 32, 24,
+              30, 47, 36, 16, 21, 20, 8, 1, 39, 21, 18, 31, 28, 46, 31, 46, 29, 17, 16, 49,
+              29, 10, 41, 41, 1, 8, 34, 20)
+    model = build_model(ProblemSpec(counts, 0.05), "group")
+    with caplog.at_level("INFO", logger="scconvex.backends.native"):
+        raw = NATIVE.solve(model)
+    assert any("Newton stalled" in r.getMessage() for r in caplog.records)
+    plain = NATIVE.solve(model, {"newton": False})
+    assert raw.status == "optimal" and plain.status == "optimal"
+    np.testing.assert_allclose(raw.X, plain.X, atol=1e-6)

@@ -75,6 +75,8 @@ class FaceNewton:
         self.dtype = dtype
         self.sphere = np.asarray(cost.sphere, dtype=bool)
         self.sphere_idx = np.flatnonzero(self.sphere)
+        self.usable = True
+        self.rejected = 0
 
     def direction(self, W: np.ndarray, Q: np.ndarray, C: np.ndarray, state, eta: float,
                   max_cg: int, deadline: float = math.inf) -> np.ndarray | None:
@@ -100,6 +102,8 @@ class FaceNewton:
             (``W`` numerically rank deficient, or more than :data:`MAX_NULL` null
             directions): the caller then solves in ``W``.
         """
+        if not self.usable:
+            return None
         system = self._system(W, Q, C)
         if system is None:
             return None
@@ -116,6 +120,10 @@ class FaceNewton:
         # face (a lower rank), where this model does not hold: the factor then takes the
         # step (measured: group level at tau = 5 otherwise ends next to a degenerate W).
         if _lowest_eigenvalue(R) < -0.5:
+            # Far from the optimum one such step can happen; a second one says that the
+            # optimum has a lower rank, which no later step changes: no more face steps.
+            self.rejected += 1
+            self.usable = self.rejected < 2
             return None
         return V.astype(float)
 

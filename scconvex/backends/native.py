@@ -468,10 +468,10 @@ class _Monitor:
             self.stalls = 0
         else:
             self.stalls += 1
-            if self.stalls >= 2:
+            if self.stalls >= 2 and self.problem.face is not None:
                 # Newton steps on the face of the PSD cone need the optimum inside that
                 # face; when they stop paying, solve the rest in the factor.
-                self.problem.face = None
+                self.problem.face.usable = False
         if self.stalls >= self.max_stalls:
             return "inaccurate", (f"no progress over {self.max_stalls * self.cert_every} "
                                   f"iterations at certified gap {cert.gap:.2e} (relative to "
@@ -510,7 +510,7 @@ def _minimize(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
         evals = out.evaluations
         # Each Newton step costs many Hessian products: certify after every one.
         # Its first check is at the point where L-BFGS stopped, already certified.
-        monitor = _Monitor(problem, tol, cert_every=1, max_stalls=8, cached=monitor._cached)
+        monitor = _Monitor(problem, tol, cert_every=1, max_stalls=3, cached=monitor._cached)
         # The certified gap falls about in proportion to the gradient: a CG residual of
         # a third of tol / gap is enough for this step (a smaller forcing term only
         # overshoots the target at the price of many more Hessian products).
@@ -521,6 +521,20 @@ def _minimize(problem: _Problem, X0: np.ndarray, *, tol: float, max_iter: int,
         newton = out.iterations
         out.iterations += done
         out.evaluations += evals
+        stalled = out.status == "line_search" or (
+            out.verdict is not None and out.verdict[0] == "inaccurate")
+        if stalled and out.iterations < max_iter and time.perf_counter() < deadline:
+            # Newton stalls where the optimum has a lower rank than the factor (its
+            # Hessian is singular there); L-BFGS goes on (measured: 1135 classes in 398
+            # random groups at tau = 0.074, Newton stuck at 1e-4, L-BFGS certified).
+            logger.info("native: Newton stalled at gap %.2e; back to L-BFGS",
+                        monitor.certify(out.point).gap)
+            done, evals = out.iterations, out.evaluations
+            monitor = _Monitor(problem, tol)
+            out = lbfgs(problem, out.point.X, monitor=monitor, max_iter=max_iter - done,
+                        memory=memory, deadline=deadline, pair_dtype=np.float32)
+            out.iterations += done
+            out.evaluations += evals
     if out.status == "non_finite":
         nan = math.nan
         return _Outcome(out.point, _Cert(nan, nan, nan, np.zeros(0), nan), 0,
