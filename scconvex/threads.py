@@ -16,6 +16,7 @@ every hand-over between the two pools costs more than the product saves.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -80,7 +81,21 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         yield
         return
     import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS so that the limit reaches it)
-    from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with _controller().limit(limits=threads, user_api="blas"):
         yield
+
+
+_CONTROLLER: list = [None, -1]
+
+
+def _controller():
+    """One threadpoolctl controller, rebuilt only when new modules (and so perhaps new
+    BLAS libraries) were imported: building one scans the process's shared libraries,
+    about 1 ms, a tenth of a small native solve."""
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER[0] is None or _CONTROLLER[1] != len(sys.modules):
+        _CONTROLLER[0] = ThreadpoolController()
+        _CONTROLLER[1] = len(sys.modules)
+    return _CONTROLLER[0]
