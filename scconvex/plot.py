@@ -20,6 +20,7 @@ Kinds:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import InvalidInputError, missing_extra
+from .report import write_bytes
 
 KINDS = ("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape")
 NAMED = ("cos_maj_maj", "cos_min_min", "cos_maj_min")
@@ -319,13 +321,11 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".png", ".pdf", ".svg"):
         raise InvalidInputError(f"--out must end in .png, .pdf or .svg, got {path!r}")
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".scconvex-{os.getpid()}{suffix}")
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=150, format=suffix[1:])
     try:
-        fig.savefig(tmp, dpi=150, format=suffix[1:])
-        os.replace(tmp, path)
+        # The same atomic write as every other output (unique temporary file, removed on
+        # error; the permissions of a replaced file kept).
+        write_bytes(path, buf.getvalue())
     except OSError as exc:
         raise InvalidInputError(f"cannot write {path!r}: {exc.strerror}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
+from scconvex import InvalidInputError  # noqa: E402
 from scconvex.atlas import Atlas  # noqa: E402
 from scconvex.plot import GAP_FLOOR, make_figure, save_figure  # noqa: E402
 from scconvex.sweep import build_points, run_sweep  # noqa: E402
@@ -135,3 +136,17 @@ def test_plot_errors(atlas, tmp_path):
     assert proc.returncode == 2 and "--where" in proc.stderr  # two families mixed
     with pytest.raises(Exception, match="png"):
         save_figure(make_figure(atlas, "cosines", where=STEP), tmp_path / "x.jpg")
+
+
+def test_a_replaced_figure_keeps_its_mode_and_leaves_no_temporary(atlas, tmp_path):
+    out = tmp_path / "cosines.png"
+    out.write_bytes(b"old")
+    out.chmod(0o640)
+    save_figure(make_figure(atlas, "cosines", where=STEP), out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cosines.png"]
+    # A folder that cannot take the file: a clear error, nothing left behind.
+    with pytest.raises(InvalidInputError):
+        save_figure(make_figure(atlas, "cosines", where=STEP), tmp_path / "cosines.png" / "x.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cosines.png"]
