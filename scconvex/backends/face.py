@@ -99,8 +99,10 @@ class FaceNewton:
         -------
         ndarray or None
             A tangent direction of shape ``W.shape``; None when the face is not usable here
-            (``W`` numerically rank deficient, or more than :data:`MAX_NULL` null
-            directions): the caller then solves in ``W``.
+            (``W`` numerically rank deficient, more than :data:`MAX_NULL` null directions,
+            or a step that would empty an eigenvalue of ``Q``; after two of those, or after
+            :attr:`usable` was set False by the caller, for the rest of the run): the
+            caller then solves in ``W``.
         """
         if not self.usable:
             return None
