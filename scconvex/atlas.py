@@ -6,7 +6,9 @@ lower bounds and gaps at both levels, the solver and time, package versions, the
 (the block Gram, and the class Gram for ``k <= CLASS_GRAM_MAX``), the summary measures of
 :mod:`scconvex.measures` and the full certificate JSON, which
 :func:`scconvex.verify.verify_data` re-checks. Tightness rows live in a second table,
-keyed by the solve key, ``d``, the number of restarts, the seed and the non-convex level.
+keyed by the solve key, ``d``, the number of restarts, the seed and the non-convex level;
+a row that claims ``tight`` also holds the best restart's features (up to
+:data:`FEATURES_MAX` numbers), from which ``atlas verify`` re-derives the claim.
 
 Only one process writes (the sweep client); every batch of rows is one transaction, and
 the database runs in WAL mode, so a killed writer leaves a database that opens and holds
@@ -31,9 +33,20 @@ import numpy as np
 from .errors import InvalidInputError
 from .report import dumps, jsonable
 
-ATLAS_SCHEMA = 1
+ATLAS_SCHEMA = 2
+"""Schema 2 added the ``features`` and ``features_note`` columns of the tightness table."""
+
 CLASS_GRAM_MAX = 64
 """Largest ``k`` whose ``k x k`` class Gram is stored in its own column."""
+
+FEATURES_MAX = 200_000
+"""Most numbers (``rows x d``) of non-convex features stored with a tight tightness row
+(1.6 MB of float64, a few MB of JSON). Larger sample-level points are not stored: the row
+says so in ``features_note`` and ``atlas verify`` reports it as not re-derivable."""
+
+FEATURES_UNIT_TOL = 1e-8
+"""Largest deviation from 1 of the norm of a stored feature row that ``atlas verify``
+accepts (the solver's rows are unit to rounding, and JSON keeps float64 exactly)."""
 
 MEASURE_COLUMNS = ("etf_distance", "cos_min", "cos_mean", "cos_max", "cos_maj_maj",
                    "cos_min_min", "cos_maj_min", "minority_collapse", "angle_min_deg",
@@ -59,8 +72,14 @@ TIGHTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("key", "TEXT"), ("d", "INTEGER"), ("restarts", "INTEGER"), ("seed", "INTEGER"),
     ("nc_level", "TEXT"), ("tight", "INTEGER"), ("reached", "INTEGER"),
     ("best_loss", "REAL"), ("rel_gap", "REAL"), ("excess_gap", "REAL"),
-    ("gram_distance", "REAL"), ("seconds", "REAL"),
+    ("gram_distance", "REAL"), ("seconds", "REAL"), ("features", "TEXT"),
+    ("features_note", "TEXT"),
 )
+"""Columns of the ``tightness`` table (name, SQL type)."""
+
+ADDED_TIGHTNESS_COLUMNS = ("features", "features_note")
+"""Tightness columns of schema 2. An older atlas opens without them (its tight rows are
+not re-derivable) and gets them, empty, on its first write."""
 
 CLAIM_COLUMNS = ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
                  "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
@@ -124,6 +143,10 @@ class VerifyRow:
     ok: bool
     status: str
     reasons: tuple[str, ...]
+    rederived: tuple[str, ...] = ()
+    """Tight tightness rows re-derived from their stored features (one line each)."""
+    not_rederivable: tuple[str, ...] = ()
+    """Tight tightness rows without stored features: checked for consistency only."""
 
 
 class Atlas:
@@ -150,6 +173,8 @@ class Atlas:
                 self._create()
             tables = {r[0] for r in self.conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'")}
+            self._tightness_columns = {r[1] for r in self.conn.execute(
+                "PRAGMA table_info(tightness)")}
         except sqlite3.DatabaseError as exc:
             raise InvalidInputError(f"{self.path!r} is not an atlas database ({exc})") from None
         if not {"solves", "tightness", "meta"} <= tables:
@@ -192,6 +217,7 @@ class Atlas:
                      f"({', '.join('?' * len(tnames))})")
         added = 0
         with self.conn:
+            self._upgrade()
             for rec in records:
                 row = rec["solve"]
                 cur = self.conn.execute(solve_sql, [row.get(n) for n in names])
@@ -199,6 +225,16 @@ class Atlas:
                 for t in rec.get("tightness", ()):
                     self.conn.execute(tight_sql, [t.get(n) for n in tnames])
         return added
+
+    def _upgrade(self) -> None:
+        """Add the schema-2 columns to an older atlas (inside the caller's transaction)."""
+        missing = [n for n in ADDED_TIGHTNESS_COLUMNS if n not in self._tightness_columns]
+        for name in missing:
+            self.conn.execute(f"ALTER TABLE tightness ADD COLUMN {name} TEXT")
+        if missing:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                              (str(ATLAS_SCHEMA),))
+            self._tightness_columns.update(missing)
 
     # ------------------------------------------------------------------ reading
     def keys(self) -> set[str]:
@@ -281,8 +317,9 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
         The sweep point: ``key``, ``family``, ``dataset``, ``R``, ``rho``, ``n_min``,
         ``n_max`` and ``minority`` (class mask, or None for the default rule).
     tightness_rows : sequence of dict
-        :meth:`scconvex.tightness.TightnessRow.to_dict` plus ``restarts``, ``seed`` and
-        ``nc_level``.
+        :meth:`scconvex.tightness.TightnessRow.to_dict` plus ``restarts``, ``seed``,
+        ``nc_level`` and ``features`` (:attr:`scconvex.tightness.TightnessRow.features`),
+        which is stored for a tight row of at most :data:`FEATURES_MAX` numbers.
     """
     from .measures import geometry_of, summary
 
@@ -322,9 +359,27 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
     tight_rows = [{**{n: t.get(n) for n, _ in TIGHTNESS_COLUMNS},
                    "key": point["key"], "tight": int(bool(t["tight"])),
                    **{n: _float(t[n]) for n in ("best_loss", "rel_gap", "excess_gap",
-                                                "gram_distance", "seconds")}}
+                                                "gram_distance", "seconds")},
+                   **_features_columns(t)}
                   for t in tightness_rows]
     return {"solve": row, "tightness": tight_rows}
+
+
+def _features_columns(t: dict) -> dict:
+    """``features`` and ``features_note`` of a tightness row: only a tight claim needs its
+    features (they are what ``atlas verify`` re-derives it from)."""
+    if not t["tight"]:
+        return {"features": None, "features_note": None}
+    X = t.get("features")
+    if X is None:
+        return {"features": None, "features_note": "not re-derivable: no features were "
+                                                    "recorded"}
+    X = np.asarray(X, dtype=float)
+    if X.size > FEATURES_MAX:
+        return {"features": None,
+                "features_note": f"not re-derivable: the {X.shape[0]} x {X.shape[1]} "
+                                 f"features exceed the cap of {FEATURES_MAX} numbers"}
+    return {"features": dumps(X.tolist()), "features_note": None}
 
 
 # ---------------------------------------------------------------------- checking
@@ -372,30 +427,41 @@ def _spec_reasons(row: dict, cert: dict) -> list[str]:
     return reasons
 
 
-def _tightness_reasons(rows: Sequence[dict], cert: dict) -> list[str]:
-    """Tightness rows must be consistent with themselves and with the certificate.
+def _tightness_reasons(rows: Sequence[dict], cert: dict,
+                       report=None) -> tuple[list[str], list[str], list[str]]:
+    """Tightness rows must be consistent with the certificate, and a tight claim must be
+    re-derivable from its stored features.
 
-    The non-convex features are not stored, so a tightness row cannot be re-run; what is
-    checked is what the row's own numbers and the (verified) certificate imply: a feasible
-    loss is never below the certified lower bound, ``rel_gap`` is measured from that bound,
-    the stated excess gap agrees with the loss, and ``tight`` follows the verdict rule of
-    :mod:`scconvex.tightness` (at least one restart within both tolerances).
+    Every row: a feasible loss is never below the certified lower bound, ``rel_gap`` is
+    measured from that bound, the stated excess gap agrees with the loss, and ``tight``
+    follows the verdict rule of :mod:`scconvex.tightness` (at least one restart within
+    both tolerances). A row claiming ``tight`` with stored features is re-derived
+    (:func:`_rederive`) from those features and ``report``, the certificate recomputed by
+    :func:`scconvex.verify.verify_data`; one without features (an older atlas, or a point
+    above :data:`FEATURES_MAX`) is checked for consistency only and listed as not
+    re-derivable. A row claiming not tight needs no features.
+
+    Returns
+    -------
+    reasons, rederived, not_rederivable : list of str
     """
     from .certify import dense_rounding
     from .spec import ProblemSpec
     from .tightness import DEFAULT_EXCESS_RTOL, DEFAULT_RTOL
 
     if not rows:
-        return []
+        return [], [], []
     try:
         spec = ProblemSpec.from_dict(cert["spec"])
         lbs = [_float(cert.get(name)) for name in ("lower_bound", "sample_lower_bound")]
         gaps = [_float(cert.get(name)) for name in ("excess_gap", "sample_excess_gap")]
         excess = _float(cert.get("excess_loss"))
     except (InvalidInputError, TypeError, KeyError, ValueError) as exc:
-        return [f"unreadable certificate spec ({exc})"]
+        return [f"unreadable certificate spec ({exc})"], [], []
     eps = float(np.finfo(float).eps)
-    reasons = []
+    reasons: list[str] = []
+    rederived: list[str] = []
+    not_rederivable: list[str] = []
     for t in rows:
         where = f"tightness row d={t.get('d')!r}"
         d, restarts, reached, tight = (t.get(name) for name in ("d", "restarts", "reached",
@@ -411,6 +477,17 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict) -> list[str]:
         if tight and not (reached >= 1 and rel is not None and ex is not None
                           and rel <= DEFAULT_RTOL and ex <= DEFAULT_EXCESS_RTOL):
             reasons.append(f"{where}: tight, but its gaps or reached restarts say otherwise")
+        if tight:
+            if t.get("features") is None:
+                note = t.get("features_note") or "not re-derivable: no features stored " \
+                                                 "(the atlas predates them)"
+                not_rederivable.append(f"{where}: {note}")
+            else:
+                bad, note = _rederive(t, spec, report)
+                if bad:
+                    reasons.append(f"{where}: tight claim rejected: {bad}")
+                else:
+                    rederived.append(f"{where}: {note}")
         if best is None or None in lbs:
             continue
         lb = min(lbs)
@@ -426,7 +503,77 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict) -> list[str]:
             excess_lb = excess * (1.0 - max(gaps))
             if abs(excess_lb * (1.0 + ex) - (best - spec.constant)) > slack:
                 reasons.append(f"{where}: excess_gap {ex!r} does not match best_loss")
-    return reasons
+    return reasons, rederived, not_rederivable
+
+
+def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
+    """Re-derive a tight claim from the row's stored features alone.
+
+    The features must be finite, of shape ``(k, d)`` (class level) or ``(n, d)`` (sample
+    level), with rows of unit norm within :data:`FEATURES_UNIT_TOL`. Their loss is
+    recomputed with the spec's loss object (block form of ``U U^T`` at class level, as the
+    non-convex class cost; the sample loss of ``H`` at sample level), and must meet
+    :func:`scconvex.tightness.judge` with the default tolerances (those the sweep judged
+    with) against the lower bounds of ``report``, the recomputed certificate, exactly as
+    :func:`scconvex.tightness.tightness` does against the relaxed solve. The stored
+    ``best_loss`` must be that loss.
+
+    Returns
+    -------
+    reason, note : str or None, str
+        ``reason`` is None when the claim is re-derived; ``note`` then says how.
+    """
+    from .certify import dense_rounding
+    from .losses import loss_of
+    from .tightness import DEFAULT_EXCESS_RTOL, DEFAULT_RTOL, judge
+
+    level, d = t["nc_level"], t["d"]
+    rows = spec.k if level == "class" else spec.n
+    try:
+        X = np.asarray(json.loads(t["features"]), dtype=float)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"the features column is not a numeric matrix ({exc})", ""
+    if X.shape != (rows, d):
+        return (f"stored features have shape {X.shape}, not ({rows}, {d}) ({level} level, "
+                f"d={d})"), ""
+    if not np.all(np.isfinite(X)):
+        return "stored features are not all finite", ""
+    norms = np.linalg.norm(X, axis=1)
+    worst = float(np.max(np.abs(norms - 1.0)))
+    if not worst <= FEATURES_UNIT_TOL:
+        return (f"stored feature rows are not unit-norm (largest deviation {worst:.2e} > "
+                f"{FEATURES_UNIT_TOL:g})"), ""
+    if spec.relaxation != "elliptope" or spec.batches is not None:
+        return "tightness is defined for the elliptope relaxation without batches only", ""
+    bounds = (report.lower_bound, report.sample_lower_bound, report.excess_loss,
+              report.excess_gap, report.sample_excess_gap) if report is not None else ()
+    if not bounds or not all(math.isfinite(float(x)) for x in bounds):
+        return "the certificate does not recompute to a lower bound to judge it against", ""
+    X = X / norms[:, None]
+    loss = loss_of(spec)
+    if level == "class":
+        terms = loss.block_terms(X @ X.T, np.ones(spec.k, dtype=int),
+                                 np.asarray(spec.counts), spec.tau)
+        value, excess, resolution = float(terms.value), float(terms.excess), 0.0
+    else:
+        value = float(loss.features_value(X, spec.labels, spec.tau))
+        excess = value - spec.constant
+        resolution = dense_rounding(spec.n, spec.tau)
+    lb = min(report.lower_bound, report.sample_lower_bound)
+    worst_gap = max(report.excess_gap, report.sample_excess_gap)
+    excess_lb = report.excess_loss * (1.0 - worst_gap) if worst_gap < 1 else 0.0
+    rel, ex, tight = judge(value, excess, lb, excess_lb, rtol=DEFAULT_RTOL,
+                           excess_rtol=DEFAULT_EXCESS_RTOL, resolution=resolution)
+    if not tight:
+        return (f"the loss of the stored features, {value!r}, does not meet the rule "
+                f"(rel gap {rel:.2e}, limit {DEFAULT_RTOL:g}; excess gap {ex:.2e} with "
+                f"rounding {resolution:.1e}, limit {DEFAULT_EXCESS_RTOL:g}; from the "
+                f"recomputed lower bound {lb!r})"), ""
+    best = _float(t.get("best_loss"))
+    if best is None or abs(best - value) > 1e-9 * max(1.0, abs(value)) + resolution:
+        return f"best_loss {best!r} is not the loss of the stored features ({value!r})", ""
+    return None, (f"tight, re-derived from its stored {rows} x {d} {level}-level features "
+                  f"(loss {value:.12g}, rel gap {rel:.1e}, excess gap {ex:.1e})")
 
 
 def check_row(row: dict, tol: float | None = None,
@@ -439,8 +586,9 @@ def check_row(row: dict, tol: float | None = None,
     the geometry columns and the claimed values must equal the certificate's, the grid
     coordinates must generate its counts, and the measures must equal those recomputed
     from the certificate's geometry. ``tightness_rows`` (the row's tightness table rows)
-    must be consistent with the certificate (:func:`_tightness_reasons`). A row that
-    cannot be read (damaged JSON, a text where a number belongs) is rejected.
+    must be consistent with the certificate, and a tight one is re-derived from its
+    stored features when it has them (:func:`_tightness_reasons`). A row that cannot be
+    read (damaged JSON, a text where a number belongs) is rejected.
     """
     try:
         return _check_row(row, tol, tightness_rows)
@@ -473,14 +621,26 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
         if not _close(row.get(name), value, relative=True):
             reasons.append(f"column {name} ({row.get(name)!r}) differs from the "
                            f"certificate ({value!r})")
-    reasons += _tightness_reasons(tightness_rows, cert)
+    report = None
+    if status == "optimal" or any(t.get("tight") and t.get("features") is not None
+                                  for t in tightness_rows):
+        # Also the recomputed lower bounds a stored tight claim is re-derived against.
+        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol,
+                             excess_tol=row["excess_tol"])
+    tight_reasons, rederived, trusted = _tightness_reasons(tightness_rows, cert, report)
+    reasons += tight_reasons
+
+    def outcome() -> VerifyRow:
+        return VerifyRow(key, not reasons, status, tuple(reasons), tuple(rederived),
+                         tuple(trusted))
+
     geo = geometry_of(cert)
     if geo is None:
         if row.get("block_gram") is not None:
             reasons.append("geometry stored for a solve without one")
         if status == "optimal":
             reasons.append("claims optimal without a geometry")
-        return VerifyRow(key, not reasons, status, tuple(reasons))
+        return outcome()
     try:
         stored = BlockGeometry.from_dict(json.loads(row["block_gram"]))
         same = (stored.gram.shape == geo.gram.shape
@@ -505,10 +665,8 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
                 and _close(_float(stored_measures.get(name)), want, 1e-9)):
             reasons.append(f"measure {name} differs from the certificate's geometry")
     if status == "optimal":
-        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol,
-                             excess_tol=row["excess_tol"])
         reasons.extend(report.reasons)
-    return VerifyRow(key, not reasons, status, tuple(reasons))
+    return outcome()
 
 
 def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
@@ -615,4 +773,10 @@ def show(atlas: Atlas, key: str) -> dict:
             except (TypeError, ValueError):
                 pass  # a damaged column is shown as stored (atlas verify rejects it)
     out["tightness"] = atlas.tightness_rows(row["key"])
+    for t in out["tightness"]:
+        if t.get("features") is not None:
+            try:
+                t["features"] = json.loads(t["features"])
+            except (TypeError, ValueError):
+                pass  # shown as stored (atlas verify rejects it)
     return jsonable(out)

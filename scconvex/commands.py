@@ -225,13 +225,22 @@ def _atlas_verify(atlas, args) -> int:
     results = verify_atlas(atlas, args.tol)
     bad = [r for r in results if not r.ok]
     certified = sum(r.ok and r.status == "optimal" for r in results)
+    rederived = sum(len(r.rederived) for r in results if r.ok)
+    trusted = [{"key": r.key, "rows": list(r.not_rederivable)} for r in results
+               if r.ok and r.not_rederivable]
     if args.json:
         print(dumps({"ok": not bad, "rows": len(results), "certified": certified,
+                     "tight_rederived": rederived, "tight_not_rederivable": trusted,
                      "rejected": [{"key": r.key, "reasons": list(r.reasons)} for r in bad]}))
     else:
-        print(f"{len(results)} rows: {certified} certificates re-checked, "
-              f"{len(results) - certified - len(bad)} stored as not certified, "
-              f"{len(bad)} rejected")
+        line = (f"{len(results)} rows: {certified} certificates re-checked, "
+                f"{len(results) - certified - len(bad)} stored as not certified, "
+                f"{len(bad)} rejected")
+        if rederived or trusted:
+            line += (f"; tight rows: {rederived} re-derived from their features, "
+                     f"{sum(len(t['rows']) for t in trusted)} not re-derivable (checked "
+                     f"for consistency only)")
+        print(line)
     for r in bad:
         print(f"scconvex: rejected {r.key[:12]}: {'; '.join(r.reasons)}", file=sys.stderr)
     return 1 if bad else 0

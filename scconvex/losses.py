@@ -73,6 +73,11 @@ class Loss:
         value, C = self.sample_value_grad(H @ H.T, labels, tau)
         return value, 2.0 * C @ H
 
+    def features_value(self, H, labels, tau: float) -> float:
+        """Loss of unit-norm features ``H`` (n x d): the value of :meth:`features_value_grad`."""
+        H = _sc._features(H, normalize=False)
+        return self.sample_value(H @ H.T, labels, tau)
+
     # -- block form
     def constant(self, counts, tau: float) -> float:
         """Geometry-independent lower bound ``sum_c n_c base_c`` of the loss."""
@@ -131,6 +136,10 @@ class SupCon(Loss):
 
     def sample_value_grad(self, G, labels, tau):
         return _sc.sc_loss_gram_grad(G, labels, tau)
+
+    def features_value(self, H, labels, tau):
+        # In row blocks: the n x n Gram of a large sample-level point is never formed.
+        return _sc.sc_loss(H, labels, tau, normalize=False)
 
     def constant(self, counts, tau: float) -> float:
         return float(sum(c * math.log(c - 1) for c in counts if c >= 2))

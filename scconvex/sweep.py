@@ -218,7 +218,7 @@ def run_point(point: dict) -> dict:
         rep = tightness(spec, point["dims"], restarts=point["restarts"],
                         level=point["nc_level"], seed=point["seed"], relaxed=res)
         rows = [{**r.to_dict(), "restarts": point["restarts"], "seed": point["seed"],
-                 "nc_level": point["nc_level"]} for r in rep.rows]
+                 "nc_level": point["nc_level"], "features": r.features} for r in rep.rows]
     return make_record(res.to_dict(), point, rows, seconds=res.seconds)
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -87,6 +87,11 @@ class TightnessRow:
         Largest final Riemannian gradient norm over the restarts.
     seconds : float
         Wall-clock time of the restarts in this dimension.
+    features : ndarray or None
+        The best restart's features: class means, shape ``(k, d)``, at class level;
+        sample features ordered as ``spec.labels``, shape ``(n, d)``, at sample level.
+        Not part of :meth:`to_dict` (it can be large); the sweep stores it with a tight
+        row so that ``atlas verify`` can re-derive the claim.
     """
 
     d: int
@@ -103,6 +108,7 @@ class TightnessRow:
     max_iterations: int
     max_grad_norm: float
     seconds: float
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -247,6 +253,37 @@ def _rel(value: float, ref: float) -> float:
     if ref != 0:
         return float((value - ref) / abs(ref))
     return 0.0 if value == ref else math.copysign(math.inf, value - ref)
+
+
+def judge(loss: float, excess: float, lower_bound: float, excess_lower_bound: float, *,
+          rtol: float = DEFAULT_RTOL, excess_rtol: float = DEFAULT_EXCESS_RTOL,
+          resolution: float = 0.0) -> tuple[float, float, bool]:
+    """The tightness rule for one non-convex point (see the module docstring).
+
+    Parameters
+    ----------
+    loss, excess : float
+        Loss of the point and its excess over the loss's constant.
+    lower_bound, excess_lower_bound : float
+        ``LB`` and ``E_LB`` of the certified relaxation.
+    rtol, excess_rtol : float
+        Tolerances on the loss-relative and the excess-relative gap.
+    resolution : float
+        Absolute rounding bound of ``excess``; the verdict must hold with the excess
+        raised by this much.
+
+    Returns
+    -------
+    rel_gap, excess_gap, tight : float, float, bool
+        ``excess_gap`` is infinite when ``E_LB`` is not positive (nothing can be shown).
+    """
+    rel = _rel(loss, lower_bound)
+    if excess_lower_bound > 0:
+        ex = _rel(excess, excess_lower_bound)
+        worst = _rel(excess + resolution, excess_lower_bound)
+    else:
+        ex = worst = math.inf
+    return rel, ex, bool(rel <= rtol and worst <= excess_rtol)
 
 
 def _check_dims(dims) -> tuple[int, ...]:
@@ -405,12 +442,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     resolution = dense_rounding(spec.n, spec.tau) if level == "sample" else 0.0
 
     def gaps_of(loss: float, excess: float) -> tuple[float, float, bool]:
-        rel = _rel(loss, L_lb)
-        if E_lb > 0:
-            ex, worst = _rel(excess, E_lb), _rel(excess + resolution, E_lb)
-        else:
-            ex = worst = math.inf
-        return rel, ex, bool(rel <= rtol and worst <= excess_rtol)
+        return judge(loss, excess, L_lb, E_lb, rtol=rtol, excess_rtol=excess_rtol,
+                     resolution=resolution)
 
     total = len(dims) * restarts
     done = 0
@@ -445,7 +478,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
             restarts=len(res.losses), gram_distance=float(np.linalg.norm(M_nc - M_star)),
             within_class_spread=spread, converged=int(sum(res.converged)),
             max_iterations=int(max(res.iterations)),
-            max_grad_norm=float(max(res.grad_norms)), seconds=res.total_seconds))
+            max_grad_norm=float(max(res.grad_norms)), seconds=res.total_seconds,
+            features=res.features))
     return TightnessReport(spec, level, L_star, E_star, rank, status, M_star, tuple(rows), rtol,
                            seed, restarts, time.perf_counter() - t_start, relaxed_seconds,
                            lower_bound=L_lb, excess_lower_bound=E_lb,

@@ -272,3 +272,26 @@ def test_one_class_with_positives_is_certified_at_the_constant(counts, tau):
     assert res.sample_lower_bound <= optimum + 1e-14 * abs(optimum)
     M = res.class_gram
     np.testing.assert_array_equal(M[0, 1:], -1.0)
+
+
+def sc_loop(H, labels, tau):
+    """MATH.md section 2, term by term: denominators over every other sample."""
+    n = len(labels)
+    total = 0.0
+    for i in range(n):
+        positives = [p for p in range(n) if p != i and labels[p] == labels[i]]
+        if not positives:
+            continue
+        den = sum(math.exp(float(H[i] @ H[a]) / tau) for a in range(n) if a != i)
+        total -= sum(float(H[i] @ H[p]) / tau - math.log(den) for p in positives) / len(positives)
+    return total
+
+
+@pytest.mark.parametrize("name, loop", [("sc", sc_loop), ("negatives-only", negatives_only_loop)])
+def test_features_value_matches_double_loop(rng, name, loop):
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 3])
+    H = unit_rows(rng, len(labels), 3)
+    value = get_loss(name).features_value(H, labels, 0.3)
+    assert value == pytest.approx(loop(H, labels, 0.3), rel=1e-12)
+    with pytest.raises(InvalidInputError, match="unit norm"):
+        get_loss(name).features_value(1.1 * H, labels, 0.3)

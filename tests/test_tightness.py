@@ -335,3 +335,24 @@ def test_underflowing_excess_says_not_shown_rather_than_not_tight():
     rep = tightness(ProblemSpec((6, 4, 2), 1e-4), dims=[2], restarts=1)
     assert rep.excess_lower_bound == 0.0 and not rep.rows[0].tight
     assert "'no' here means 'not shown'" in format_table(rep)
+
+
+@pytest.mark.parametrize("level", ["class", "sample"])
+def test_rows_keep_the_best_features(reference, level):
+    spec = ProblemSpec(COUNTS, TAU)
+    rep = tightness(spec, [2, 3], restarts=2, level=level, relaxed=reference)
+    rows = spec.k if level == "class" else spec.n
+    for r in rep.rows:
+        assert r.features.shape == (rows, r.d)
+        np.testing.assert_allclose(np.linalg.norm(r.features, axis=1), 1.0, atol=1e-12)
+        assert "features" not in r.to_dict()
+        # Class loss of the features' class means, from MATH.md section 4 term by term
+        # (at sample level the best point is collapsed, so its class means are unit).
+        labels = spec.labels if level == "sample" else np.arange(spec.k)
+        U = np.array([r.features[labels == c].mean(axis=0) for c in range(spec.k)])
+        U /= np.linalg.norm(U, axis=1)[:, None]
+        M = U @ U.T
+        by_hand = sum(n_c * math.log((n_c - 1) + sum(
+            spec.counts[o] * math.exp((M[c, o] - 1) / TAU) for o in range(spec.k) if o != c))
+            for c, n_c in enumerate(spec.counts))
+        assert r.best_loss == pytest.approx(by_hand, rel=1e-7)
