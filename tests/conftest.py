@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,19 @@ def honest_claims(data: dict) -> dict:
                 sample_rel_gap=smp.rel_gap, sample_excess_gap=smp.excess_gap,
                 min_eigenvalue=spectrum.min, rank=spectrum.rank(RANK_TOL))
     return data
+
+
+def loss_loop(H, labels, tau, *, negatives_only=False):
+    """MATH.md sections 2 and 8, term by term: anchors with a positive, each positive's
+    log-ratio, the denominator over every other sample (SC) or over the negatives only."""
+    n = len(labels)
+    total = 0.0
+    for i in range(n):
+        positives = [p for p in range(n) if p != i and labels[p] == labels[i]]
+        if not positives:
+            continue
+        others = [a for a in range(n) if a != i and not (negatives_only
+                                                         and labels[a] == labels[i])]
+        den = sum(math.exp(float(H[i] @ H[a]) / tau) for a in others)
+        total -= sum(float(H[i] @ H[p]) / tau - math.log(den) for p in positives) / len(positives)
+    return total

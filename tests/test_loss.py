@@ -2,24 +2,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import taylor_slope
+from conftest import loss_loop, taylor_slope
 
 from scconvex import InvalidInputError, class_loss, sc_loss, sc_loss_grad, sc_loss_gram_grad
 from scconvex.loss import block_grad, block_terms
-
-
-def loop_loss(H, labels, tau):
-    """Plain double loop over anchors and positives, straight from MATH.md section 2."""
-    n = len(labels)
-    total = 0.0
-    for i in range(n):
-        pos = [j for j in range(n) if j != i and labels[j] == labels[i]]
-        if not pos:
-            continue
-        denom = sum(math.exp(float(H[i] @ H[o]) / tau) for o in range(n) if o != i)
-        total += sum(-math.log(math.exp(float(H[i] @ H[j]) / tau) / denom)
-                     for j in pos) / len(pos)
-    return total
 
 
 def supcon_mean(H, labels, tau, base_tau):
@@ -49,7 +35,7 @@ def test_matches_double_loop_and_supcon(rng, tau):
     labels = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])  # class 2 has one sample
     H = unit_rows(rng, len(labels), 4)
     value = sc_loss(H, labels, tau)
-    assert value == pytest.approx(loop_loss(H, labels, tau), rel=1e-12)
+    assert value == pytest.approx(loss_loop(H, labels, tau), rel=1e-12)
     assert value == pytest.approx(len(labels) * supcon_mean(H, labels, tau, tau), rel=1e-12)
 
 
@@ -182,7 +168,7 @@ def test_chunked_loss_matches_dense_and_loop(rng, chunk, tau):
     H = unit_rows(rng, len(labels), 5)
     value = sc_loss(H, labels, tau, chunk=chunk)
     assert value == pytest.approx(dense_loss(H, labels, tau), rel=1e-12)
-    assert value == pytest.approx(loop_loss(H, labels, tau), rel=1e-11)
+    assert value == pytest.approx(loss_loop(H, labels, tau), rel=1e-11)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, None])

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import random_block_q, taylor_slope
+from conftest import loss_loop, random_block_q, taylor_slope
 
 from scconvex import InvalidInputError, ProblemSpec, build_model, certify, solve
 from scconvex.losses import LOSSES, BlockLogExcessCost, get_loss
@@ -17,19 +17,6 @@ from scconvex.model import block_gram
 from scconvex.spec import LOSSES as SPEC_LOSSES
 
 NEG = get_loss("negatives-only")
-
-
-def negatives_only_loop(H, labels, tau):
-    """MATH.md section 8, term by term: anchors with a positive, denominators over negatives."""
-    n = len(labels)
-    total = 0.0
-    for i in range(n):
-        positives = [p for p in range(n) if p != i and labels[p] == labels[i]]
-        if not positives:
-            continue
-        den = sum(math.exp(float(H[i] @ H[a]) / tau) for a in range(n) if labels[a] != labels[i])
-        total -= sum(float(H[i] @ H[p]) / tau - math.log(den) for p in positives) / len(positives)
-    return total
 
 
 def unit_rows(rng, n, d):
@@ -57,7 +44,8 @@ def test_sample_value_matches_double_loop(rng, labels, tau):
     labels = np.array(labels)
     H = unit_rows(rng, len(labels), 3)
     value = NEG.sample_value(H @ H.T, labels, tau)
-    assert value == pytest.approx(negatives_only_loop(H, labels, tau), rel=1e-12, abs=1e-12)
+    reference = loss_loop(H, labels, tau, negatives_only=True)
+    assert value == pytest.approx(reference, rel=1e-12, abs=1e-12)
 
 
 def test_sample_gradient_taylor(rng):
@@ -79,7 +67,8 @@ def test_block_form_matches_double_loop_on_collapsed_features(rng, counts):
     H = U[spec.labels]
     model = build_model(spec, "class")
     terms = NEG.block_terms(U @ U.T, model.sizes, model.block_counts, tau)
-    assert terms.value == pytest.approx(negatives_only_loop(H, spec.labels, tau), rel=1e-12)
+    reference = loss_loop(H, spec.labels, tau, negatives_only=True)
+    assert terms.value == pytest.approx(reference, rel=1e-12)
     # The excess over the constant (every cosine at -1) is >= 0 and consistent.
     assert terms.excess >= 0
     assert terms.value == pytest.approx(spec.constant + terms.excess, rel=1e-12)
@@ -264,7 +253,7 @@ def test_one_class_with_positives_is_certified_at_the_constant(counts, tau):
     # The same value from features, term by term: the class at e1, the singletons at -e1.
     labels = np.repeat(np.arange(len(counts)), counts)
     H = np.where(labels == 0, 1.0, -1.0)[:, None] * np.eye(1, 2)
-    assert negatives_only_loop(H, labels, tau) == pytest.approx(optimum, rel=1e-14)
+    assert loss_loop(H, labels, tau, negatives_only=True) == pytest.approx(optimum, rel=1e-14)
     res = solve(ProblemSpec(counts, tau, loss="negatives-only"))
     assert res.success, res.message
     assert res.loss == pytest.approx(optimum, rel=1e-14)
@@ -274,24 +263,12 @@ def test_one_class_with_positives_is_certified_at_the_constant(counts, tau):
     np.testing.assert_array_equal(M[0, 1:], -1.0)
 
 
-def sc_loop(H, labels, tau):
-    """MATH.md section 2, term by term: denominators over every other sample."""
-    n = len(labels)
-    total = 0.0
-    for i in range(n):
-        positives = [p for p in range(n) if p != i and labels[p] == labels[i]]
-        if not positives:
-            continue
-        den = sum(math.exp(float(H[i] @ H[a]) / tau) for a in range(n) if a != i)
-        total -= sum(float(H[i] @ H[p]) / tau - math.log(den) for p in positives) / len(positives)
-    return total
-
-
-@pytest.mark.parametrize("name, loop", [("sc", sc_loop), ("negatives-only", negatives_only_loop)])
-def test_features_value_matches_double_loop(rng, name, loop):
+@pytest.mark.parametrize("name, negatives_only", [("sc", False), ("negatives-only", True)])
+def test_features_value_matches_double_loop(rng, name, negatives_only):
     labels = np.array([0, 0, 1, 1, 1, 2, 3, 3])
     H = unit_rows(rng, len(labels), 3)
     value = get_loss(name).features_value(H, labels, 0.3)
-    assert value == pytest.approx(loop(H, labels, 0.3), rel=1e-12)
+    assert value == pytest.approx(loss_loop(H, labels, 0.3, negatives_only=negatives_only),
+                                  rel=1e-12)
     with pytest.raises(InvalidInputError, match="unit norm"):
         get_loss(name).features_value(1.1 * H, labels, 0.3)
