@@ -113,8 +113,10 @@ DEFAULTS = {
     Certified gap (relative to the excess) below which L-BFGS hands over to it.
 ``face``
     Solve each Newton system in ``Q`` on the face of the PSD cone and lift the step to the
-    factor (:mod:`scconvex.backends.face`; False: solve it in the factor). It falls back
-    on the factor when the factor is numerically rank deficient.
+    factor (:mod:`scconvex.backends.face`; False: solve it in the factor). The factor
+    takes the step where the face model does not hold: a numerically rank-deficient
+    factor, or an optimum of lower rank than the factor (two rejected steps, or two
+    stalled ones, end the face for the run).
 """
 
 
