@@ -16,6 +16,7 @@ every hand-over between the two pools costs more than the product saves.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,16 +87,15 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         yield
 
 
-_CONTROLLER: list = [None, -1]
-
-
 def _controller():
-    """One threadpoolctl controller, rebuilt only when new modules (and so perhaps new
-    BLAS libraries) were imported: building one scans the process's shared libraries,
-    about 1 ms, a tenth of a small native solve."""
+    """A threadpoolctl controller, rebuilt only when new modules (and so perhaps new BLAS
+    libraries) were imported: building one scans the process's shared libraries, about
+    1 ms, a tenth of a small native solve."""
+    return _controller_after(len(sys.modules))
+
+
+@functools.lru_cache(maxsize=1)
+def _controller_after(n_modules: int):
     from threadpoolctl import ThreadpoolController
 
-    if _CONTROLLER[0] is None or _CONTROLLER[1] != len(sys.modules):
-        _CONTROLLER[0] = ThreadpoolController()
-        _CONTROLLER[1] = len(sys.modules)
-    return _CONTROLLER[0]
+    return ThreadpoolController()

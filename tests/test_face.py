@@ -151,7 +151,8 @@ def test_single_precision_directions_match_double_precision(rng):
     p = out.point
     Q, C, state = p.data
     d64 = FaceNewton(cost).direction(p.X, Q, C, state, 1e-4, 500)
-    d32 = FaceNewton(cost, np.float32).direction(p.X, Q, C, state, 1e-4, 500)
+    d32 = FaceNewton(cost.astype(np.float32), np.float32).direction(p.X, Q, C, state, 1e-4,
+                                                                 500)
     assert d64 is not None and d32 is not None and d32.dtype == np.float64
     assert np.linalg.norm(d32 - d64) <= 1e-2 * np.linalg.norm(d64)
     # A descent direction for the float64 gradient.

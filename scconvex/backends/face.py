@@ -62,16 +62,16 @@ class FaceNewton:
     ----------
     cost : object
         Provides ``sphere`` (bool per block: unit diagonal), ``hess(state, E)`` (the second
-        derivative of the cost in ``Q`` along a symmetric ``E``), ``hess_diagonal(C)`` (a
-        positive approximation of its diagonal at a point with gradient ``C``) and, for a
-        ``dtype`` other than float64, ``astype(dtype)``.
+        derivative of the cost in ``Q`` along a symmetric ``E``, computed in ``dtype``)
+        and ``hess_diagonal(C)`` (a positive approximation of its diagonal at a point with
+        gradient ``C``).
     dtype : numpy float type
         Precision of the conjugate gradients and of the lift. A Newton direction needs no
         more than float32; the line search and the certificate stay in float64.
     """
 
     def __init__(self, cost, dtype: type = np.float64) -> None:
-        self.cost = cost if dtype == np.float64 else cost.astype(dtype)
+        self.cost = cost
         self.dtype = dtype
         self.sphere = np.asarray(cost.sphere, dtype=bool)
         self.sphere_idx = np.flatnonzero(self.sphere)

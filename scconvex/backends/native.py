@@ -315,7 +315,8 @@ class _Problem:
         if face and hasattr(cost, "hess_diagonal"):
             # Above SMALL blocks the face systems run in float32, like the factor's
             # Hessian products (half the memory traffic; directions need no more).
-            self.face = FaceNewton(cost, np.float32 if cost.g > SMALL else np.float64)
+            dtype = np.float32 if cost.g > SMALL else np.float64
+            self.face = FaceNewton(self.cost_in(dtype), dtype)
         self.face_steps = 0
 
     def newton_direction(self, p: Point, eta: float, max_cg: int,
