@@ -1,7 +1,8 @@
 """The non-convex solver against pymanopt on the same product of spheres, cost and gradient.
 
 pymanopt (Boumal et al.) is the reference implementation of Riemannian optimisation in
-Python. Both solvers get the class-level excess loss of :func:`scconvex.nonconvex.class_cost`
+Python. Both solvers get the class-level excess loss of
+:func:`scconvex.features.nonconvex.class_cost`
 and its Euclidean gradient; pymanopt's trust regions get the Hessian as a finite difference
 of that gradient (its numpy backend has no automatic differentiation), and its conjugate
 gradient needs only the gradient. Points are ``(k, d)`` with unit rows here and ``(d, k)``
@@ -22,8 +23,8 @@ def run_peers(spec, d: int, seed: int, time_limit: float = 120.0) -> list[dict]:
     from pymanopt.manifolds import Oblique
     from pymanopt.optimizers import ConjugateGradient, TrustRegions
 
-    from scconvex.manifold import Spheres
-    from scconvex.nonconvex import DEFAULT_TOL, class_cost, minimize_spheres
+    from scconvex.features.nonconvex import DEFAULT_TOL, class_cost, minimize_spheres
+    from scconvex.solvers.manifold import Spheres
     from scconvex.threads import blas_threads
 
     cost = class_cost(spec, d)

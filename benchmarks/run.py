@@ -6,7 +6,7 @@ Usage::
     python benchmarks/run.py --quick    # small instances only (about a minute)
     python benchmarks/run.py --out docs/ --time-limit 60
 
-Every solve runs through :func:`scconvex.solve` (backend, repair, certification), each in
+Every solve runs through :func:`scconvex.pipeline.solve` (backend, repair, certification), each in
 its own subprocess so that a hung or memory-hungry solver cannot disturb the others and so
 that peak memory can be measured per run (peak resident set size of the child, minus its
 size just before the solve). Wall time is the whole pipeline, as a user sees it; the
@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from scconvex.report import write_text  # noqa: E402
+from scconvex.files import write_text  # noqa: E402
 
 SOLVERS = ("native", "clarabel", "scs")
 CVXPY = ("clarabel", "scs")
@@ -105,7 +105,7 @@ def instances(quick: bool, seed: int) -> list[dict]:
 
 
 def make_spec(inst: dict):
-    from scconvex.spec import ProblemSpec
+    from scconvex.problem.spec import ProblemSpec
 
     if inst["kind"] == "step":
         k, rho, ratio, n_min = inst["step"]

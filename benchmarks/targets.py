@@ -1,6 +1,6 @@
 """The targets of issue 9, measured with the machine idle and under a deliberate load.
 
-Every timed solve runs through :func:`scconvex.solve` in a fresh child process (see
+Every timed solve runs through :func:`scconvex.pipeline.solve` in a fresh child process (see
 ``run.py``), median of ``repeats`` runs; ``cpu s`` is the CPU time of that process, which
 other work on the machine does not inflate. "busy" runs start two single-threaded busy
 processes (``load.py``) for the whole phase. The 1-minute load average is recorded at the

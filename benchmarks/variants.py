@@ -5,8 +5,8 @@ Usage::
     python benchmarks/variants.py             # k in (20, 50), both solvers, plus k = 200 native
     python benchmarks/variants.py --quick     # k = 20 only
 
-Every solve runs through :func:`scconvex.solve` (backend, repair, certification) on the same
-instance for both backends; the table reports wall time, status (from the certificate) and
+Every solve runs through :func:`scconvex.pipeline.solve` (backend, repair, certification) on the
+same instance for both backends; the table reports wall time, status (from the certificate) and
 the certified relative gap. Instances: class level with random distinct counts in
 ``[2, 600)``, ``tau = 0.1``, for the SC and the negatives-only loss; and the DNN (``--relu``)
 relaxation on STEP ``(10, 0.5, 10, 5)`` and long-tail ``(20, 100, 200)`` profiles.

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from scconvex import ProblemSpec, solve, verify
-from scconvex.report import write_json
+from scconvex.files import write_json
 
 
 def check(path: Path, tol: float, excess_tol: float) -> bool:

@@ -4,30 +4,29 @@ Pipeline: spec -> model (level) -> solve (backend) -> repair and certify -> lift
 factor -> report.
 """
 
-import sys
-import types
-
 __version__ = "0.1.0"
 
 # Names are imported on first use (PEP 562), so that ``scconvex --help`` and
 # ``scconvex verify`` do not pay for scipy and the solvers they do not need.
 _LAZY = {
-    "gram_distance": "align", "procrustes": "align", "rotation_distance": "align",
-    "Certificate": "certify", "certify": "certify",
+    "gram_distance": "features.align", "procrustes": "features.align",
+    "rotation_distance": "features.align",
+    "Certificate": "certificates.certify", "certify": "certificates.certify",
     "BackendUnavailableError": "errors", "InvalidInputError": "errors",
     "ScconvexError": "errors", "SolveFailedError": "errors", "VerificationError": "errors",
     "ResourceLimitError": "errors",
-    "Factorization": "factor", "TruncationWarning": "factor", "factor": "factor",
-    "class_loss": "loss", "sc_loss": "loss", "sc_loss_grad": "loss",
-    "sc_loss_gram": "loss", "sc_loss_gram_grad": "loss",
-    "Spheres": "manifold",
-    "Model": "model", "build_model": "model",
-    "NonconvexResult": "nonconvex", "minimize_spheres": "nonconvex",
-    "repair": "repair",
-    "SolveResult": "solve", "solve": "solve",
-    "ProblemSpec": "spec",
-    "TightnessReport": "tightness", "tightness": "tightness",
-    "VerifyReport": "verify", "verify": "verify",
+    "Factorization": "features.factor", "TruncationWarning": "features.factor",
+    "factor": "features.factor",
+    "class_loss": "losses.sc", "sc_loss": "losses.sc", "sc_loss_grad": "losses.sc",
+    "sc_loss_gram": "losses.sc", "sc_loss_gram_grad": "losses.sc",
+    "Spheres": "solvers.manifold",
+    "Model": "problem.model", "build_model": "problem.model",
+    "NonconvexResult": "features.nonconvex", "minimize_spheres": "features.nonconvex",
+    "repair": "certificates.repair",
+    "SolveResult": "pipeline.solve", "solve": "pipeline.solve",
+    "ProblemSpec": "problem.spec",
+    "TightnessReport": "features.tightness", "tightness": "features.tightness",
+    "VerifyReport": "certificates.verify", "verify": "certificates.verify",
 }
 
 
@@ -44,19 +43,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-class _Package(types.ModuleType):
-    """Keeps ``scconvex.solve`` (and the like) the function when the submodule of the same
-    name is imported: the import system would otherwise bind the submodule over it."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and _LAZY.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -38,11 +38,11 @@ def honest_claims(data: dict) -> dict:
     What a careful forger does after editing the geometry: the claims then describe the
     forged geometry exactly, so only the certificate itself can expose it.
     """
-    from scconvex.certify import certify
-    from scconvex.model import build_model
-    from scconvex.repair import gram_spectrum
-    from scconvex.solve import RANK_TOL
-    from scconvex.spec import ProblemSpec
+    from scconvex.certificates.certify import certify
+    from scconvex.certificates.repair import gram_spectrum
+    from scconvex.pipeline.solve import RANK_TOL
+    from scconvex.problem.model import build_model
+    from scconvex.problem.spec import ProblemSpec
 
     model = build_model(ProblemSpec.from_dict(data["spec"]), data["level"])
     key = {"group": None, "class": "class_gram", "sample": "sample_gram"}[data["level"]]

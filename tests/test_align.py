@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from scconvex.align import gram_distance, procrustes, rotation_distance
 from scconvex.errors import InvalidInputError
+from scconvex.features.align import gram_distance, procrustes, rotation_distance
 
 
 def test_recovers_a_known_rotation(rng):

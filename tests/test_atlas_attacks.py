@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from scconvex.atlas import Atlas, verify_atlas
-from scconvex.sweep import build_points, run_sweep
+from scconvex.studies.atlas import Atlas, verify_atlas
+from scconvex.studies.sweep import build_points, run_sweep
 
 
 @pytest.fixture(scope="module")

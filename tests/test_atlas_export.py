@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from scconvex.atlas import EXPORT_COLUMNS, Atlas
-from scconvex.sweep import build_points, run_sweep
+from scconvex.studies.atlas import EXPORT_COLUMNS, Atlas
+from scconvex.studies.sweep import build_points, run_sweep
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -15,11 +15,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-import scconvex.atlas as atlas_module
-from scconvex.atlas import Atlas, make_record, problem_key, verify_atlas
-from scconvex.spec import ProblemSpec
-from scconvex.sweep import build_points, run_sweep
-from scconvex.tightness import tightness
+import scconvex.studies.atlas as atlas_module
+from scconvex.features.tightness import tightness
+from scconvex.problem.spec import ProblemSpec
+from scconvex.studies.atlas import Atlas, make_record, problem_key, verify_atlas
+from scconvex.studies.sweep import build_points, run_sweep
 
 STEP = {"step_k": 4, "rho": 0.5, "n_min": 3, "R": "2", "tau": "0.1", "dims": "2,3",
         "restarts": 2}
@@ -198,7 +198,7 @@ def test_negatives_only_rows_are_rederived_with_their_own_loss(tmp_path):
     must be that loss (the SC loss of the same features is another number, and would not
     match the stored best_loss)."""
     spec = ProblemSpec((4, 4, 4), 0.5, loss="negatives-only", level="class")
-    from scconvex.solve import solve
+    from scconvex.pipeline.solve import solve
 
     res = solve(spec)
     rep = tightness(spec, [2], restarts=1, relaxed=res)

@@ -14,9 +14,9 @@ from dataclasses import replace
 import numpy as np
 
 from scconvex import ProblemSpec, solve
-from scconvex.backends import BACKENDS, get_backend
 from scconvex.losses import BlockLogExcessCost
-from scconvex.model import block_gram, build_model
+from scconvex.problem.model import block_gram, build_model
+from scconvex.solvers import BACKENDS, get_backend
 
 
 def test_backend_bug_falls_back_and_is_named(monkeypatch):

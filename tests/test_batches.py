@@ -14,9 +14,9 @@ import pytest
 from conftest import taylor_slope
 
 from scconvex import InvalidInputError, ProblemSpec, build_model, certify, solve
-from scconvex.batches import check_batches, random_batches
-from scconvex.loss import sc_loss_gram
-from scconvex.verify import verify_data
+from scconvex.certificates.verify import verify_data
+from scconvex.losses.sc import sc_loss_gram
+from scconvex.problem.batches import check_batches, random_batches
 
 # The Fano plane with {4, 5, 6} as a line: every pair of 0..6 lies in exactly one triple.
 FANO = [(4, 5, 6), (0, 1, 4), (2, 3, 4), (0, 2, 5), (1, 3, 5), (0, 3, 6), (1, 2, 6)]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec, build_model, certify, class_loss, repair, solve
-from scconvex.model import class_gram
-from scconvex.repair import min_eigenvalue
+from scconvex.certificates.repair import min_eigenvalue
+from scconvex.problem.model import class_gram
 
 
 def dense_certificate(G, labels, tau):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec, solve
-from scconvex.certify import certify
-from scconvex.model import build_model
+from scconvex.certificates.certify import certify
+from scconvex.problem.model import build_model
 
 
 def _excess(M, counts, tau) -> mp.mpf:

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec, solve
-from scconvex.backends import get_backend
-from scconvex.certify import Rounder
-from scconvex.model import build_model
+from scconvex.certificates.certify import Rounder
+from scconvex.problem.model import build_model
+from scconvex.solvers import get_backend
 
-certify_module = importlib.import_module("scconvex.certify")
+certify_module = importlib.import_module("scconvex.certificates.certify")
 
 
 def etf_optimum(k: int, m: int, tau: float) -> float:

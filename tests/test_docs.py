@@ -344,7 +344,7 @@ def _public():
 
 def test_api_page_lists_every_public_name():
     text = (DOCS / "api.md").read_text()
-    # The full path: "::: scconvex.solve" would document the module of that name.
+    # The full path: "::: scconvex.pipeline.solve" would document the module of that name.
     missing = [name for name, obj in _public() if f"::: {obj.__module__}.{name}\n" not in text]
     assert not missing, f"docs/api.md lacks {missing}"
 

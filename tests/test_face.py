@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec
-from scconvex.backends import get_backend
-from scconvex.backends import native as nt
-from scconvex.backends.face import MAX_NULL, FaceNewton, _FaceProjection
-from scconvex.model import build_model
+from scconvex.problem.model import build_model
+from scconvex.solvers import get_backend
+from scconvex.solvers import native as nt
+from scconvex.solvers.face import MAX_NULL, FaceNewton, _FaceProjection
 
 NATIVE = get_backend("native")
 

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from scconvex.align import gram_distance
 from scconvex.errors import InvalidInputError
-from scconvex.factor import Factorization, TruncationWarning, factor, numerical_rank
-from scconvex.spec import ProblemSpec
+from scconvex.features.align import gram_distance
+from scconvex.features.factor import Factorization, TruncationWarning, factor, numerical_rank
+from scconvex.problem.spec import ProblemSpec
 
 
 def etf(k: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scconvex import ProblemSpec, solve
-from scconvex.report import write_json
+from scconvex.files import write_json
 
 NUMBERS = ["2", "3", "5", "1", "0", "-1", "2.5", "7.0", "1e3", "1e99", "1e-308", "2e-308",
            "nan", "-inf", "inf", "x", "", " ", "0x10", "9007199254740993",

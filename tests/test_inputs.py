@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scconvex.errors import InvalidInputError
-from scconvex.inputs import (
+from scconvex.problem.inputs import (
     format_counts,
     parse_counts,
     parse_ints,

@@ -1,4 +1,4 @@
-"""The fast path of report.jsonable for long lists gives what the element-wise path gives."""
+"""The fast path of files.jsonable for long lists gives what the element-wise path gives."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from scconvex.report import dumps, jsonable
+from scconvex.files import dumps, jsonable
 
 
 def slow(x):

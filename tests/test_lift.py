@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from scconvex import InvalidInputError, ProblemSpec, solve
-from scconvex.lift import SampleGram, lift
+from scconvex.features.lift import SampleGram, lift
 
 
 def test_sample_gram_entries_and_matvec(rng):

@@ -5,7 +5,7 @@ import pytest
 from conftest import loss_loop, taylor_slope
 
 from scconvex import InvalidInputError, class_loss, sc_loss, sc_loss_grad, sc_loss_gram_grad
-from scconvex.loss import block_grad, block_terms
+from scconvex.losses.sc import block_grad, block_terms
 
 
 def supcon_mean(H, labels, tau, base_tau):

@@ -13,8 +13,8 @@ from conftest import loss_loop, random_block_q, taylor_slope
 
 from scconvex import InvalidInputError, ProblemSpec, build_model, certify, solve
 from scconvex.losses import LOSSES, BlockLogExcessCost, get_loss
-from scconvex.model import block_gram
-from scconvex.spec import LOSSES as SPEC_LOSSES
+from scconvex.problem.model import block_gram
+from scconvex.problem.spec import LOSSES as SPEC_LOSSES
 
 NEG = get_loss("negatives-only")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scconvex.errors import InvalidInputError
-from scconvex.manifold import Spheres
+from scconvex.solvers.manifold import Spheres
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scconvex.measures import (
+from scconvex.certificates.measures import (
     BlockGeometry,
     default_minority,
     geometry_of,

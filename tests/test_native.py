@@ -13,12 +13,12 @@ import pytest
 from conftest import random_block_q, taylor_slope
 
 from scconvex import InvalidInputError, ProblemSpec, solve
-from scconvex.backends import get_backend
-from scconvex.backends import native as nt
-from scconvex.certify import certify
-from scconvex.loss import block_terms
-from scconvex.model import block_gram, build_model
-from scconvex.repair import repair
+from scconvex.certificates.certify import certify
+from scconvex.certificates.repair import repair
+from scconvex.losses.sc import block_terms
+from scconvex.problem.model import block_gram, build_model
+from scconvex.solvers import get_backend
+from scconvex.solvers import native as nt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference import step_cosines  # noqa: E402
@@ -263,7 +263,7 @@ def test_newton_finish_certifies_the_same_answer(rng, level):
 def test_newton_from_an_evaluated_point_saves_one_evaluation(rng):
     # Started from a Point (the end of L-BFGS), Newton takes the same steps as from its X
     # and evaluates the cost once fewer.
-    from scconvex.optim import newton_cg
+    from scconvex.solvers.optim import newton_cg
 
     model = build_model(ProblemSpec(distinct_counts(rng, 12), 0.1), "class")
     problem = nt._Problem(nt._LogExcessCost(model.sizes, model.block_counts, 0.1),
@@ -299,7 +299,7 @@ def test_a_stalled_newton_finish_hands_back_to_lbfgs(caplog):
               30, 47, 36, 16, 21, 20, 8, 1, 39, 21, 18, 31, 28, 46, 31, 46, 29, 17, 16, 49,
               29, 10, 41, 41, 1, 8, 34, 20)
     model = build_model(ProblemSpec(counts, 0.05), "group")
-    with caplog.at_level("INFO", logger="scconvex.backends.native"):
+    with caplog.at_level("INFO", logger="scconvex.solvers.native"):
         raw = NATIVE.solve(model)
     assert any("Newton stalled" in r.getMessage() for r in caplog.records)
     plain = NATIVE.solve(model, {"newton": False})

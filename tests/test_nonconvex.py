@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from conftest import taylor_slope
 
-from scconvex.align import procrustes
 from scconvex.errors import InvalidInputError
-from scconvex.manifold import Spheres
-from scconvex.nonconvex import (
+from scconvex.features.align import procrustes
+from scconvex.features.nonconvex import (
     NonconvexResult,
     class_cost,
     minimize_spheres,
     riemannian_lbfgs,
     sample_cost,
 )
-from scconvex.spec import ProblemSpec
+from scconvex.problem.spec import ProblemSpec
+from scconvex.solvers.manifold import Spheres
 
 
 def etf_loss(k: int, m: int, tau: float) -> float:
@@ -226,8 +226,8 @@ def test_spec_must_be_a_spec():
 @pytest.mark.parametrize("slab_rows", [1, 5, None])
 def test_sample_cost_matches_dense_loss(counts, slab_rows, rng, monkeypatch):
     # The slab-wise cost against the dense n x n loss of scconvex.loss (another code path).
-    import scconvex.nonconvex as nc
-    from scconvex.loss import sc_loss_grad
+    import scconvex.features.nonconvex as nc
+    from scconvex.losses.sc import sc_loss_grad
 
     spec = ProblemSpec(counts, 0.1)
     if slab_rows is not None:
@@ -245,7 +245,7 @@ def test_sample_cost_matches_dense_loss(counts, slab_rows, rng, monkeypatch):
 @pytest.mark.parametrize("level", ["class", "sample"])
 def test_batchwise_spec_is_refused_not_solved_as_full_batch(level):
     # The sphere costs are full-batch costs; a batched spec must not be optimised as one.
-    from scconvex.batches import random_batches
+    from scconvex.problem.batches import random_batches
 
     spec = ProblemSpec((4, 4, 2, 2), 0.5, batches=random_batches(12, 4, 0))
     with pytest.raises(InvalidInputError, match="batch-wise"):
@@ -276,7 +276,7 @@ def test_resolution_of_the_gradient_test(rng):
 
 
 def test_gradient_norm_does_not_underflow():
-    from scconvex.nonconvex import _norm
+    from scconvex.features.nonconvex import _norm
 
     V = np.full((4, 3), 1e-170)
     assert V[0, 0] ** 2 == 0.0  # the unscaled squares vanish

@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from scconvex import InvalidInputError  # noqa: E402
-from scconvex.atlas import Atlas  # noqa: E402
-from scconvex.plot import GAP_FLOOR, make_figure, save_figure  # noqa: E402
-from scconvex.sweep import build_points, run_sweep  # noqa: E402
+from scconvex.studies.atlas import Atlas  # noqa: E402
+from scconvex.studies.plot import GAP_FLOOR, make_figure, save_figure  # noqa: E402
+from scconvex.studies.sweep import build_points, run_sweep  # noqa: E402
 
 STEP = [("family", "step")]
 

@@ -19,10 +19,10 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from scconvex import ProblemSpec, solve
-from scconvex.certify import certify
-from scconvex.loss import block_loss, class_loss, sc_loss, sc_loss_gram
-from scconvex.model import build_model, class_gram
-from scconvex.verify import verify_data
+from scconvex.certificates.certify import certify
+from scconvex.certificates.verify import verify_data
+from scconvex.losses.sc import block_loss, class_loss, sc_loss, sc_loss_gram
+from scconvex.problem.model import build_model, class_gram
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,7 @@ import pytest
 from scipy.optimize import minimize
 
 from scconvex import InvalidInputError, ProblemSpec, sc_loss, solve
-from scconvex.model import TAU_RANGE
+from scconvex.problem.model import TAU_RANGE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference import step_cosines  # noqa: E402
@@ -242,8 +242,8 @@ def test_singleton_group_level_matches_class_level():
 def test_free_singleton_cosines_are_reported_not_unique():
     # A feasible optimum-like point where two singletons keep a free component: built by
     # hand, so that the check is tested on a geometry with a known answer.
-    from scconvex.model import build_model
-    from scconvex.uniqueness import free_singletons
+    from scconvex.certificates.uniqueness import free_singletons
+    from scconvex.problem.model import build_model
 
     model = build_model(ProblemSpec((4, 1, 1), 0.5), "class")
     # Singletons orthogonal to the large class: each keeps all of its length free, and
@@ -306,9 +306,9 @@ def test_auto_level_never_worse_than_class_level_on_singletons(rng):
 @pytest.mark.parametrize("counts,level", [((7, 5, 3, 1, 1), "class"),
                                           ((6, 6, 4, 4, 4, 2, 1), "group")])
 def test_relative_hessian_matches_second_differences(rng, counts, level):
-    from scconvex.loss import block_terms
-    from scconvex.model import build_model
-    from scconvex.uniqueness import relative_hessian
+    from scconvex.certificates.uniqueness import relative_hessian
+    from scconvex.losses.sc import block_terms
+    from scconvex.problem.model import build_model
 
     tau = 0.4
     model = build_model(ProblemSpec(counts, tau), level)

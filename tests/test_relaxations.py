@@ -2,8 +2,8 @@
 
 The orthogonal-frame claim of Kini et al. (ICLR 2024) is checked with certificates: at
 ``M = I`` the DNN certificate must close (gap 0 up to the float64 allowance of the
-eigenvalue, :func:`scconvex.certify._eig_rounding`) for every profile and temperature, the
-conic solver (independent of that closed form) must land there, and a non-optimal point
+eigenvalue, :func:`scconvex.certificates.certify._eig_rounding`) for every profile and temperature,
+the conic solver (independent of that closed form) must land there, and a non-optimal point
 must get a gap at least its true excess over ``M = I``.
 """
 
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from scconvex import InvalidInputError, ProblemSpec, build_model, certify, repair, solve
+from scconvex.certificates.repair import min_eigenvalue
+from scconvex.certificates.verify import verify_data
 from scconvex.losses import get_loss
-from scconvex.relaxations import RELAXATIONS, get_relaxation, nonnegative_factor
-from scconvex.repair import min_eigenvalue
-from scconvex.spec import RELAXATIONS as SPEC_RELAXATIONS
-from scconvex.verify import verify_data
+from scconvex.losses.relaxations import RELAXATIONS, get_relaxation, nonnegative_factor
+from scconvex.problem.spec import RELAXATIONS as SPEC_RELAXATIONS
 
 PROFILES = [
     ("step", dict(k=10, rho=0.5, ratio=10, n_min=5)),

@@ -1,4 +1,4 @@
-"""The spectrum of a model variable (scconvex.repair.gram_spectrum).
+"""The spectrum of a model variable (scconvex.certificates.repair.gram_spectrum).
 
 Feasibility (the smallest eigenvalue) and the numerical rank of an answer are read from
 one eigendecomposition; both are compared here with numpy on the lifted class Gram (or the
@@ -12,9 +12,9 @@ import pytest
 from conftest import random_block_q
 
 from scconvex import ProblemSpec
-from scconvex.factor import numerical_rank
-from scconvex.model import build_model, class_gram, from_block_gram
-from scconvex.repair import gram_spectrum, min_eigenvalue
+from scconvex.certificates.repair import gram_spectrum, min_eigenvalue
+from scconvex.features.factor import numerical_rank
+from scconvex.problem.model import build_model, class_gram, from_block_gram
 
 RANK_TOL = 1e-6
 

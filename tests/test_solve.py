@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scconvex import InvalidInputError, ProblemSpec, solve
-from scconvex.backends import BACKENDS, get_backend
+from scconvex.solvers import BACKENDS, get_backend
 
 get_backend("clarabel")  # fills the registry
 SOLVERS = [name for name, b in sorted(BACKENDS.items()) if b.available()]

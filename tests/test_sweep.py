@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec, solve
-from scconvex.atlas import Atlas, problem_key, table, verify_atlas
 from scconvex.errors import InvalidInputError
-from scconvex.sweep import build_points, load_spec_file, run_sweep
+from scconvex.studies.atlas import Atlas, problem_key, table, verify_atlas
+from scconvex.studies.sweep import build_points, load_spec_file, run_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = {"step_k": 6, "rho": 0.5, "n_min": 2, "R": "1,3,10", "tau": "0.2,1"}
@@ -151,7 +151,7 @@ def test_external_scheduler_and_worker(tmp_path):
 
 
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
-    import scconvex.sweep as sweep_module
+    import scconvex.studies.sweep as sweep_module
 
     points = build_points(SMALL)
     calls = []
@@ -318,7 +318,7 @@ def test_missing_extras_are_named(tmp_path, monkeypatch):
         with pytest.raises(InvalidInputError, match=r"\[sweep\]"):
             run_sweep(build_points({**SMALL, "R": "3", "tau": "1"}), atlas, workers=2)
         run_sweep(build_points({**SMALL, "R": "3", "tau": "1"}), atlas, workers=0)
-        from scconvex.plot import make_figure
+        from scconvex.studies.plot import make_figure
 
         with pytest.raises(InvalidInputError, match=r"\[plot\]"):
             make_figure(atlas, "gram")

@@ -11,8 +11,8 @@ import scipy.linalg  # noqa: F401  (both OpenBLAS libraries loaded, as in a real
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from scconvex import ProblemSpec, solve
-from scconvex.backends import BACKENDS, get_backend
 from scconvex.errors import InvalidInputError
+from scconvex.solvers import BACKENDS, get_backend
 from scconvex.threads import blas_threads, check_threads, choose_threads
 
 
@@ -92,7 +92,7 @@ def test_cli_threads_flag(value, code):
 
 
 def test_minimize_spheres_runs_inside_the_limit(monkeypatch):
-    import scconvex.nonconvex as nc
+    import scconvex.features.nonconvex as nc
 
     seen = []
     real = nc.riemannian_lbfgs

@@ -20,8 +20,8 @@ import pytest
 from scipy.optimize import minimize
 
 from scconvex.errors import InvalidInputError, SolveFailedError
-from scconvex.spec import ProblemSpec
-from scconvex.tightness import TightnessReport, format_table, tightness
+from scconvex.features.tightness import TightnessReport, format_table, tightness
+from scconvex.problem.spec import ProblemSpec
 
 TAU = 0.1
 COUNTS = (20, 20, 2, 2)
@@ -94,7 +94,7 @@ def d2_optimum():
 
 # ---------------------------------------------------------------------- landscape
 def test_reference_is_consistent(reference):
-    from scconvex.loss import class_loss
+    from scconvex.losses.sc import class_loss
 
     M = reference.class_gram
     assert np.linalg.eigvalsh(M)[0] > -1e-12

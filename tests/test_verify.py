@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec, solve
-from scconvex.report import write_json
-from scconvex.verify import verify
+from scconvex.certificates.verify import verify
+from scconvex.files import write_json
 
 
 def _certificate_file(tmp_path_factory, level):

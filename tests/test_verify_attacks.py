@@ -22,9 +22,9 @@ import pytest
 from conftest import honest_claims
 
 from scconvex import ProblemSpec, solve
-from scconvex.certify import certify
-from scconvex.model import build_model
-from scconvex.verify import verify_data
+from scconvex.certificates.certify import certify
+from scconvex.certificates.verify import verify_data
+from scconvex.problem.model import build_model
 
 
 def _excess_mp(M, counts, tau) -> mp.mpf:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec, solve
-from scconvex.verify import verify, verify_data
+from scconvex.certificates.verify import verify, verify_data
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from scconvex.errors import InvalidInputError
-from scconvex.report import STALE_SECONDS, remove_stale_temporaries, write_json
+from scconvex.files import STALE_SECONDS, remove_stale_temporaries, write_json
 
 
 def _temps(folder):
@@ -114,7 +114,7 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
 
 _CHILD = textwrap.dedent("""
     import os, sys, time
-    from scconvex import report
+    from scconvex import files
 
     real_fsync = os.fsync
 
@@ -124,7 +124,7 @@ _CHILD = textwrap.dedent("""
         time.sleep(60)
 
     os.fsync = fsync_then_wait
-    report.write_json(sys.argv[1], {"version": "new", "data": list(range(50000))})
+    files.write_json(sys.argv[1], {"version": "new", "data": list(range(50000))})
 """)
 
 

@@ -1,0 +1,483 @@
+"""Independent re-checking of certificate files (``scconvex verify``).
+
+A certificate file is the JSON written by ``scconvex solve --certificate FILE``. The
+verifier trusts no stored number (MATH.md section 7). From the stored spec and the stored
+geometry (the group Gram, the class Gram, or the sample Gram of a sample-level solve) it
+checks feasibility and recomputes the loss and both certificates (MATH.md section 5). It
+accepts only when the recomputed gaps are within tolerance relative to the loss **and**
+relative to the excess loss ``L - sum n_c log(n_c - 1)``, at the solved level and over all
+sample Grams. Every claimed number is then compared with its recomputation; a claim that
+disagrees is a rejection, but a claim that agrees adds nothing to the verdict.
+See ``docs/verification.md`` for what a passing verification proves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..files import SCHEMA_VERSION
+from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, RANK_TOL, _tolerance
+from ..problem.model import Model, build_model, class_gram
+from ..problem.spec import ProblemSpec
+from .certify import Certificate, certify
+from .repair import gram_spectrum
+
+FEASIBILITY_TOL = 1e-10
+"""Largest violation (negative eigenvalue, asymmetry, diagonal error) accepted as rounding;
+also the agreement required of a claimed ``min_eigenvalue`` and of a stored class Gram
+with the geometry it is derived from."""
+
+LOSS_RTOL = 1e-12
+"""Relative agreement required of loss-sized claims (``loss``, ``lower_bound``,
+``sample_lower_bound``) with their recomputation: float64 rounding of a sum of logarithms,
+and nothing more. Below this they carry no information; the geometry is judged by the
+excess-relative gap."""
+
+EXCESS_RTOL = 1e-9
+"""Relative agreement required of the claimed ``excess_loss`` (computed without
+cancellation at class and group level)."""
+
+GAP_RTOL = 1e-6
+"""Relative agreement required of claimed gaps (they are differences, so less accurate)."""
+
+GAP_FLOOR = 1e-3
+"""Claimed gaps may also differ from the recomputed ones by this fraction of the tolerance
+they are judged against: such a difference cannot change a verdict."""
+
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest certificate file read (256 MiB, a sample-level Gram of about n = 3500)."""
+
+CLAIMED_NUMBERS = ("loss", "excess_loss", "lower_bound", "sample_lower_bound", "gap",
+                   "sample_gap", "rel_gap", "sample_rel_gap", "excess_gap",
+                   "sample_excess_gap", "min_eigenvalue")
+"""Claimed numbers that must be present and agree with the recomputation."""
+
+DESCRIPTION_FIELDS = ("tau", "counts", "n", "k")
+"""Top-level copies of the spec that must match it exactly."""
+
+NOT_TRUSTED = ("solver", "message", "raw_status", "iterations", "repair_shift", "seconds",
+               "timings", "rank_tol", "scconvex_version")
+"""Fields that are reported context only: never compared and never used."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of :func:`verify`.
+
+    Attributes
+    ----------
+    ok : bool
+        True when the recomputed certificates are within both tolerances, at the solved
+        level and over all sample Grams, and every claim agrees with its recomputation.
+    reasons : tuple of str
+        Why verification failed (empty when ``ok``).
+    level : str
+        Level of the stored geometry (``""`` when the file could not be read).
+    loss, excess_loss : float
+        Recomputed loss and excess loss ``L - sum n_c log(n_c - 1)``.
+    lower_bound, sample_lower_bound : float
+        Recomputed certified lower bounds (solved level; all sample Grams).
+    rel_gap, sample_rel_gap : float
+        Recomputed gaps relative to the loss.
+    excess_gap, sample_excess_gap : float
+        Recomputed gaps relative to the excess loss.
+    min_eigenvalue : float
+        Smallest eigenvalue of the stored class (or sample) Gram.
+    rank : int
+        Numerical rank of the stored geometry (-1 when not computed).
+    tol, excess_tol : float
+        Tolerances the gaps were judged against.
+    details : dict
+        Absolute gaps ``gap`` and ``sample_gap``.
+    """
+
+    ok: bool
+    reasons: tuple[str, ...]
+    level: str = ""
+    loss: float = math.nan
+    excess_loss: float = math.nan
+    lower_bound: float = math.nan
+    sample_lower_bound: float = math.nan
+    rel_gap: float = math.nan
+    sample_rel_gap: float = math.nan
+    excess_gap: float = math.nan
+    sample_excess_gap: float = math.nan
+    min_eigenvalue: float = math.nan
+    rank: int = -1
+    tol: float = DEFAULT_GAP_TOL
+    excess_tol: float = DEFAULT_EXCESS_TOL
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary: the fields above plus the recomputed details."""
+        return {"ok": self.ok, "reasons": list(self.reasons), "level": self.level,
+                "loss": self.loss, "excess_loss": self.excess_loss,
+                "lower_bound": self.lower_bound, "sample_lower_bound": self.sample_lower_bound,
+                "rel_gap": self.rel_gap, "sample_rel_gap": self.sample_rel_gap,
+                "excess_gap": self.excess_gap, "sample_excess_gap": self.sample_excess_gap,
+                "min_eigenvalue": self.min_eigenvalue, "rank": self.rank, "tol": self.tol,
+                "excess_tol": self.excess_tol, **self.details}
+
+
+def _fail(reason: str, tol: float, excess_tol: float, **kw) -> VerifyReport:
+    return VerifyReport(False, (reason,), tol=tol, excess_tol=excess_tol, **kw)
+
+
+def _number(data: dict, key: str) -> float:
+    value = data.get(key)
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"claimed {key!r} is missing or not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidInputError(f"claimed {key!r} is out of range") from None
+
+
+def _matrix(data: dict, key: str, size: int) -> np.ndarray:
+    raw = data.get(key)
+    if raw is None:
+        raise InvalidInputError(f"the file has no {key!r}")
+    # numpy would read true as 1.0 and "0.5" as 0.5: a geometry is numbers only.
+    if isinstance(raw, np.ndarray) and raw.dtype.kind not in "fiu" or isinstance(
+            raw, (list, tuple)) and not all(map(_number_row, raw)):
+        raise InvalidInputError(f"{key!r} is not a list of rows of numbers")
+    try:
+        X = np.array(raw, dtype=float)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise InvalidInputError(f"{key!r} is not a numeric matrix") from None
+    if X.shape != (size, size):
+        raise InvalidInputError(f"{key!r} has shape {X.shape}, the spec needs "
+                                f"{(size, size)}")
+    if not np.all(np.isfinite(X)):
+        raise InvalidInputError(f"{key!r} has non-finite entries")
+    return X
+
+
+_NUMBER_TYPES = frozenset((int, float))
+"""Python types of JSON numbers (``bool`` is a subclass of ``int`` but not listed)."""
+
+
+def _number_row(row) -> bool:
+    """True for a list of numbers (not booleans, not strings); fast for JSON floats."""
+    if not isinstance(row, (list, tuple, np.ndarray)):
+        return False
+    return _NUMBER_TYPES.issuperset(map(type, row)) or all(
+        isinstance(x, (int, float, np.integer, np.floating))
+        and not isinstance(x, (bool, np.bool_)) for x in row)
+
+
+def _unique_keys(pairs: list) -> dict:
+    """``object_pairs_hook`` that refuses duplicate keys: JSON readers disagree on which
+    of two values they keep, so a file with both could show one and verify the other."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise InvalidInputError(f"duplicate key {dup!r}")
+    return out
+
+
+def _same(claim, value) -> bool:
+    """Exact equality of JSON values, numbers by value (``1 == 1.0``, but not ``True``)."""
+    if isinstance(claim, list) and isinstance(value, list):
+        return len(claim) == len(value) and all(map(_same, claim, value))
+    numbers = (int, float)
+    if isinstance(claim, numbers) and isinstance(value, numbers):
+        return not isinstance(claim, bool) and not isinstance(value, bool) and claim == value
+    return False
+
+
+@dataclass(frozen=True)
+class _Recomputed:
+    """Everything the verdict rests on, recomputed from the stored geometry."""
+
+    model: Model
+    cert: Certificate
+    scert: Certificate
+    lam: float
+    rank: int
+
+
+def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
+                excess_tol: float = DEFAULT_EXCESS_TOL) -> VerifyReport:
+    """Verify a parsed certificate (see :func:`verify`)."""
+    tol = _tolerance(tol, "tol")
+    excess_tol = _tolerance(excess_tol, "excess_tol")
+    try:
+        if not isinstance(data, dict):
+            raise InvalidInputError("the file does not hold a JSON object")
+        if data.get("kind", "scconvex.solve") != "scconvex.solve":
+            raise InvalidInputError(f"kind {data.get('kind')!r} is not a solve certificate")
+        schema = data.get("schema_version", SCHEMA_VERSION)
+        if isinstance(schema, bool) or not isinstance(schema, int) \
+                or not 1 <= schema <= SCHEMA_VERSION:
+            raise InvalidInputError(f"schema_version {schema!r} is not one this version "
+                                    f"reads (up to {SCHEMA_VERSION})")
+        spec = ProblemSpec.from_dict(data.get("spec"))
+        level = data.get("level")
+        if level not in ("group", "class", "sample"):
+            raise InvalidInputError(f"unknown level {level!r}")
+        claimed = {key: _number(data, key) for key in CLAIMED_NUMBERS}
+        for key in DESCRIPTION_FIELDS + ("rank", "status"):
+            if key not in data:
+                raise InvalidInputError(f"the file has no {key!r}")
+        model, X = _geometry(spec, level, data)
+    except InvalidInputError as exc:
+        return _fail(f"malformed certificate: {exc}", tol, excess_tol)
+
+    asym = float(np.max(np.abs(X - X.T)))
+    fixed = np.ones(model.dim, dtype=bool) if level != "group" else model.sizes == 1
+    diag = float(np.max(np.abs(np.diag(X)[fixed] - 1.0), initial=0.0))
+    if asym > FEASIBILITY_TOL or diag > FEASIBILITY_TOL:
+        return _fail(f"infeasible geometry: not a symmetric matrix with unit diagonal "
+                     f"(asymmetry {asym:.2e}, diagonal error {diag:.2e})", tol, excess_tol,
+                     level=level)
+    X = 0.5 * (X + X.T)
+    idx = np.flatnonzero(fixed)
+    X[idx, idx] = 1.0
+    spectrum = gram_spectrum(model, X)
+    lam = spectrum.min
+    if lam < -FEASIBILITY_TOL:
+        return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
+                     f"(not positive semidefinite)", tol, excess_tol, level=level,
+                     min_eigenvalue=lam)
+    violation = model.relaxation.violation(model, X)
+    if violation > FEASIBILITY_TOL:
+        return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
+                     f"(violation {violation:.3e})", tol, excess_tol, level=level,
+                     min_eigenvalue=lam)
+    reasons = _derived_gram(data, model, X)
+    cert, scert = certify(model, X)
+    rec = _Recomputed(model, cert, scert, lam, spectrum.rank(RANK_TOL))
+    reasons += _check_claims(data, claimed, spec, rec, tol, excess_tol)
+    gap_reasons = _check_gaps(rec, tol, excess_tol)
+    reasons += _check_status(data, rec, gap_reasons) + gap_reasons
+    return VerifyReport(
+        ok=not reasons, reasons=tuple(reasons), level=level, loss=cert.loss,
+        excess_loss=cert.excess_loss, lower_bound=cert.lower_bound,
+        sample_lower_bound=scert.lower_bound, rel_gap=cert.rel_gap,
+        sample_rel_gap=scert.rel_gap, excess_gap=cert.excess_gap,
+        sample_excess_gap=scert.excess_gap, min_eigenvalue=lam, rank=rec.rank, tol=tol,
+        excess_tol=excess_tol, details={"gap": cert.gap, "sample_gap": scert.gap})
+
+
+GEOMETRY_KEYS = {"group": "groups", "class": "class_gram", "sample": "sample_gram"}
+"""Where the geometry of each level is stored."""
+
+
+def _geometry(spec: ProblemSpec, level: str, data: dict) -> tuple[Model, np.ndarray]:
+    """The model of the stored level and its stored variable."""
+    for other in ("group", "sample"):
+        if other != level and data.get(GEOMETRY_KEYS[other]) is not None:
+            raise InvalidInputError(f"level {level!r} but the file holds a {other}-level "
+                                    f"geometry ({GEOMETRY_KEYS[other]!r})")
+    if level == "sample":
+        return build_model(spec, "sample"), _matrix(data, "sample_gram", spec.n)
+    if level == "class":
+        return build_model(spec, "class"), _matrix(data, "class_gram", spec.k)
+    groups = data.get("groups")
+    if not isinstance(groups, dict):
+        raise InvalidInputError("a group-level certificate needs a 'groups' object")
+    model = build_model(spec, "group")
+    for key, expected in (("counts", model.block_counts), ("sizes", model.sizes),
+                          ("block_of", model.block_of)):
+        got = groups.get(key)
+        if not _same(got, expected.tolist()):
+            raise InvalidInputError(f"groups.{key} does not match the spec's counts")
+    return model, _matrix(groups, "gram", model.dim)
+
+
+def _derived_gram(data: dict, model: Model, X: np.ndarray) -> list[str]:
+    """A stored class Gram derived from the geometry (group, sample level) must equal it."""
+    if model.level == "class" or data.get("class_gram") is None:
+        return []
+    try:
+        M = _matrix(data, "class_gram", model.spec.k)
+    except InvalidInputError as exc:
+        return [f"malformed certificate: {exc}"]
+    if np.max(np.abs(M - class_gram(model, X))) > FEASIBILITY_TOL:
+        return [f"tampered values: class_gram does not match the {model.level} geometry"]
+    return []
+
+
+def _close(claim: float, value: float, slack: float) -> bool:
+    if not (math.isfinite(claim) and math.isfinite(value)):
+        return claim == value or (math.isnan(claim) and math.isnan(value))
+    return abs(claim - value) <= slack
+
+
+def _check_claims(data: dict, claimed: dict, spec: ProblemSpec, rec: _Recomputed,
+                  tol: float, excess_tol: float) -> list[str]:
+    """Compare every claim with the recomputation; each mismatch is one reason."""
+    reasons = []
+    expected = {"tau": spec.tau, "counts": list(spec.counts), "n": spec.n, "k": spec.k}
+    for key, value in expected.items():
+        if not _same(data[key], value):
+            reasons.append(f"tampered values: top-level {key} {data[key]!r} does not match "
+                           f"the spec ({value!r})")
+    cert, scert = rec.cert, rec.scert
+    loss_slack = LOSS_RTOL * max(1.0, abs(cert.loss))
+    # The excess is formed without cancellation except in the dense sample-level form.
+    excess_floor = loss_slack if rec.model.level == "sample" else 0.0
+
+    def gap_slack(value: float, judged_against: float) -> float:
+        return GAP_RTOL * abs(value) + GAP_FLOOR * judged_against
+
+    def allowed_gap(c: Certificate) -> float:
+        return min(tol * abs(c.loss), excess_tol * max(c.excess_loss, 0.0))
+
+    # claim -> (recomputed value, largest accepted difference)
+    checks = {
+        "loss": (cert.loss, loss_slack),
+        "lower_bound": (cert.lower_bound, loss_slack),
+        "sample_lower_bound": (scert.lower_bound, loss_slack),
+        "excess_loss": (cert.excess_loss, EXCESS_RTOL * abs(cert.excess_loss) + excess_floor),
+        "gap": (cert.gap, gap_slack(cert.gap, allowed_gap(cert))),
+        "sample_gap": (scert.gap, gap_slack(scert.gap, allowed_gap(scert))),
+        "rel_gap": (cert.rel_gap, gap_slack(cert.rel_gap, tol)),
+        "sample_rel_gap": (scert.rel_gap, gap_slack(scert.rel_gap, tol)),
+        "excess_gap": (cert.excess_gap, gap_slack(cert.excess_gap, excess_tol)),
+        "sample_excess_gap": (scert.excess_gap, gap_slack(scert.excess_gap, excess_tol)),
+        "min_eigenvalue": (rec.lam, FEASIBILITY_TOL),
+    }
+    for key in CLAIMED_NUMBERS:
+        value, slack = checks[key]
+        if key.endswith("lower_bound") and claimed[key] > value + slack:
+            level = cert.level if key == "lower_bound" else scert.level
+            reasons.append(f"tampered values: claimed {key} {claimed[key]!r} exceeds the "
+                           f"certified lower bound {value!r} over {level} Grams")
+        elif not _close(claimed[key], value, slack):
+            reasons.append(f"tampered values: claimed {key} {claimed[key]!r} but the "
+                           f"geometry gives {value!r}")
+    rank = data["rank"]
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank != rec.rank:
+        reasons.append(f"tampered values: claimed rank {rank!r} but the geometry has "
+                       f"rank {rec.rank}")
+    return reasons
+
+
+def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:
+    """The verdict: both recomputed certificates within both tolerances."""
+    reasons = []
+    if not math.isfinite(rec.cert.loss):
+        reasons.append(f"the loss of the stored geometry is {rec.cert.loss!r}")
+    for cert in dict.fromkeys((rec.cert, rec.scert)):  # one certificate at sample level
+        where = f"over {cert.level} Grams"
+        if not cert.rel_gap <= tol:
+            reasons.append(f"gap too large: relative gap {cert.rel_gap:.3e} {where} > "
+                           f"{tol:.1e}")
+        if cert.excess_gap == math.inf:
+            reasons.append(f"gap too large: the gap relative to the excess loss {where} is "
+                           f"not bounded (the excess is not resolved in float64 at this "
+                           f"tau; class and group level resolve it)")
+        elif not cert.excess_gap <= excess_tol:
+            reasons.append(f"gap too large: gap relative to the excess loss "
+                           f"{cert.excess_gap:.3e} {where} > {excess_tol:.1e}")
+    return reasons
+
+
+def _check_status(data: dict, rec: _Recomputed, gap_reasons: list[str]) -> list[str]:
+    """Only an answer its own solve called optimal can verify, and only if it certifies."""
+    status = data["status"]
+    if status != "optimal":
+        return [f"the file's status is {status!r}: the solve that wrote it did not "
+                f"certify this answer"]
+    reasons = []
+    if gap_reasons:
+        reasons.append("claimed status 'optimal' is not certified by the stored geometry")
+    for key, attr in (("gap_tol", "rel_gap"), ("excess_tol", "excess_gap")):
+        if key not in data:
+            continue
+        try:
+            stated = _number(data, key)
+        except InvalidInputError as exc:
+            return reasons + [f"malformed certificate: {exc}"]
+        worst = max(getattr(rec.cert, attr), getattr(rec.scert, attr))
+        if not worst <= stated * (1 + GAP_RTOL):
+            reasons.append(f"claimed status 'optimal' does not hold under the file's own "
+                           f"{key} {stated:.1e} (recomputed {worst:.3e})")
+    return reasons
+
+
+def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
+           excess_tol: float = DEFAULT_EXCESS_TOL) -> VerifyReport:
+    """Re-check a certificate file, trusting no stored number.
+
+    Parameters
+    ----------
+    path : path-like
+        JSON file written by ``scconvex solve --certificate`` (at most
+        :data:`MAX_FILE_BYTES`).
+    tol : float, default 1e-6
+        Largest accepted recomputed gap relative to the loss, at the solved level and over
+        all sample Grams (the default is ``solve``'s ``gap_tol``).
+    excess_tol : float, default 1e-3
+        Largest accepted recomputed gap relative to the excess loss
+        ``L - sum n_c log(n_c - 1)`` (the default is ``solve``'s ``excess_tol``). This is
+        what pins down the geometry at small ``tau``.
+
+    Returns
+    -------
+    VerifyReport
+        ``ok`` is True when the stored geometry is feasible, its recomputed certificates
+        are within both tolerances, the file's status is ``"optimal"`` and every claimed
+        number agrees with its recomputation; otherwise ``reasons`` says why (infeasible
+        geometry, tampered values, status, gap too large, malformed
+        file).
+
+    Raises
+    ------
+    InvalidInputError
+        If a tolerance is not a finite number > 0.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from scconvex import ProblemSpec, solve
+    >>> data = solve(ProblemSpec((5, 4, 3), tau=0.5)).to_dict()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "c.json")
+    ...     with open(path, "w") as fh:
+    ...         json.dump(data, fh)
+    ...     verify(path).ok
+    True
+    """
+    tol = _tolerance(tol, "tol")
+    excess_tol = _tolerance(excess_tol, "excess_tol")
+    try:
+        st = os.stat(path)
+        mode, size = st.st_mode, st.st_size
+    except OSError:
+        mode, size = stat.S_IFREG, 0  # let open() below report it
+    if not stat.S_ISREG(mode):  # /dev/zero, a FIFO (open would block), a directory
+        return _fail(f"cannot read {os.fspath(path)!r}: not a regular file", tol, excess_tol)
+    if size > MAX_FILE_BYTES:  # refused without reading it
+        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
+                     tol, excess_tol)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return _fail(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}", tol,
+                     excess_tol)
+    if len(raw) > MAX_FILE_BYTES:
+        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
+                     tol, excess_tol)
+    try:
+        data = json.loads(raw, object_pairs_hook=_unique_keys)
+    except InvalidInputError as exc:
+        return _fail(f"malformed certificate: {exc}", tol, excess_tol)
+    except RecursionError:
+        return _fail("malformed certificate: JSON nested too deeply", tol, excess_tol)
+    except ValueError as exc:  # includes JSONDecodeError, UnicodeDecodeError, huge integers
+        return _fail(f"malformed certificate: not valid JSON ({exc})", tol, excess_tol)
+    return verify_data(data, tol, excess_tol)

@@ -1,0 +1,243 @@
+"""JSON documents and atomic file writes, shared by every stage that writes results.
+
+JSON output is deterministic (sorted keys), carries ``scconvex_version`` and
+``schema_version``, and writes non-finite numbers as the strings ``"nan"``, ``"inf"`` and
+``"-inf"`` rather than as bare NaN. Files are written to a temporary file in the same
+folder and renamed, so an existing file is never left half-written (:func:`write_json`
+says what happens to permissions, symlinks, special files and hard links).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import stat
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+SCHEMA_VERSION = 1
+
+
+def version() -> str:
+    """The installed scconvex version."""
+    from . import __version__
+
+    return __version__
+
+
+def jsonable(x: Any) -> Any:
+    """Convert numpy values and non-finite floats into JSON-safe values."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        if len(x) >= _FAST_LIST:
+            fast = _numeric_list(x)
+            if fast is not None:
+                return fast
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind in "iu" or (x.dtype.kind == "f" and np.all(np.isfinite(x))):
+            return x.tolist()  # already JSON-safe; skips a Python pass over large Grams
+        return jsonable(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return x
+    return x
+
+
+_FAST_LIST = 64
+"""Lists at least this long are first tried as one numeric array (a Gram turned into
+nested lists is converted again by :func:`dumps`: 0.4 s per pass at k = 1000 in Python)."""
+
+
+def _numeric_list(x: list | tuple) -> list | None:
+    """``x`` as plain Python numbers if it is a rectangular, finite numeric array, else None.
+
+    Integers mixed with floats come back as floats (``1`` as ``1.0``): the same numbers.
+    """
+    try:
+        a = np.array(x)
+    except (ValueError, TypeError):
+        return None
+    if a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and not np.all(np.isfinite(a))):
+        return None
+    return a.tolist()
+
+
+def dumps(obj: Any) -> str:
+    """Deterministic JSON text of ``obj`` (sorted keys, no bare NaN)."""
+    return json.dumps(jsonable(obj), sort_keys=True, allow_nan=False)
+
+
+TEMP_PREFIX = ".scconvex-tmp-"
+"""Temporary files of :func:`write_text` are ``.scconvex-tmp-XXXXXXXX.json`` (the target's
+extension) next to the target."""
+
+STALE_SECONDS = 3600.0
+"""Temporary files older than this (left by a process killed with SIGKILL) are removed by
+the next :func:`write_json` into the same folder."""
+
+_TEMP_NAME = re.compile(r"^\.scconvex-(tmp-)?[a-z0-9_]{8}(\.[A-Za-z0-9]{1,8})?$")
+
+
+def _suffix(path: str) -> str:
+    ext = os.path.splitext(path)[1]
+    return ext if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", ext) else ""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_writable(path: str | os.PathLike) -> str:
+    """Check that :func:`write_json` may write ``path``; return the file it would replace.
+
+    Symlinks are followed (the target is written, the link is kept). The target must be a
+    regular file with one link, or not exist yet in an existing folder; special files
+    (devices such as ``/dev/full``, FIFOs, sockets, directories) and hard-linked files are
+    refused, since replacing them would destroy the special file or split the links.
+
+    Raises
+    ------
+    InvalidInputError
+        When the target is refused (the message says why).
+    """
+    path = os.fspath(path)
+    if not path:
+        raise InvalidInputError("the output file name is empty")
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            raise InvalidInputError(f"cannot write {path}: folder {folder} does not exist") \
+                from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InvalidInputError(f"cannot write {path}: folder {folder} is not writable") \
+                from None
+        return target
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInputError(f"refusing to write {path}: it is {_kind(st.st_mode)}, not a "
+                                "regular file")
+    if st.st_nlink > 1:
+        raise InvalidInputError(f"refusing to write {path}: it has {st.st_nlink} hard links, "
+                                "and replacing it atomically would split them")
+    if not os.access(os.path.dirname(target), os.W_OK | os.X_OK):
+        raise InvalidInputError(f"cannot write {path}: folder {os.path.dirname(target)} is "
+                                "not writable (the file is replaced by renaming)")
+    return target
+
+
+def remove_stale_temporaries(folder: str, max_age: float = STALE_SECONDS) -> int:
+    """Remove temporary files of :func:`write_text` older than ``max_age`` seconds.
+
+    Only names of the exact form :func:`write_text` creates are touched. Returns how many
+    files were removed.
+    """
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _TEMP_NAME.match(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and \
+                    now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically (see :func:`write_text`)."""
+    write_text(path, dumps(obj) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically (see :func:`write_bytes`)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` atomically: a temporary file in the same folder, then rename.
+
+    * an existing regular file is replaced in one step and keeps its permission bits (and,
+      when run as root, its owner); a new file gets ``0666`` minus the umask;
+    * a symlink is followed: its target is replaced and the link kept;
+    * special files and hard-linked files are refused (:func:`check_writable`);
+    * the temporary file is removed on any error and on SIGINT/SIGTERM (the command line
+      turns SIGTERM into an exception); one left by SIGKILL is removed by a later write
+      into the same folder once it is :data:`STALE_SECONDS` old.
+
+    Raises
+    ------
+    InvalidInputError
+        When the target is refused.
+    OSError
+        When writing fails (disk full, permissions); the previous file is left intact.
+    """
+    target = check_writable(path)
+    folder = os.path.dirname(target)
+    remove_stale_temporaries(folder)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=_suffix(target), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if st is not None:
+                if os.geteuid() == 0:
+                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+                os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
+            else:  # mkstemp makes 0600; results are meant to be shared
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)

@@ -1,0 +1,410 @@
+"""The pipeline: spec -> model -> backend -> repair -> certify -> result.
+
+:func:`solve` is the one entry point. It always returns a :class:`SolveResult` with the same
+fields, whatever the level and backend; its ``status`` comes from the certificate, not
+from the solver: a solver's "optimal" whose certified gap exceeds the tolerance is reported
+as ``"uncertified"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ..certificates.certify import Certificate, Rounder, badness
+from ..certificates.repair import gram_spectrum
+from ..certificates.uniqueness import Uniqueness, assess
+from ..errors import InvalidInputError, ResourceLimitError, ScconvexError, SolveFailedError
+from ..features.factor import DEFAULT_RANK_TOL
+from ..problem.model import Model, build_model, class_gram
+from ..problem.spec import ProblemSpec
+from ..resources import check_memory, level_hint, solve_bytes
+from ..solvers import BACKENDS, RawResult, get_backend
+from ..threads import blas_threads, check_threads, choose_threads
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("optimal", "uncertified", "failed")
+"""``optimal``: both certificates within ``gap_tol`` (relative to the loss) and within
+``excess_tol`` (relative to the excess loss); ``uncertified``: a feasible point whose
+certified gap is larger; ``failed``: the backend produced no usable point."""
+
+SOLVERS = ("auto", "native", "clarabel", "scs")
+
+DEFAULT_GAP_TOL = 1e-6
+DEFAULT_EXCESS_TOL = 1e-3
+"""Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``. At small
+``tau`` the loss is dominated by that constant, and a tiny ``rel_gap`` alone says little
+about the geometry (MATH.md section 6)."""
+RANK_TOL = DEFAULT_RANK_TOL
+"""Eigenvalues of the class Gram below ``RANK_TOL`` times the largest do not count in the rank
+(the rule of :func:`scconvex.features.factor.numerical_rank`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class SolveResult:
+    """The certified answer of :func:`solve`.
+
+    Attributes
+    ----------
+    spec : ProblemSpec
+    level : str
+        Level of the model that was solved (``"group"``, ``"class"`` or ``"sample"``).
+    solver : str
+        Backend that produced the point.
+    status : str
+        One of :data:`STATUSES`.
+    message : str
+    loss : float
+        Loss at the repaired, feasible point (``nan`` if failed).
+    excess_loss : float
+        ``loss - sum n_c log(n_c - 1)``, computed without cancellation.
+    lower_bound, gap, rel_gap : float
+        Certificate at the solved level (over class Grams, or sample Grams at sample level).
+    sample_lower_bound, sample_gap, sample_rel_gap : float
+        Certificate over all sample Grams (the full n x n relaxation).
+    variable : ndarray or None
+        The repaired model variable (``B`` at class/group level, ``G`` at sample level).
+    rank : int
+        Numerical rank of the class Gram (eigenvalues above ``RANK_TOL`` times the largest).
+    min_eigenvalue : float
+        Smallest eigenvalue of the class (or sample) Gram: feasibility, >= 0.
+    seconds : float
+        Wall time of the whole pipeline.
+    timings : dict
+        Seconds per stage (``solve``, ``repair``, ``certify``).
+    raw_status : str
+        What the backend said, before certification.
+    uniqueness : Uniqueness or None
+        Whether the cosines are determined (:func:`scconvex.certificates.uniqueness.assess`); see
+        also :attr:`unique`. None when the answer is not certified.
+    """
+
+    spec: ProblemSpec
+    level: str
+    solver: str
+    status: str
+    message: str
+    loss: float
+    excess_loss: float
+    lower_bound: float
+    gap: float
+    rel_gap: float
+    sample_lower_bound: float
+    sample_gap: float
+    sample_rel_gap: float
+    variable: np.ndarray | None
+    rank: int
+    min_eigenvalue: float
+    seconds: float
+    timings: dict = field(default_factory=dict)
+    raw_status: str = ""
+    iterations: int = 0
+    repair_shift: float = math.nan
+    gap_tol: float = DEFAULT_GAP_TOL
+    excess_tol: float = DEFAULT_EXCESS_TOL
+    certificate: Certificate | None = None
+    sample_certificate: Certificate | None = None
+    model: Model | None = None
+    uniqueness: Uniqueness | None = None
+
+    @property
+    def unique(self) -> bool | None:
+        """False when the certified answer does not determine the cosines: some do not
+        enter the loss, or the loss is too flat (see :mod:`scconvex.certificates.uniqueness`); None
+        when the answer is not certified (then nothing is determined)."""
+        return None if self.uniqueness is None else self.uniqueness.unique
+
+    @property
+    def success(self) -> bool:
+        """True when the answer is certified optimal."""
+        return self.status == "optimal"
+
+    @cached_property
+    def class_gram(self) -> np.ndarray | None:
+        """``k x k`` Gram matrix of the class means (lifted from the group level if needed)."""
+        if self.variable is None:
+            return None
+        return class_gram(self.model, self.variable)
+
+    def to_dict(self, *, full_gram: bool = False) -> dict[str, Any]:
+        """JSON-safe dictionary (see :func:`scconvex.pipeline.report.result_dict` for the
+        format)."""
+        from .report import result_dict
+
+        return result_dict(self, full_gram=full_gram)
+
+
+def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timings, tols):
+    nan = math.nan
+    return SolveResult(spec, model.level, solver, "failed", message, nan, nan, nan, nan, nan,
+                       nan, nan, nan, None, 0, nan, seconds, timings,
+                       raw.status if raw else "error", raw.iterations if raw else 0,
+                       nan, *tols, None, None, model)
+
+
+def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
+              tols: tuple[float, float], t_start: float, threads: int | None = None
+              ) -> SolveResult:
+    with blas_threads(choose_threads(threads)):
+        return _run_pipeline(spec, model, solver, options, tols, t_start)
+
+
+def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
+                  tols: tuple[float, float], t_start: float) -> SolveResult:
+    backend = get_backend(solver)
+    check_memory(solve_bytes(model.dim, solver),
+                 f"the {model.level} level ({model.dim} x {model.dim}) with the {solver} solver",
+                 level_hint(spec, model.level, solver))
+    limit = backend.check_options(options).get("time_limit")  # validated before use
+    deadline = math.inf if limit is None else t_start + float(limit)
+    if limit is not None:
+        # The backend gets what is left after keeping time to repair and certify; when
+        # even that does not fit, say so now rather than overrun the limit by minutes.
+        left = deadline - time.perf_counter()
+        reserve = certify_seconds(model)
+        if reserve > 0 and reserve > left:
+            return _failed(spec, model, solver, f"time limit {float(limit):g} s: repairing and "
+                           f"certifying a {model.dim} x {model.dim} answer takes about "
+                           f"{reserve:.0f} s on this machine now; raise --time-limit",
+                           None, time.perf_counter() - t_start, {}, tols)
+        options = {**options, "time_limit": max(left - reserve, 1e-3)}
+    timings: dict[str, float] = {}
+    rounder = Rounder(model, tols, deadline)
+    t0 = time.perf_counter()
+    try:
+        raw = backend.solve(model, options, rounder=rounder)
+    except SolveFailedError as exc:
+        raw = RawResult("error", None, str(exc))
+    except (ScconvexError, MemoryError):
+        raise
+    except Exception as exc:
+        # A bug in a backend is a failed solve, not a crash of the pipeline: the fallback
+        # still runs, and the message names the error so that it gets reported.
+        log.debug("internal error in the %s backend", solver, exc_info=True)
+        raw = RawResult("error", None, f"internal error in the {solver} backend "
+                        f"({type(exc).__name__}: {exc}); please report it")
+    timings["solve"] = time.perf_counter() - t0
+    if raw.X is None:
+        return _failed(spec, model, solver, raw.message or "the solver returned no point",
+                       raw, time.perf_counter() - t_start, timings, tols)
+    t0 = time.perf_counter()
+    try:
+        rounded = rounder.result_for(raw.X, raw.rounded)
+    except SolveFailedError as exc:
+        return _failed(spec, model, solver, str(exc), raw, time.perf_counter() - t_start,
+                       timings, tols)
+    X, shift, cert, scert = rounded.X, rounded.shift, rounded.cert, rounded.sample_cert
+    spectrum = gram_spectrum(model, X)
+    lam = spectrum.min
+    timings["repair_and_certify"] = time.perf_counter() - t0
+    ok = (badness(cert, tols) <= 1 and badness(scert, tols) <= 1 and lam >= 0
+          and math.isfinite(cert.loss))
+    status = "optimal" if ok else "uncertified"
+    if ok:
+        message = (f"certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
+                   f"{scert.rel_gap:.2e} over sample Grams")
+    else:
+        message = (f"not certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
+                   f"{scert.rel_gap:.2e} over sample Grams (relative to the excess loss "
+                   f"{cert.excess_gap:.2e}, {scert.excess_gap:.2e}), above tolerance "
+                   f"{tols[0]:.1e} ({tols[1]:.1e} relative to the excess loss); "
+                   f"solver said {raw.status!r}")
+        if raw.status == "time_limit":
+            limit_text = "" if limit is None else f" {float(limit):g} s"
+            message = f"time limit{limit_text} reached before a certified answer; {message}"
+    if raw.message:
+        message += f" [{solver}: {raw.message}]"
+    # Only a certified answer has a gap small enough for the question to matter.
+    unique = _assess(model, X, scert) if ok else None
+    if unique is not None and unique.note:
+        message += f"; {unique.note}"
+    return SolveResult(
+        spec, model.level, solver, status, message, cert.loss, cert.excess_loss,
+        cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
+        scert.rel_gap, X, spectrum.rank(RANK_TOL), lam, time.perf_counter() - t_start,
+        timings, raw.status, raw.iterations, shift, *tols, cert, scert, model, unique)
+
+
+CERTIFY_EIGS = 10
+"""Repair, certification, rank and feasibility checks cost about this many dense symmetric
+eigenvalue problems of the model's size (measured at g = 2696: 182 s for 8 of 24 s)."""
+
+
+def certify_seconds(model: Model) -> float:
+    """Seconds that repairing and certifying an answer of ``model`` takes on this machine.
+
+    :data:`CERTIFY_EIGS` eigenvalue problems of the model's size, extrapolated (cubic) from
+    one of at most 400 rows timed now, so that a loaded machine predicts more. Zero for
+    models of at most 200 rows.
+    """
+    m = model.dim
+    if m <= 200:
+        return 0.0
+    m0 = min(m, 400)
+    A = np.random.default_rng(0).standard_normal((m0, m0))
+    A = A + A.T
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.linalg.eigvalsh(A)
+        best = min(best, time.perf_counter() - t0)
+    return CERTIFY_EIGS * best * (m / m0) ** 3
+
+
+def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness | None:
+    if model.loss.name != "sc" or model.relaxation.name != "elliptope":
+        return None  # the curvature of scconvex.uniqueness is that of the SC loss
+    if model.level == "sample":
+        cls = build_model(model.spec, "class")
+        return assess(cls, class_gram(model, X), scert.excess_gap)
+    return assess(model, X, scert.excess_gap)
+
+
+def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
+          options: Mapping[str, Any] | None = None,
+          gap_tol: float = DEFAULT_GAP_TOL,
+          excess_tol: float = DEFAULT_EXCESS_TOL,
+          threads: int | None = None) -> SolveResult:
+    """Solve the convex relaxation of an SC-loss problem and certify the answer.
+
+    Parameters
+    ----------
+    spec : ProblemSpec
+        Counts, temperature, loss, relaxation and (default) level.
+    level : {"auto", "group", "class", "sample"}, optional
+        Overrides ``spec.level``. ``"auto"`` solves at group level when counts repeat and at
+        class level otherwise, and retries at class level (up to
+        :data:`CLASS_FALLBACK_MAX` classes) when the group-level answer is not certified;
+        ``"sample"`` is the dense ``n x n`` program (small ``n``).
+    solver : {"auto", "native", "clarabel", "scs"}
+        Backend. ``"auto"`` uses the native solver where it supports the level and falls
+        back to Clarabel when the native answer is not certified (the result's message
+        says so).
+    options : dict, optional
+        Backend options (e.g. ``tol``, ``max_iter``, ``time_limit``); unknown keys raise.
+        ``time_limit`` (seconds) bounds the whole call: rounding stops early once it has
+        passed, and with ``solver="auto"`` the Clarabel fallback gets only the time left
+        (and is skipped, with a note in the message, when none is left or when it would
+        not fit in memory).
+    gap_tol : float
+        Largest relative certified gap (at the solved level and at sample level) for
+        ``status == "optimal"``.
+    excess_tol : float
+        Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``
+        for ``status == "optimal"``; this is what pins down the geometry at small ``tau``.
+    threads : int, optional
+        BLAS threads for the solve and the certificate (every loaded BLAS library is
+        limited, and restored afterwards). None: :func:`scconvex.threads.choose_threads`,
+        one thread, the fastest measured on 2 cores.
+
+    Returns
+    -------
+    SolveResult
+        Never raises for a solver failure: check ``result.status``.
+
+    Raises
+    ------
+    InvalidInputError
+        For an invalid level, solver, options or tolerance.
+    ResourceLimitError
+        When the chosen level and solver would need more memory than is available
+        (:mod:`scconvex.resources`); the message names the estimate and what to use instead.
+
+    Examples
+    --------
+    >>> from scconvex import ProblemSpec, solve
+    >>> res = solve(ProblemSpec((5, 5, 5), tau=0.5))
+    >>> res.status, round(res.loss, 8), round(float(res.class_gram[0, 1]), 6)
+    ('optimal', 22.55406155, -0.5)
+    """
+    if not isinstance(spec, ProblemSpec):
+        raise InvalidInputError(f"spec must be a ProblemSpec, got {type(spec).__name__}")
+    if solver not in SOLVERS:
+        raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+    tols = (_tolerance(gap_tol, "gap_tol"), _tolerance(excess_tol, "excess_tol"))
+    threads = check_threads(threads)
+    t_start = time.perf_counter()
+    model = build_model(spec, level)
+    res = _solve_model(spec, model, solver, options, tols, t_start, threads)
+    requested = spec.level if level is None else level
+    if (requested == "auto" and not res.success and model.level == "group"
+            and spec.k <= CLASS_FALLBACK_MAX):
+        # "auto" must not settle for a level that cannot certify where another can.
+        log.info("group level not certified (%s); trying class level", res.message)
+        other = _solve_model(spec, build_model(spec, "class"), solver, options, tols,
+                             t_start, threads)
+        note = f"group level not certified ({res.message}); solved at class level. "
+        if other.success or _worst(other, tols) < _worst(res, tols):
+            return _with_message(other, note + other.message)
+        return _with_message(res, note + f"class level was no better ({other.message}); "
+                             "kept the group-level answer")
+    return res
+
+
+CLASS_FALLBACK_MAX = 200
+"""With ``level="auto"``, a group-level answer that is not certified is tried again at
+class level when there are at most this many classes."""
+
+
+def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_start,
+                 threads: int | None = None):
+    if solver != "auto":
+        return _pipeline(spec, model, solver, options, tols, t_start, threads)
+    get_backend("clarabel")  # loads the registry
+    native = BACKENDS.get("native")
+    if native is not None and native.available() and native.supports(model):
+        res = _pipeline(spec, model, "native", options, tols, t_start, threads)
+        if res.success:
+            return res
+        note = f"native solver not certified ({res.message}); "
+        fallback_options = None
+        limit = (options or {}).get("time_limit")
+        if limit is not None:
+            left = float(limit) - (time.perf_counter() - t_start)
+            if left <= 0:
+                return _with_message(res, note + "no time left for the clarabel fallback "
+                                     f"(time limit {float(limit):g} s)")
+            fallback_options = {"time_limit": left}
+        log.info("native solver did not certify (%s); falling back to clarabel", res.message)
+        try:
+            fallback = _pipeline(spec, model, "clarabel", fallback_options, tols, t_start,
+                                 threads)
+        except ResourceLimitError as exc:
+            return _with_message(res, note + f"clarabel fallback skipped: {exc}")
+        note += "fell back to clarabel. "
+        if not fallback.success and _worst(res, tols) < _worst(fallback, tols):
+            # Neither certified: keep the answer with the better certificate.
+            return _with_message(res, note + f"clarabel was no better ({fallback.message}); "
+                                 "kept the native answer")
+        return _with_message(fallback, note + fallback.message)
+    return _pipeline(spec, model, "clarabel", options, tols, t_start, threads)
+
+
+def _tolerance(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be finite and > 0, got {value!r}")
+    return value
+
+
+def _worst(res: SolveResult, tols: tuple[float, float]) -> float:
+    if res.certificate is None:
+        return math.inf
+    return max(badness(res.certificate, tols), badness(res.sample_certificate, tols))
+
+
+def _with_message(res: SolveResult, message: str) -> SolveResult:
+    from dataclasses import replace
+
+    return replace(res, message=message)

@@ -1,0 +1,263 @@
+"""Problem input a user can type: count vectors, count files, label files, value lists.
+
+One parser serves ``scconvex solve``, ``scconvex tightness`` and ``scconvex sweep``:
+
+* ``50x10`` is ten classes of 50 samples; forms mix with commas: ``500x5,50x5,7``;
+* a counts file holds one count per line, a CSV (``name,count`` rows or comma-separated
+  counts; a header line is skipped) or a JSON list;
+* a labels file is a ``.npy`` array or text with one label per line; the counts are the
+  number of samples of each distinct label;
+* value lists for sweeps are comma-separated numbers or ranges ``logspace:A:B:N``
+  (``N`` values from ``A`` to ``B``, equally spaced in log) and ``linspace:A:B:N``.
+
+Every malformed input raises :class:`~scconvex.errors.InvalidInputError` with a message
+that names the option or file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .spec import ProblemSpec
+
+_ITEM = re.compile(r"^\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*$")
+
+
+def parse_counts(text: str, name: str = "--counts") -> tuple[int, ...]:
+    """Counts from text such as ``"5,5,5"``, ``"50x10"`` or ``"500x5,50x5"``.
+
+    ``CxM`` means ``M`` classes of ``C`` samples. Validation of the result (at least two
+    classes, positive counts) is left to :class:`~scconvex.problem.spec.ProblemSpec`.
+
+    Examples
+    --------
+    >>> parse_counts("500x2,50x3,7")
+    (500, 500, 50, 50, 50, 7)
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError(f"{name}: empty count list")
+    out: list[int] = []
+    for part in text.split(","):
+        match = _ITEM.match(part)
+        if match is None:
+            raise InvalidInputError(f"{name}: {part.strip()!r} is not a count (use N or "
+                                    f"NxM for M classes of N samples)")
+        if max(len(match.group(1)), len(match.group(2) or "")) > 20:  # far above 2**53
+            raise InvalidInputError(f"{name}: {part.strip()[:30]!r}... is above the limit "
+                                    "2**53 (float64 is exact only up to there)")
+        count, times = int(match.group(1)), int(match.group(2) or 1)
+        if times < 1:
+            raise InvalidInputError(f"{name}: {part.strip()!r} repeats a count zero times")
+        if len(out) + times > 10_000_000:
+            raise InvalidInputError(f"{name}: more than 10,000,000 classes")
+        out.extend([count] * times)
+    return tuple(out)
+
+
+def format_counts(counts: Sequence[int]) -> str:
+    """Compact text of a count vector, the inverse of :func:`parse_counts`.
+
+    >>> format_counts([500, 500, 50, 50, 50, 7])
+    '500x2,50x3,7'
+    """
+    parts = []
+    i = 0
+    while i < len(counts):
+        j = i
+        while j < len(counts) and counts[j] == counts[i]:
+            j += 1
+        parts.append(str(counts[i]) if j - i == 1 else f"{counts[i]}x{j - i}")
+        i = j
+    return ",".join(parts)
+
+
+def _read_text(path: str | os.PathLike, name: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise InvalidInputError(f"{name}: cannot read {os.fspath(path)!r}: "
+                                f"{exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{name}: {os.fspath(path)!r} is not a text file") from None
+
+
+def _is_int(text: str) -> bool:
+    return _ITEM.match(text) is not None and "x" not in text.lower() and "*" not in text
+
+
+def read_counts_file(path: str | os.PathLike) -> tuple[int, ...]:
+    """Counts from a file: one per line, a CSV or a JSON list.
+
+    CSV rows are either comma-separated counts or ``name,count`` pairs; a first line
+    without any number is a header and is skipped. Blank lines and lines starting with
+    ``#`` are ignored. Entries may use the ``CxM`` form of :func:`parse_counts`.
+    """
+    name = "--counts-file"
+    text = _read_text(path, name)
+    where = f"{name} {os.fspath(path)!r}"
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{where}: not valid JSON ({exc.msg}, line "
+                                    f"{exc.lineno})") from None
+        if not isinstance(data, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in data):
+            raise InvalidInputError(f"{where}: the JSON must be a list of integers")
+        return tuple(data)
+    out: list[int] = []
+    lines = [(i + 1, line.strip()) for i, line in enumerate(text.splitlines())]
+    lines = [(i, line) for i, line in lines if line and not line.startswith("#")]
+    for pos, (lineno, line) in enumerate(lines):
+        fields = [f.strip() for f in line.split(",")]
+        if pos == 0 and not any(re.search(r"\d", f) for f in fields):
+            continue  # header
+        if len(fields) == 2 and not _is_int(fields[0]) and fields[1]:
+            fields = fields[1:]  # name,count
+        for f in fields:
+            if not f:
+                continue
+            try:
+                out.extend(parse_counts(f, name))
+            except InvalidInputError:
+                raise InvalidInputError(f"{where}, line {lineno}: {f!r} is not a "
+                                        f"count") from None
+    if not out:
+        raise InvalidInputError(f"{where}: no counts found")
+    return tuple(out)
+
+
+def read_labels_file(path: str | os.PathLike) -> tuple[int, ...]:
+    """Class counts of a label array: a ``.npy`` file or text with one label per line.
+
+    Labels may be any values (integers or strings); classes are ordered by sorted label.
+    """
+    name = "--labels-file"
+    where = f"{name} {os.fspath(path)!r}"
+    if os.fspath(path).endswith(".npy"):
+        try:
+            labels = np.load(path, allow_pickle=False)
+        except OSError as exc:
+            raise InvalidInputError(f"{where}: cannot read ({exc})") from None
+        except ValueError as exc:
+            raise InvalidInputError(f"{where}: not a plain .npy array ({exc})") from None
+        if labels.ndim != 1 or labels.size == 0:
+            raise InvalidInputError(f"{where}: labels must be a non-empty 1-D array, "
+                                    f"got shape {labels.shape}")
+        if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+            raise InvalidInputError(f"{where}: labels contain NaN or infinity")
+    else:
+        labels = [line.strip() for line in _read_text(path, name).splitlines()]
+        labels = [x for x in labels if x]
+        if not labels:
+            raise InvalidInputError(f"{where}: no labels found")
+        try:  # integer labels sort as numbers (2 before 10), others as text
+            labels = np.array([int(x) for x in labels])
+        except ValueError:
+            labels = np.array(labels)
+    _, counts = np.unique(labels, return_counts=True)
+    return tuple(int(c) for c in counts)
+
+
+def parse_values(text: str | float | Sequence, name: str) -> list[float]:
+    """Numbers from ``"1,2,5"``, ``"logspace:1:1e4:13"``, ``"linspace:0.1:1:10"`` or a list.
+
+    Examples
+    --------
+    >>> parse_values("logspace:1:100:3", "--R")
+    [1.0, 10.0, 100.0]
+    >>> parse_values("0.1,linspace:1:2:3", "--tau")
+    [0.1, 1.0, 1.5, 2.0]
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        items: list = [text]
+    elif isinstance(text, str):
+        items = [p.strip() for p in text.split(",")]
+    elif isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        raise InvalidInputError(f"{name}: expected numbers, got {text!r}")
+    out: list[float] = []
+    for item in items:
+        if isinstance(item, str) and ":" in item:
+            out.extend(_range(item, name))
+            continue
+        if isinstance(item, bool):
+            raise InvalidInputError(f"{name}: {item!r} is not a number")
+        try:
+            value = float(item)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{name}: {item!r} is not a number") from None
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{name}: {item!r} is not finite")
+        out.append(value)
+    if not out:
+        raise InvalidInputError(f"{name}: no values")
+    return out
+
+
+def _range(text: str, name: str) -> list[float]:
+    parts = text.split(":")
+    if len(parts) != 4 or parts[0] not in ("logspace", "linspace"):
+        raise InvalidInputError(f"{name}: {text!r} is not a range; use logspace:A:B:N or "
+                                f"linspace:A:B:N")
+    try:
+        a, b = float(parts[1]), float(parts[2])
+        num = int(parts[3])
+    except ValueError:
+        raise InvalidInputError(f"{name}: {text!r} needs numbers A, B and an integer "
+                                f"N") from None
+    if not (math.isfinite(a) and math.isfinite(b)) or not 1 <= num <= 100_000:
+        raise InvalidInputError(f"{name}: {text!r} needs finite A, B and 1 <= N <= 100000")
+    if parts[0] == "logspace":
+        if a <= 0 or b <= 0:
+            raise InvalidInputError(f"{name}: logspace needs A, B > 0, got {text!r}")
+        return [float(v) for v in np.geomspace(a, b, num)]
+    return [float(v) for v in np.linspace(a, b, num)]
+
+
+def parse_ints(text, name: str) -> list[int]:
+    """Positive integers from a value list (``"2,3,4"`` or a list)."""
+    values = parse_values(text, name)
+    if any(v != int(v) or v < 1 for v in values):
+        raise InvalidInputError(f"{name} must be positive integers, got {text!r}")
+    return [int(v) for v in values]
+
+
+def _numbers(text: str, name: str, size: int) -> list[float]:
+    values = parse_values(text, name)
+    if len(values) != size or ":" in text:
+        raise InvalidInputError(f"{name} needs {size} comma-separated values, got {text!r}")
+    return values
+
+
+def spec_from_args(args) -> ProblemSpec:
+    """The problem of ``scconvex solve`` / ``tightness`` from parsed arguments.
+
+    Exactly one of ``--counts``, ``--counts-file``, ``--labels-file``, ``--step`` and
+    ``--long-tail`` must be given (attributes that a parser lacks count as absent).
+    """
+    sources = ("counts", "counts_file", "labels_file", "step", "long_tail")
+    given = [s for s in sources if getattr(args, s, None) is not None]
+    if len(given) != 1:
+        raise InvalidInputError("give exactly one of --counts, --counts-file, --labels-file, "
+                                "--step, --long-tail")
+    if args.counts is not None:
+        return ProblemSpec(parse_counts(args.counts), args.tau)
+    if getattr(args, "counts_file", None) is not None:
+        return ProblemSpec(read_counts_file(args.counts_file), args.tau)
+    if getattr(args, "labels_file", None) is not None:
+        return ProblemSpec(read_labels_file(args.labels_file), args.tau)
+    if args.step is not None:
+        k, rho, ratio, n_min = _numbers(args.step, "--step", 4)
+        return ProblemSpec.step(k, rho, ratio, n_min, args.tau)
+    k, ratio, n_max = _numbers(args.long_tail, "--long-tail", 3)
+    return ProblemSpec.long_tail(k, ratio, n_max, args.tau)

@@ -1,0 +1,782 @@
+"""The results atlas: an SQLite database with one row per certified solve.
+
+A row is keyed by a hash of the problem (:func:`problem_key`: counts, tau, loss,
+relaxation, requested level and both tolerances). It holds the spec, the status, loss,
+lower bounds and gaps at both levels, the solver and time, package versions, the geometry
+(the block Gram, and the class Gram for ``k <= CLASS_GRAM_MAX``), the summary measures of
+:mod:`scconvex.certificates.measures` and the full certificate JSON, which
+:func:`scconvex.certificates.verify.verify_data` re-checks. Tightness rows live in a second table,
+keyed by the solve key, ``d``, the number of restarts, the seed and the non-convex level;
+a row that claims ``tight`` also holds the best restart's features (up to
+:data:`FEATURES_MAX` numbers), from which ``atlas verify`` re-derives the claim.
+
+Only one process writes (the sweep client); every batch of rows is one transaction, and
+the database runs in WAL mode, so a killed writer leaves a database that opens and holds
+every committed row.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..files import dumps, jsonable
+
+ATLAS_SCHEMA = 2
+"""Schema 2 added the ``features`` and ``features_note`` columns of the tightness table."""
+
+CLASS_GRAM_MAX = 64
+"""Largest ``k`` whose ``k x k`` class Gram is stored in its own column."""
+
+FEATURES_MAX = 200_000
+"""Most numbers (``rows x d``) of non-convex features stored with a tight tightness row
+(1.6 MB of float64, a few MB of JSON). Larger sample-level points are not stored: the row
+says so in ``features_note`` and ``atlas verify`` reports it as not re-derivable."""
+
+FEATURES_UNIT_TOL = 1e-8
+"""Largest deviation from 1 of the norm of a stored feature row that ``atlas verify``
+accepts (the solver's rows are unit to rounding, and JSON keeps float64 exactly)."""
+
+MEASURE_COLUMNS = ("etf_distance", "cos_min", "cos_mean", "cos_max", "cos_maj_maj",
+                   "cos_min_min", "cos_maj_min", "minority_collapse", "angle_min_deg",
+                   "angle_max_deg")
+
+SOLVE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "TEXT PRIMARY KEY"), ("created", "TEXT"), ("family", "TEXT"),
+    ("dataset", "TEXT"), ("k", "INTEGER"), ("n", "INTEGER"), ("R", "REAL"), ("rho", "REAL"),
+    ("n_min", "INTEGER"), ("n_max", "INTEGER"), ("tau", "REAL"), ("counts", "TEXT"),
+    ("loss_name", "TEXT"), ("relaxation", "TEXT"), ("level_requested", "TEXT"),
+    ("level", "TEXT"), ("gap_tol", "REAL"), ("excess_tol", "REAL"), ("status", "TEXT"),
+    ("loss", "REAL"), ("excess_loss", "REAL"), ("lower_bound", "REAL"), ("gap", "REAL"),
+    ("rel_gap", "REAL"), ("excess_gap", "REAL"), ("sample_lower_bound", "REAL"),
+    ("sample_gap", "REAL"), ("sample_rel_gap", "REAL"), ("sample_excess_gap", "REAL"),
+    ("solver", "TEXT"), ("seconds", "REAL"), ("rank", "INTEGER"),
+    *((name, "REAL") for name in MEASURE_COLUMNS),
+    ("versions", "TEXT"), ("block_gram", "TEXT"), ("class_gram", "TEXT"),
+    ("measures", "TEXT"), ("certificate", "TEXT"),
+)
+"""Columns of the ``solves`` table (name, SQL type)."""
+
+TIGHTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "TEXT"), ("d", "INTEGER"), ("restarts", "INTEGER"), ("seed", "INTEGER"),
+    ("nc_level", "TEXT"), ("tight", "INTEGER"), ("reached", "INTEGER"),
+    ("best_loss", "REAL"), ("rel_gap", "REAL"), ("excess_gap", "REAL"),
+    ("gram_distance", "REAL"), ("seconds", "REAL"), ("features", "TEXT"),
+    ("features_note", "TEXT"),
+)
+"""Columns of the ``tightness`` table (name, SQL type)."""
+
+ADDED_TIGHTNESS_COLUMNS = ("features", "features_note")
+"""Tightness columns of schema 2. An older atlas opens without them (its tight rows are
+not re-derivable) and gets them, empty, on its first write."""
+
+CLAIM_COLUMNS = ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
+                 "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
+                 "sample_excess_gap", "gap_tol", "excess_tol", "rank", "solver")
+"""Columns that must equal the stored certificate's values."""
+
+SPEC_COLUMNS = ("k", "n", "tau", "counts", "loss_name", "relaxation", "level_requested",
+                "level")
+"""Columns that describe the problem and must equal the certificate's spec (and level)."""
+
+
+def problem_key(spec: dict, gap_tol: float, excess_tol: float) -> str:
+    """Hash of a problem: counts, tau, loss, relaxation, batches, level and both tolerances.
+
+    ``spec`` is :meth:`scconvex.problem.spec.ProblemSpec.to_dict`. Floats enter through their
+    shortest round-trip text, so equal numbers give equal keys.
+    """
+    data = {"counts": [int(c) for c in spec["counts"]], "tau": float(spec["tau"]),
+            "loss": spec["loss"], "relaxation": spec["relaxation"], "level": spec["level"],
+            "gap_tol": float(gap_tol), "excess_tol": float(excess_tol)}
+    if spec.get("batches") is not None:
+        # Batch-wise problems differ from the full-batch one with the same counts.
+        data["batches"] = [[int(i) for i in b] for b in spec["batches"]]
+    return hashlib.sha256(dumps(data).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> str:
+    return dumps(package_versions())
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a result (missing ones are left out)."""
+    import platform
+    from importlib import metadata
+
+    from .. import __version__
+
+    out = {"scconvex": __version__, "python": platform.python_version()}
+    for name in ("numpy", "scipy", "cvxpy", "clarabel", "scs"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _float(x) -> float | None:
+    """SQLite has no NaN: store non-finite numbers as NULL."""
+    if x is None or isinstance(x, str):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """Outcome of re-checking one atlas row."""
+
+    key: str
+    ok: bool
+    status: str
+    reasons: tuple[str, ...]
+    rederived: tuple[str, ...] = ()
+    """Tight tightness rows re-derived from their stored features (one line each)."""
+    not_rederivable: tuple[str, ...] = ()
+    """Tight tightness rows without stored features: checked for consistency only."""
+
+
+class Atlas:
+    """An open atlas database (a context manager that closes it).
+
+    Parameters
+    ----------
+    path : path-like
+        SQLite file.
+    create : bool
+        Create the file and tables if missing; otherwise a missing file is an error.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False) -> None:
+        self.path = os.fspath(path)
+        if not create and not os.path.isfile(self.path):
+            raise InvalidInputError(f"no atlas at {self.path!r}")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                self._create()
+            tables = {r[0] for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            self._tightness_columns = {r[1] for r in self.conn.execute(
+                "PRAGMA table_info(tightness)")}
+        except sqlite3.DatabaseError as exc:
+            raise InvalidInputError(f"{self.path!r} is not an atlas database ({exc})") from None
+        if not {"solves", "tightness", "meta"} <= tables:
+            self.conn.close()
+            raise InvalidInputError(f"{self.path!r} is not an atlas database (tables missing)")
+
+    def _create(self) -> None:
+        with self.conn:
+            cols = ", ".join(f"{n} {t}" for n, t in SOLVE_COLUMNS)
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS solves ({cols})")
+            cols = ", ".join(f"{n} {t}" for n, t in TIGHTNESS_COLUMNS)
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS tightness ({cols}, PRIMARY KEY "
+                              f"(key, d, restarts, seed, nc_level))")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, "
+                              "value TEXT)")
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                              (str(ATLAS_SCHEMA),))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Atlas:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+    def add(self, records: Iterable[dict]) -> int:
+        """Store records (from :func:`make_record`) in one transaction; returns rows added.
+
+        A solve already present is kept (same key, same problem); tightness rows are
+        added or replaced.
+        """
+        names = [n for n, _ in SOLVE_COLUMNS]
+        solve_sql = (f"INSERT OR IGNORE INTO solves ({', '.join(names)}) VALUES "
+                     f"({', '.join('?' * len(names))})")
+        tnames = [n for n, _ in TIGHTNESS_COLUMNS]
+        tight_sql = (f"INSERT OR REPLACE INTO tightness ({', '.join(tnames)}) VALUES "
+                     f"({', '.join('?' * len(tnames))})")
+        added = 0
+        with self.conn:
+            self._upgrade()
+            for rec in records:
+                row = rec["solve"]
+                cur = self.conn.execute(solve_sql, [row.get(n) for n in names])
+                added += cur.rowcount
+                for t in rec.get("tightness", ()):
+                    self.conn.execute(tight_sql, [t.get(n) for n in tnames])
+        return added
+
+    def _upgrade(self) -> None:
+        """Add the schema-2 columns to an older atlas (inside the caller's transaction)."""
+        missing = [n for n in ADDED_TIGHTNESS_COLUMNS if n not in self._tightness_columns]
+        for name in missing:
+            self.conn.execute(f"ALTER TABLE tightness ADD COLUMN {name} TEXT")
+        if missing:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                              (str(ATLAS_SCHEMA),))
+            self._tightness_columns.update(missing)
+
+    # ------------------------------------------------------------------ reading
+    def keys(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT key FROM solves")}
+
+    def tightness_keys(self) -> set[tuple]:
+        return {tuple(r) for r in self.conn.execute(
+            "SELECT key, d, restarts, seed, nc_level FROM tightness")}
+
+    def __len__(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM solves").fetchone()[0])
+
+    def rows(self, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
+        """Solve rows as dictionaries, ordered by family, k, R, tau; ``where`` filters.
+
+        ``where`` holds ``(column, value)`` pairs; numeric columns compare as numbers.
+        """
+        names = {n for n, _ in SOLVE_COLUMNS}
+        clauses, params = [], []
+        for col, value in where:
+            if col not in names:
+                raise InvalidInputError(f"--where: unknown column {col!r}")
+            if col == "key":
+                clauses.append("key LIKE ?")
+                params.append(value + "%")
+                continue
+            value = _coerce(value)
+            if isinstance(value, float) or dict(SOLVE_COLUMNS)[col] == "REAL":
+                # Grid values come from arithmetic (linspace, R rounding): compare to 1e-9.
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise InvalidInputError(f"--where {col}: {value!r} is not a number") \
+                        from None
+                clauses.append(f"ABS({col} - ?) <= 1e-9 * MAX(1.0, ABS(?))")
+                params += [value, value]
+                continue
+            clauses.append(f"{col} = ?")
+            params.append(value)
+        sql = "SELECT * FROM solves"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY family, k, R, tau, counts"
+        return [dict(r) for r in self.conn.execute(sql, params)]
+
+    def tightness_rows(self, key: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM tightness"
+        params: list = []
+        if key is not None:
+            sql += " WHERE key = ?"
+            params.append(key)
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY key, d", params)]
+
+    def min_tight_dims(self) -> dict[str, int]:
+        """Smallest tight ``d`` of every key that has a tight tightness row."""
+        return {r[0]: int(r[1]) for r in self.conn.execute(
+            "SELECT key, MIN(d) FROM tightness WHERE tight = 1 GROUP BY key")}
+
+
+def _coerce(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
+                seconds: float | None = None) -> dict:
+    """An atlas record from a solve result dictionary and its sweep point.
+
+    Parameters
+    ----------
+    result : dict
+        :meth:`scconvex.pipeline.solve.SolveResult.to_dict` (the certificate).
+    point : dict
+        The sweep point: ``key``, ``family``, ``dataset``, ``R``, ``rho``, ``n_min``,
+        ``n_max`` and ``minority`` (class mask, or None for the default rule).
+    tightness_rows : sequence of dict
+        :meth:`scconvex.features.tightness.TightnessRow.to_dict` plus ``restarts``, ``seed``,
+        ``nc_level`` and ``features`` (:attr:`scconvex.features.tightness.TightnessRow.features`),
+        which is stored for a tight row of at most :data:`FEATURES_MAX` numbers.
+    """
+    from ..certificates.measures import geometry_of, summary
+
+    spec = result["spec"]
+    geo = geometry_of(result)
+    tight = [t["d"] for t in tightness_rows if t["tight"]]
+    measures = None
+    if geo is not None:
+        minority = point.get("minority")
+        measures = summary(geo, None if minority is None else np.asarray(minority, bool),
+                           counts=spec["counts"], rank=result["rank"], tight_dims=tight)
+    from ..problem.inputs import format_counts
+
+    row = {
+        "key": point["key"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "family": point.get("family", "counts"), "dataset": point.get("dataset"),
+        "k": result["k"], "n": result["n"], "R": point.get("R"), "rho": point.get("rho"),
+        "n_min": point.get("n_min"), "n_max": point.get("n_max"), "tau": result["tau"],
+        "counts": format_counts(spec["counts"]), "loss_name": spec["loss"],
+        "relaxation": spec["relaxation"], "level_requested": spec["level"],
+        "level": result["level"], "gap_tol": result["gap_tol"],
+        "excess_tol": result["excess_tol"], "solver": result["solver"],
+        "seconds": _float(seconds if seconds is not None else result["seconds"]),
+        "rank": result["rank"], "versions": _versions(),
+        "block_gram": None if geo is None else dumps(geo.to_dict()),
+        "class_gram": (dumps(geo.class_gram()) if geo is not None
+                       and geo.k <= CLASS_GRAM_MAX else None),
+        "measures": None if measures is None else dumps(measures),
+        "certificate": dumps(result),
+    }
+    for name in ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
+                 "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
+                 "sample_excess_gap"):
+        row[name] = result[name] if name == "status" else _float(result[name])
+    for name in MEASURE_COLUMNS:
+        row[name] = None if measures is None else _float(measures[name])
+    tight_rows = [{**{n: t.get(n) for n, _ in TIGHTNESS_COLUMNS},
+                   "key": point["key"], "tight": int(bool(t["tight"])),
+                   **{n: _float(t[n]) for n in ("best_loss", "rel_gap", "excess_gap",
+                                                "gram_distance", "seconds")},
+                   **_features_columns(t)}
+                  for t in tightness_rows]
+    return {"solve": row, "tightness": tight_rows}
+
+
+def _features_columns(t: dict) -> dict:
+    """``features`` and ``features_note`` of a tightness row: only a tight claim needs its
+    features (they are what ``atlas verify`` re-derives it from)."""
+    if not t["tight"]:
+        return {"features": None, "features_note": None}
+    X = t.get("features")
+    if X is None:
+        return {"features": None, "features_note": "not re-derivable: no features were "
+                                                    "recorded"}
+    X = np.asarray(X, dtype=float)
+    if X.size > FEATURES_MAX:
+        return {"features": None,
+                "features_note": f"not re-derivable: the {X.shape[0]} x {X.shape[1]} "
+                                 f"features exceed the cap of {FEATURES_MAX} numbers"}
+    return {"features": dumps(X.tolist()), "features_note": None}
+
+
+# ---------------------------------------------------------------------- checking
+def _close(a, b, tol: float = 1e-12, relative: bool = False) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    a, b = float(a), float(b)
+    return abs(a - b) <= tol * (max(abs(a), abs(b)) if relative else max(1.0, abs(a)))
+
+
+def _spec_reasons(row: dict, cert: dict) -> list[str]:
+    """The columns that describe the problem must be those of the certificate's spec, and
+    the grid coordinates (``R``, ``rho``, ``n_min``, ``n_max``) must generate its counts."""
+    from ..problem.inputs import format_counts
+    from ..problem.spec import ProblemSpec
+
+    try:
+        spec = ProblemSpec.from_dict(cert["spec"])
+    except (InvalidInputError, TypeError, KeyError) as exc:
+        return [f"unreadable certificate spec ({exc})"]
+    described = {"k": spec.k, "n": spec.n, "tau": spec.tau,
+                 "counts": format_counts(spec.counts), "loss_name": spec.loss,
+                 "relaxation": spec.relaxation, "level_requested": spec.level,
+                 "level": cert.get("level")}
+    reasons = [f"column {name} ({row.get(name)!r}) differs from the certificate "
+               f"({value!r})" for name, value in described.items()
+               if not _close(row.get(name), value)]
+    family = row.get("family")
+    try:
+        if family == "step":
+            made = ProblemSpec.step(row["k"], row["rho"], row["R"], row["n_min"], spec.tau)
+        elif family == "long_tail":
+            made = ProblemSpec.long_tail(row["k"], row["R"], row["n_max"], spec.tau)
+        elif family == "counts":
+            made = spec if _close(row.get("R"), max(spec.counts) / min(spec.counts)) else None
+        else:
+            return reasons + [f"unknown family {family!r}"]
+    except (InvalidInputError, TypeError, KeyError):
+        made = None
+    if made is None or made.counts != spec.counts:
+        reasons.append(f"the {family} coordinates (R, rho, n_min, n_max) do not give the "
+                       f"certificate's counts")
+    return reasons
+
+
+def _tightness_reasons(rows: Sequence[dict], cert: dict,
+                       report=None) -> tuple[list[str], list[str], list[str]]:
+    """Tightness rows must be consistent with the certificate, and a tight claim must be
+    re-derivable from its stored features.
+
+    Every row: a feasible loss is never below the certified lower bound, ``rel_gap`` is
+    measured from that bound, the stated excess gap agrees with the loss, and ``tight``
+    follows the verdict rule of :mod:`scconvex.features.tightness` (at least one restart within
+    both tolerances). A row claiming ``tight`` with stored features is re-derived
+    (:func:`_rederive`) from those features and ``report``, the certificate recomputed by
+    :func:`scconvex.certificates.verify.verify_data`; one without features (an older atlas, or a
+    point above :data:`FEATURES_MAX`) is checked for consistency only and listed as not
+    re-derivable. A row claiming not tight needs no features.
+
+    Returns
+    -------
+    reasons, rederived, not_rederivable : list of str
+    """
+    from ..certificates.certify import dense_rounding
+    from ..features.tightness import DEFAULT_EXCESS_RTOL, DEFAULT_RTOL
+    from ..problem.spec import ProblemSpec
+
+    if not rows:
+        return [], [], []
+    try:
+        spec = ProblemSpec.from_dict(cert["spec"])
+        lbs = [_float(cert.get(name)) for name in ("lower_bound", "sample_lower_bound")]
+        gaps = [_float(cert.get(name)) for name in ("excess_gap", "sample_excess_gap")]
+        excess = _float(cert.get("excess_loss"))
+    except (InvalidInputError, TypeError, KeyError, ValueError) as exc:
+        return [f"unreadable certificate spec ({exc})"], [], []
+    eps = float(np.finfo(float).eps)
+    reasons: list[str] = []
+    rederived: list[str] = []
+    not_rederivable: list[str] = []
+    for t in rows:
+        where = f"tightness row d={t.get('d')!r}"
+        d, restarts, reached, tight = (t.get(name) for name in ("d", "restarts", "reached",
+                                                                 "tight"))
+        ints = (d, restarts, reached, tight)
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in ints) \
+                or d < 1 or restarts < 1 or not 0 <= reached <= restarts \
+                or tight not in (0, 1) or t.get("nc_level") not in ("class", "sample"):
+            reasons.append(f"{where}: malformed (d, restarts, reached, tight or nc_level)")
+            continue
+        best, rel, ex = (_float(t.get(name)) for name in ("best_loss", "rel_gap",
+                                                           "excess_gap"))
+        if tight and not (reached >= 1 and rel is not None and ex is not None
+                          and rel <= DEFAULT_RTOL and ex <= DEFAULT_EXCESS_RTOL):
+            reasons.append(f"{where}: tight, but its gaps or reached restarts say otherwise")
+        if tight:
+            if t.get("features") is None:
+                note = t.get("features_note") or "not re-derivable: no features stored " \
+                                                 "(the atlas predates them)"
+                not_rederivable.append(f"{where}: {note}")
+            else:
+                bad, note = _rederive(t, spec, report)
+                if bad:
+                    reasons.append(f"{where}: tight claim rejected: {bad}")
+                else:
+                    rederived.append(f"{where}: {note}")
+        if best is None or None in lbs:
+            continue
+        lb = min(lbs)
+        resolution = dense_rounding(spec.n, spec.tau) if t["nc_level"] == "sample" else 0.0
+        slack = 16 * eps * max(abs(best), abs(lb), abs(spec.constant)) + resolution
+        if best < lb - slack:
+            reasons.append(f"{where}: best_loss {best!r} is below the certified lower "
+                           f"bound {lb!r}")
+        if rel is None or not _close(rel, (best - lb) / abs(lb), 1e-9):
+            reasons.append(f"{where}: rel_gap {rel!r} is not (best_loss - lower_bound) / "
+                           f"|lower_bound|")
+        if ex is not None and excess is not None and None not in gaps and max(gaps) < 1:
+            excess_lb = excess * (1.0 - max(gaps))
+            if abs(excess_lb * (1.0 + ex) - (best - spec.constant)) > slack:
+                reasons.append(f"{where}: excess_gap {ex!r} does not match best_loss")
+    return reasons, rederived, not_rederivable
+
+
+def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
+    """Re-derive a tight claim from the row's stored features alone.
+
+    The features must be finite, of shape ``(k, d)`` (class level) or ``(n, d)`` (sample
+    level), with rows of unit norm within :data:`FEATURES_UNIT_TOL`. Their loss is
+    recomputed with the spec's loss object (block form of ``U U^T`` at class level, as the
+    non-convex class cost; the sample loss of ``H`` at sample level), and must meet
+    :func:`scconvex.features.tightness.judge` with the default tolerances (those the sweep judged
+    with) against the lower bounds of ``report``, the recomputed certificate, exactly as
+    :func:`scconvex.features.tightness.tightness` does against the relaxed solve. The stored
+    ``best_loss`` must be that loss.
+
+    Returns
+    -------
+    reason, note : str or None, str
+        ``reason`` is None when the claim is re-derived; ``note`` then says how.
+    """
+    from ..certificates.certify import dense_rounding
+    from ..features.tightness import DEFAULT_EXCESS_RTOL, DEFAULT_RTOL, judge
+    from ..losses import loss_of
+
+    level, d = t["nc_level"], t["d"]
+    rows = spec.k if level == "class" else spec.n
+    try:
+        X = np.asarray(json.loads(t["features"]), dtype=float)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"the features column is not a numeric matrix ({exc})", ""
+    if X.shape != (rows, d):
+        return (f"stored features have shape {X.shape}, not ({rows}, {d}) ({level} level, "
+                f"d={d})"), ""
+    if not np.all(np.isfinite(X)):
+        return "stored features are not all finite", ""
+    norms = np.linalg.norm(X, axis=1)
+    worst = float(np.max(np.abs(norms - 1.0)))
+    if not worst <= FEATURES_UNIT_TOL:
+        return (f"stored feature rows are not unit-norm (largest deviation {worst:.2e} > "
+                f"{FEATURES_UNIT_TOL:g})"), ""
+    if spec.relaxation != "elliptope" or spec.batches is not None:
+        return "tightness is defined for the elliptope relaxation without batches only", ""
+    bounds = (report.lower_bound, report.sample_lower_bound, report.excess_loss,
+              report.excess_gap, report.sample_excess_gap) if report is not None else ()
+    if not bounds or not all(math.isfinite(float(x)) for x in bounds):
+        return "the certificate does not recompute to a lower bound to judge it against", ""
+    X = X / norms[:, None]
+    loss = loss_of(spec)
+    if level == "class":
+        terms = loss.block_terms(X @ X.T, np.ones(spec.k, dtype=int),
+                                 np.asarray(spec.counts), spec.tau)
+        value, excess, resolution = float(terms.value), float(terms.excess), 0.0
+    else:
+        value = float(loss.features_value(X, spec.labels, spec.tau))
+        excess = value - spec.constant
+        resolution = dense_rounding(spec.n, spec.tau)
+    lb = min(report.lower_bound, report.sample_lower_bound)
+    worst_gap = max(report.excess_gap, report.sample_excess_gap)
+    excess_lb = report.excess_loss * (1.0 - worst_gap) if worst_gap < 1 else 0.0
+    rel, ex, tight = judge(value, excess, lb, excess_lb, rtol=DEFAULT_RTOL,
+                           excess_rtol=DEFAULT_EXCESS_RTOL, resolution=resolution)
+    if not tight:
+        return (f"the loss of the stored features, {value!r}, does not meet the rule "
+                f"(rel gap {rel:.2e}, limit {DEFAULT_RTOL:g}; excess gap {ex:.2e} with "
+                f"rounding {resolution:.1e}, limit {DEFAULT_EXCESS_RTOL:g}; from the "
+                f"recomputed lower bound {lb!r})"), ""
+    best = _float(t.get("best_loss"))
+    if best is None or abs(best - value) > 1e-9 * max(1.0, abs(value)) + resolution:
+        return f"best_loss {best!r} is not the loss of the stored features ({value!r})", ""
+    return None, (f"tight, re-derived from its stored {rows} x {d} {level}-level features "
+                  f"(loss {value:.12g}, rel gap {rel:.1e}, excess gap {ex:.1e})")
+
+
+def check_row(row: dict, tol: float | None = None,
+              tightness_rows: Sequence[dict] = ()) -> VerifyRow:
+    """Re-check one atlas row against its certificate, trusting no stored number.
+
+    The certificate is verified from scratch (:func:`scconvex.certificates.verify.verify_data` with
+    the row's ``gap_tol`` unless ``tol`` is given, and the row's ``excess_tol``); the key
+    must be the hash of the certificate's problem; the columns that describe the problem,
+    the geometry columns and the claimed values must equal the certificate's, the grid
+    coordinates must generate its counts, and the measures must equal those recomputed
+    from the certificate's geometry. ``tightness_rows`` (the row's tightness table rows)
+    must be consistent with the certificate, and a tight one is re-derived from its
+    stored features when it has them (:func:`_tightness_reasons`). A row that cannot be
+    read (damaged JSON, a text where a number belongs) is rejected.
+    """
+    try:
+        return _check_row(row, tol, tightness_rows)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # Includes InvalidInputError (a ValueError), e.g. a row without a gap_tol.
+        return VerifyRow(str(row.get("key")), False, str(row.get("status") or "?"),
+                         (f"unreadable row ({type(exc).__name__}: {exc})",))
+
+
+def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> VerifyRow:
+    from ..certificates.measures import BlockGeometry, geometry_of, step_minority, summary
+    from ..certificates.verify import verify_data
+
+    key, status = str(row["key"]), str(row.get("status") or "?")
+    reasons: list[str] = []
+    try:
+        cert = json.loads(row["certificate"])
+        spec = cert["spec"]
+        want = problem_key(spec, cert["gap_tol"], cert["excess_tol"])
+    except (TypeError, KeyError, ValueError) as exc:
+        return VerifyRow(key, False, status, (f"unreadable certificate ({exc})",))
+    if want != key:
+        reasons.append("key does not match the certificate's problem")
+    reasons += _spec_reasons(row, cert)
+    for name in CLAIM_COLUMNS:
+        value = cert.get(name)
+        value = value if name in ("status", "solver", "rank") else _float(value)
+        # Both sides are the same float64 (JSON and SQLite REAL round-trip exactly), so
+        # the comparison is relative: a gap of 1e-14 edited to 0 is a change.
+        if not _close(row.get(name), value, relative=True):
+            reasons.append(f"column {name} ({row.get(name)!r}) differs from the "
+                           f"certificate ({value!r})")
+    report = None
+    if status == "optimal" or any(t.get("tight") and t.get("features") is not None
+                                  for t in tightness_rows):
+        # Also the recomputed lower bounds a stored tight claim is re-derived against.
+        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol,
+                             excess_tol=row["excess_tol"])
+    tight_reasons, rederived, trusted = _tightness_reasons(tightness_rows, cert, report)
+    reasons += tight_reasons
+
+    def outcome() -> VerifyRow:
+        return VerifyRow(key, not reasons, status, tuple(reasons), tuple(rederived),
+                         tuple(trusted))
+
+    geo = geometry_of(cert)
+    if geo is None:
+        if row.get("block_gram") is not None:
+            reasons.append("geometry stored for a solve without one")
+        if status == "optimal":
+            reasons.append("claims optimal without a geometry")
+        return outcome()
+    try:
+        stored = BlockGeometry.from_dict(json.loads(row["block_gram"]))
+        same = (stored.gram.shape == geo.gram.shape
+                and np.array_equal(stored.sizes, geo.sizes)
+                and np.array_equal(stored.block_of, geo.block_of)
+                and np.max(np.abs(stored.gram - geo.gram)) <= 1e-12)
+    except (TypeError, KeyError, ValueError):
+        same = False
+    if not same:
+        reasons.append("block_gram column differs from the certificate's geometry")
+    if row.get("class_gram") is not None:
+        M = np.asarray(json.loads(row["class_gram"]), dtype=float)
+        if M.shape != (geo.k, geo.k) or np.max(np.abs(M - geo.class_gram())) > 1e-12:
+            reasons.append("class_gram column differs from the certificate's geometry")
+    stored_measures = json.loads(row["measures"]) if row.get("measures") else {}
+    minority = (step_minority(geo.k, row["rho"]) if row.get("family") == "step"
+                and row.get("rho") is not None else None)
+    fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"))
+    for name in MEASURE_COLUMNS:
+        want = _float(fresh[name])
+        if not (_close(row.get(name), want, 1e-9)
+                and _close(_float(stored_measures.get(name)), want, 1e-9)):
+            reasons.append(f"measure {name} differs from the certificate's geometry")
+    if status == "optimal":
+        reasons.extend(report.reasons)
+    return outcome()
+
+
+def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
+    """:func:`check_row` for every row of the atlas.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``tol`` is given and is not a finite number > 0.
+    """
+    if tol is not None:
+        from ..pipeline.solve import _tolerance
+
+        tol = _tolerance(tol, "tol")
+    return [check_row(row, tol, atlas.tightness_rows(row["key"]) if row["key"] is not None
+                      else ()) for row in atlas.rows()]
+
+
+# ---------------------------------------------------------------------- export
+EXPORT_COLUMNS = ("key", "family", "dataset", "k", "n", "R", "rho", "n_min", "n_max", "tau",
+                  "counts", "loss_name", "relaxation", "level", "solver", "status", "loss",
+                  "excess_loss", "lower_bound", "gap", "rel_gap", "excess_gap",
+                  "sample_lower_bound", "sample_gap", "sample_rel_gap", "sample_excess_gap",
+                  "gap_tol", "excess_tol", "seconds", "rank", "min_tight_dim",
+                  *MEASURE_COLUMNS)
+"""Columns of ``atlas export``; the tolerances are there so that a row certified under
+looser tolerances than the defaults is visible in the table, not only in its certificate."""
+
+
+def table(atlas: Atlas, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
+    """Export rows: one per solve, with named cosines and ``min_tight_dim``.
+
+    The majority/minority cosines are left empty unless the counts have at most two
+    distinct values (STEP structure); ``cos_min/mean/max`` are always given.
+    """
+    tight = atlas.min_tight_dims()
+    out = []
+    for row in atlas.rows(where):
+        rec = {name: row.get(name) for name in EXPORT_COLUMNS}
+        rec["min_tight_dim"] = tight.get(row["key"])
+        if row.get("family") != "step" and _distinct_counts(row["counts"]) > 2:
+            for name in ("cos_maj_maj", "cos_min_min", "cos_maj_min"):
+                rec[name] = None
+        out.append(rec)
+    return out
+
+
+def _distinct_counts(text: str) -> int:
+    from ..problem.inputs import parse_counts
+
+    return len(set(parse_counts(text)))
+
+
+def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None) -> None:
+    """Write export rows as CSV to ``path`` (atomically) or to ``stream``."""
+    import io
+
+    from ..files import write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for rec in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in rec.items()})
+    if path is None:
+        stream.write(buf.getvalue())
+    else:
+        write_text(path, buf.getvalue())
+
+
+def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
+    """Write export rows as Parquet, atomically (needs pyarrow: the ``parquet`` extra).
+
+    The columns are those of the CSV export, in the same order; an empty cell of the CSV
+    is a null here.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidInputError("Parquet export needs pyarrow (pip install "
+                                "'scconvex[parquet]' or pip install pyarrow)") from None
+    from ..files import write_bytes
+
+    columns = {name: [rec.get(name) for rec in rows] for name in EXPORT_COLUMNS}
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink)
+    write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def show(atlas: Atlas, key: str) -> dict:
+    """One row (by key prefix) with its geometry, measures and tightness rows, JSON-safe."""
+    rows = atlas.rows([("key", key)])
+    if not rows:
+        raise InvalidInputError(f"no row with key {key!r}")
+    if len(rows) > 1:
+        raise InvalidInputError(f"key prefix {key!r} matches {len(rows)} rows")
+    row = rows[0]
+    out = {k: v for k, v in row.items() if k not in ("certificate",)}
+    for name in ("versions", "block_gram", "class_gram", "measures"):
+        if out.get(name) is not None:
+            try:
+                out[name] = json.loads(out[name])
+            except (TypeError, ValueError):
+                pass  # a damaged column is shown as stored (atlas verify rejects it)
+    out["tightness"] = atlas.tightness_rows(row["key"])
+    for t in out["tightness"]:
+        if t.get("features") is not None:
+            try:
+                t["features"] = json.loads(t["features"])
+            except (TypeError, ValueError):
+                pass  # shown as stored (atlas verify rejects it)
+    return jsonable(out)

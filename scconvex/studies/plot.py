@@ -1,0 +1,331 @@
+"""Figures from an atlas (matplotlib, headless; the optional extra ``[plot]``).
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no
+global state, no display needed); :func:`save_figure` writes it. Data curves carry a
+``gid`` (``"cos_min_min|tau=0.5"``), so tests and users can read the plotted values back
+from the figure.
+
+Kinds:
+
+* ``cosines``: named cosines (STEP: majority-majority, minority-minority,
+  majority-minority; otherwise min, mean, max) against ``R`` on a log axis, one set of
+  curves per ``tau``;
+* ``tau``: the same against ``tau``, one set per ``R``;
+* ``gram``: heatmap of one class Gram;
+* ``sphere``: class means factored into ``d = 2`` or ``3``, on the circle or sphere;
+* ``gap``: certified relative gaps (solved level and sample level) against ``R``;
+* ``phase``: minority-minority cosine over the ``(R, tau)`` grid;
+* ``landscape``: fraction of restarts reaching the relaxed optimum over ``(d, tau)``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError, missing_extra
+from ..files import write_bytes
+
+KINDS = ("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape")
+NAMED = ("cos_maj_maj", "cos_min_min", "cos_maj_min")
+SPREAD = ("cos_min", "cos_mean", "cos_max")
+LABELS = {"cos_maj_maj": "majority-majority", "cos_min_min": "minority-minority",
+          "cos_maj_min": "majority-minority", "cos_min": "min", "cos_mean": "mean",
+          "cos_max": "max"}
+STYLES = {"cos_maj_maj": "-", "cos_min_min": "--", "cos_maj_min": ":", "cos_min": "-",
+          "cos_mean": "--", "cos_max": ":"}
+GAP_FLOOR = 1e-18
+"""Gaps of exactly 0 are drawn at this value on the log axis."""
+SPHERE_MAX_K = 12
+
+
+def _figure(**kwargs):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise missing_extra("plot", exc) from None
+    return Figure(**kwargs)
+
+
+def _one_config(rows: list[dict], what: str) -> list[dict]:
+    if not rows:
+        raise InvalidInputError(f"no atlas rows to plot for {what}")
+    configs = {(r["family"], r["k"], r["rho"], r["n_min"], r["n_max"], r["dataset"])
+               for r in rows}
+    if len(configs) > 1:
+        raise InvalidInputError(f"the rows come from {len(configs)} problem families; "
+                                f"choose one with --where (e.g. --where k=10 --where "
+                                f"n_min=5)")
+    return rows
+
+
+def _cosine_names(rows: list[dict]) -> tuple[str, ...]:
+    if all(r["family"] == "step" for r in rows):
+        return NAMED
+    return SPREAD
+
+
+def _curves(ax, rows: list[dict], x: str, by: str) -> None:
+    names = _cosine_names(rows)
+    groups = sorted({r[by] for r in rows})
+    colors = _colors(len(groups))
+    for color, value in zip(colors, groups, strict=True):
+        sub = sorted((r for r in rows if r[by] == value), key=lambda r: r[x])
+        xs = [r[x] for r in sub]
+        for name in names:
+            ys = [np.nan if r[name] is None else r[name] for r in sub]
+            ax.plot(xs, ys, STYLES[name], color=color, marker=".",
+                    label=f"{LABELS[name]}, {by}={value:g}", gid=f"{name}|{by}={value!r}")
+    ax.set_xscale("log")
+    k = rows[0]["k"]
+    ax.axhline(-1.0 / (k - 1), color="0.6", lw=0.8, zorder=0)
+    ax.set_ylabel("cosine between class means")
+    ax.legend(fontsize=6, ncol=max(1, len(groups) // 4), loc="best")
+
+
+def _colors(n: int):
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.9 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def _title(rows: list[dict]) -> str:
+    r = rows[0]
+    if r["family"] == "step":
+        return f"STEP: k={r['k']}, rho={r['rho']:g}, n_min={r['n_min']}"
+    if r["family"] == "long_tail":
+        return f"long tail: k={r['k']}, n_max={r['n_max']}"
+    return f"{r['dataset']}: k={r['k']}"
+
+
+def _cosine_figure(rows: list[dict], kind: str, x: str, by: str, xlabel: str):
+    rows = _one_config(rows, kind)
+    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    _curves(ax, rows, x, by)
+    ax.set_xlabel(xlabel)
+    ax.set_title(_title(rows) + " (grey: simplex ETF)", fontsize=9)
+    return fig
+
+
+def cosines_figure(rows: list[dict]):
+    """Named cosines against R (log axis), one set of curves per tau."""
+    return _cosine_figure(rows, "cosines", "R", "tau", "imbalance ratio R")
+
+
+def tau_figure(rows: list[dict]):
+    """Named cosines against tau (log axis), one set of curves per R."""
+    return _cosine_figure(rows, "tau", "tau", "R", "temperature tau")
+
+
+def gap_figure(rows: list[dict]):
+    """Certified sample-level gaps against R: relative to the loss (solid) and to the
+    excess loss (dashed), one pair of curves per tau."""
+    rows = _one_config(rows, "gap")
+    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    taus = sorted({r["tau"] for r in rows})
+    for color, tau in zip(_colors(len(taus)), taus, strict=True):
+        sub = sorted((r for r in rows if r["tau"] == tau), key=lambda r: r["R"])
+        for name, style in (("sample_rel_gap", "-"), ("sample_excess_gap", "--")):
+            ys = [np.nan if r[name] is None else max(r[name], GAP_FLOOR) for r in sub]
+            ax.plot([r["R"] for r in sub], ys, style, color=color, marker=".",
+                    label=f"{name}, tau={tau:g}", gid=f"{name}|tau={tau!r}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("imbalance ratio R")
+    ax.set_ylabel(f"certified gap / loss, / excess loss (0 drawn at {GAP_FLOOR:g})")
+    ax.set_title(_title(rows), fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    return fig
+
+
+def _grid(values_x, values_y, cells: dict) -> np.ndarray:
+    Z = np.full((len(values_y), len(values_x)), np.nan)
+    for (x, y), v in cells.items():
+        Z[values_y.index(y), values_x.index(x)] = np.nan if v is None else v
+    return Z
+
+
+def _heatmap(fig, ax, xs, ys, Z, label: str, logx: bool, logy: bool, **kw):
+    mesh = ax.pcolormesh(xs, ys, Z, shading="nearest", **kw)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    fig.colorbar(mesh, ax=ax, label=label)
+    return mesh
+
+
+def phase_figure(rows: list[dict]):
+    """Minority-minority cosine over the (R, tau) grid."""
+    rows = _one_config(rows, "phase")
+    Rs = sorted({r["R"] for r in rows})
+    taus = sorted({r["tau"] for r in rows})
+    Z = _grid(Rs, taus, {(r["R"], r["tau"]): r["cos_min_min"] for r in rows})
+    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    _heatmap(fig, ax, Rs, taus, Z, "minority-minority cosine", True, True, cmap="magma",
+             vmin=-1 / (rows[0]["k"] - 1), vmax=1.0)
+    ax.set_xlabel("imbalance ratio R")
+    ax.set_ylabel("temperature tau")
+    ax.set_title(_title(rows) + ": minority collapse (1 = collapsed)", fontsize=9)
+    return fig
+
+
+def landscape_figure(rows: list[dict], tight_rows: Sequence[dict]):
+    """Fraction of restarts reaching the relaxed optimum over (d, tau)."""
+    rows = _one_config(rows, "landscape")
+    by_key = {r["key"]: r for r in rows}
+    per_tau: dict[float, set] = {}
+    for r in rows:
+        per_tau.setdefault(r["tau"], set()).add(r["key"])
+    if any(len(keys) > 1 for keys in per_tau.values()):
+        raise InvalidInputError("several problems share a tau; choose one R with --where R=...")
+    cells = {}
+    for t in tight_rows:
+        if t["key"] in by_key:
+            cells[(by_key[t["key"]]["tau"], t["d"])] = t["reached"] / t["restarts"]
+    if not cells:
+        raise InvalidInputError("no tightness rows for these problems (sweep with --dims)")
+    taus = sorted({c[0] for c in cells})
+    dims = sorted({c[1] for c in cells})
+    Z = _grid(taus, dims, cells)
+    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    _heatmap(fig, ax, taus, dims, Z, "fraction of restarts reaching the optimum", True,
+             False, cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_yticks(dims)
+    ax.set_xlabel("temperature tau")
+    ax.set_ylabel("dimension d")
+    r = rows[0]
+    ax.set_title(_title(rows) + (f", R={r['R']:g}" if r["R"] is not None else ""),
+                 fontsize=9)
+    return fig
+
+
+def _class_gram(row: dict) -> np.ndarray:
+    from ..certificates.measures import BlockGeometry
+
+    if row.get("class_gram"):
+        return np.asarray(json.loads(row["class_gram"]), dtype=float)
+    if not row.get("block_gram"):
+        raise InvalidInputError(f"row {row['key'][:12]} has no geometry (status "
+                                f"{row['status']})")
+    geo = BlockGeometry.from_dict(json.loads(row["block_gram"]))
+    if geo.k > 400:
+        raise InvalidInputError(f"k = {geo.k} is too large to draw a class Gram")
+    return geo.class_gram()
+
+
+def _row_title(row: dict) -> str:
+    counts = row["counts"] if len(row["counts"]) <= 40 else row["counts"][:37] + "..."
+    return f"counts {counts}, tau={row['tau']:g}"
+
+
+def gram_figure(row: dict):
+    """Heatmap of one class Gram (cosines between class means)."""
+    M = _class_gram(row)
+    fig = _figure(figsize=(5.2, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(M, cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="cosine")
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
+    ax.set_title(_row_title(row), fontsize=9)
+    return fig
+
+
+def sphere_figure(row: dict, dim: int | None = None):
+    """Class means factored into d = 2 or 3 and drawn on the circle or the sphere."""
+    from ..features.factor import factor
+
+    M = _class_gram(row)
+    k = M.shape[0]
+    if k > SPHERE_MAX_K:
+        raise InvalidInputError(f"--kind sphere draws at most {SPHERE_MAX_K} classes, "
+                                f"this row has {k}")
+    f0 = factor(M, warn=False)
+    d = dim if dim is not None else (2 if f0.rank <= 2 else 3)
+    if d not in (2, 3):
+        raise InvalidInputError(f"--dim must be 2 or 3, got {d}")
+    f = factor(M, d, warn=False)
+    U = f.features
+    counts = _counts_of(row)
+    fig = _figure(figsize=(5.2, 5.0), layout="constrained")
+    note = "exact" if f.exact else f"truncated: rank {f.rank} > d"
+    if d == 2:
+        ax = fig.add_subplot()
+        t = np.linspace(0, 2 * math.pi, 200)
+        ax.plot(np.cos(t), np.sin(t), color="0.7", lw=0.8)
+        for i in range(k):
+            ax.plot([0, U[i, 0]], [0, U[i, 1]], color="0.5", lw=0.6)
+        ax.scatter(U[:, 0], U[:, 1], s=20 + 80 * counts / counts.max(), c=np.log(counts),
+                   cmap="coolwarm", zorder=3, gid="means")
+        ax.set_aspect("equal")
+        ax.set_xlim(-1.15, 1.15)
+        ax.set_ylim(-1.15, 1.15)
+    else:
+        ax = fig.add_subplot(projection="3d")
+        u, v = np.meshgrid(np.linspace(0, 2 * math.pi, 30), np.linspace(0, math.pi, 15))
+        ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v),
+                          color="0.85", lw=0.4)
+        ax.scatter(U[:, 0], U[:, 1], U[:, 2], s=20 + 80 * counts / counts.max(),
+                   c=np.log(counts), cmap="coolwarm", depthshade=False, gid="means")
+        ax.set_box_aspect((1, 1, 1))
+    for i in range(k):
+        ax.text(*(1.08 * U[i]), str(int(counts[i])), fontsize=7)
+    ax.set_title(f"{_row_title(row)}\nclass means in d={d} ({note}; label: samples)",
+                 fontsize=9)
+    return fig
+
+
+def _counts_of(row: dict) -> np.ndarray:
+    from ..problem.inputs import parse_counts
+
+    return np.asarray(parse_counts(row["counts"]), dtype=float)
+
+
+def _single_row(atlas, where, key) -> dict:
+    rows = atlas.rows(list(where) + ([("key", key)] if key else []))
+    if len(rows) != 1:
+        raise InvalidInputError(f"--kind gram and sphere draw one row; {len(rows)} match "
+                                f"(choose one with --key or --where)")
+    return rows[0]
+
+
+def make_figure(atlas, kind: str, *, where: Sequence[tuple[str, str]] = (),
+                key: str | None = None, dim: int | None = None):
+    """The figure of ``kind`` (one of :data:`KINDS`) from the rows of an atlas."""
+    if kind not in KINDS:
+        raise InvalidInputError(f"unknown kind {kind!r}; choose one of {KINDS}")
+    if kind in ("gram", "sphere"):
+        row = _single_row(atlas, where, key)
+        return gram_figure(row) if kind == "gram" else sphere_figure(row, dim)
+    rows = [r for r in atlas.rows(where) if r["status"] == "optimal"]
+    if kind == "landscape":
+        return landscape_figure(rows, atlas.tightness_rows())
+    return {"cosines": cosines_figure, "tau": tau_figure, "gap": gap_figure,
+            "phase": phase_figure}[kind](rows)
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Write a figure as PNG, PDF or SVG (by suffix), atomically."""
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".png", ".pdf", ".svg"):
+        raise InvalidInputError(f"--out must end in .png, .pdf or .svg, got {path!r}")
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=150, format=suffix[1:])
+    try:
+        # The same atomic write as every other output (unique temporary file, removed on
+        # error; the permissions of a replaced file kept).
+        write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {path!r}: {exc.strerror}") from None

@@ -1,0 +1,441 @@
+"""Sweeps: many certified solves over a grid, on dask.distributed, stored in an atlas.
+
+A sweep is a list of *points* (plain dictionaries, one per problem) built from a grid
+(:func:`build_points`): STEP problems over ``R`` and ``tau``, long-tail problems, or lists
+of count vectors (datasets) over ``tau``; optionally with tightness rows for some
+dimensions. :func:`run_sweep` skips the points the atlas already holds, groups the others
+into batches (a group-level solve takes milliseconds, so one task per solve would be all
+overhead), runs the batches on a dask cluster (or in this process) and stores each batch
+in the atlas in one transaction as soon as it returns. Workers only compute; only the
+calling process writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import InvalidInputError, ScconvexError, missing_extra
+from ..problem.inputs import (
+    parse_counts,
+    parse_ints,
+    parse_values,
+    read_counts_file,
+    read_labels_file,
+)
+from ..problem.spec import ProblemSpec
+
+log = logging.getLogger(__name__)
+
+GRID_KEYS = ("step_k", "rho", "n_min", "long_tail_k", "n_max", "R", "tau", "counts",
+             "counts_files", "labels_files", "dims", "restarts", "seed", "nc_level", "level",
+             "solver", "gap_tol", "excess_tol")
+"""Settings of a sweep grid: the keys of a TOML spec and of :func:`build_points`."""
+
+RUN_KEYS = ("workers", "scheduler", "batch_size", "atlas")
+"""Settings of how a sweep runs (also allowed in a TOML spec)."""
+
+MAX_BATCH = 50
+
+
+def load_spec_file(path: str | os.PathLike) -> dict:
+    """Settings of a sweep from a TOML file (keys of :data:`GRID_KEYS` and :data:`RUN_KEYS`).
+
+    The settings may sit at the top level or under a ``[sweep]`` table. Values are what
+    the command-line options take: numbers, lists, or range strings such as
+    ``"logspace:1:1e4:13"``.
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib
+        except ImportError as exc:
+            raise missing_extra("sweep", exc) from None
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise InvalidInputError(f"--spec: cannot read {os.fspath(path)!r}: "
+                                f"{exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError(f"--spec {os.fspath(path)!r}: not valid TOML ({exc})") from None
+    if isinstance(data.get("sweep"), dict):
+        data = data["sweep"]
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = set(data) - set(GRID_KEYS) - set(RUN_KEYS)
+    if unknown:
+        raise InvalidInputError(f"--spec {os.fspath(path)!r}: unknown settings "
+                                f"{sorted(unknown)}; allowed: {sorted(GRID_KEYS + RUN_KEYS)}")
+    base = os.path.dirname(os.path.abspath(path))
+    for name in ("counts_files", "labels_files"):
+        if name in data:
+            files = data[name] if isinstance(data[name], list) else [data[name]]
+            data[name] = [f if os.path.isabs(f) else os.path.join(base, f) for f in files]
+    if isinstance(data.get("counts"), str):
+        data["counts"] = [data["counts"]]
+    return data
+
+
+def _scalar(settings: dict, name: str, kind: type, default=None):
+    value = settings.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise InvalidInputError(f"{name} takes one value, got {value!r}")
+        value = value[0]
+    values = parse_values(value, name) if not isinstance(value, str) or kind is not str \
+        else [value]
+    if kind is str:
+        return str(values[0])
+    v = values[0]
+    if kind is int:
+        if v != int(v):
+            raise InvalidInputError(f"{name} must be an integer, got {value!r}")
+        return int(v)
+    return float(v)
+
+
+def build_points(settings: dict) -> list[dict]:
+    """The points of a sweep grid.
+
+    Parameters
+    ----------
+    settings : dict
+        Keys of :data:`GRID_KEYS`:
+
+        * STEP grid: ``step_k``, ``rho``, ``n_min``, ``R`` and ``tau``. ``R`` is rounded
+          so that ``R * n_min`` is an integer; the point records the ratio actually used.
+        * long-tail grid: ``long_tail_k``, ``n_max``, ``R`` and ``tau``.
+        * datasets: ``counts`` (list of count texts), ``counts_files``, ``labels_files``,
+          each crossed with ``tau``.
+        * ``dims`` (with ``restarts``, ``seed``, ``nc_level``): tightness rows per point.
+        * ``level``, ``solver``, ``gap_tol``, ``excess_tol``: solve options.
+
+    Returns
+    -------
+    list of dict
+        One per distinct problem, each with ``key``, ``spec`` and the grid coordinates.
+    """
+    from ..certificates.measures import step_minority
+    from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, SOLVERS
+    from .atlas import problem_key
+
+    unknown = set(settings) - set(GRID_KEYS)
+    if unknown:
+        raise InvalidInputError(f"unknown sweep settings {sorted(unknown)}")
+    if settings.get("tau") is None:
+        raise InvalidInputError("a sweep needs --tau (one or more temperatures)")
+    taus = parse_values(settings["tau"], "--tau")
+    level = _scalar(settings, "level", str, "auto")
+    solver = _scalar(settings, "solver", str, "auto")
+    if solver not in SOLVERS:
+        raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+    gap_tol = _scalar(settings, "gap_tol", float, DEFAULT_GAP_TOL)
+    excess_tol = _scalar(settings, "excess_tol", float, DEFAULT_EXCESS_TOL)
+    dims = parse_ints(settings["dims"], "--dims") if settings.get("dims") is not None else []
+    restarts = _scalar(settings, "restarts", int, 10)
+    seed = _scalar(settings, "seed", int, 0)
+    nc_level = _scalar(settings, "nc_level", str, "class")
+    if restarts < 1 or seed < 0 or nc_level not in ("class", "sample"):
+        raise InvalidInputError("need restarts >= 1, seed >= 0 and nc_level class or sample")
+
+    problems: list[tuple[ProblemSpec, dict]] = []
+    step_keys = ("step_k", "rho", "n_min")
+    if any(settings.get(k) is not None for k in step_keys):
+        if any(settings.get(k) is None for k in (*step_keys, "R")):
+            raise InvalidInputError("a STEP grid needs --step-k, --rho, --n-min and --R")
+        k = _scalar(settings, "step_k", int)
+        rho = _scalar(settings, "rho", float)
+        n_min = _scalar(settings, "n_min", int)
+        if n_min is None or n_min < 1:
+            raise InvalidInputError(f"--n-min must be a positive integer, got {n_min!r}")
+        for ratio in parse_values(settings["R"], "--R"):
+            if ratio < 1:
+                raise InvalidInputError(f"--R: the imbalance ratio must be >= 1, got {ratio}")
+            n_maj = max(1, round(ratio * n_min))
+            used = n_maj / n_min
+            for tau in taus:
+                spec = ProblemSpec.step(k, rho, used, n_min, tau, level=level)
+                problems.append((spec, {"family": "step", "R": used, "rho": rho,
+                                        "n_min": n_min,
+                                        "minority": step_minority(k, rho).tolist()}))
+    if settings.get("long_tail_k") is not None or settings.get("n_max") is not None:
+        if settings.get("long_tail_k") is None or settings.get("n_max") is None \
+                or settings.get("R") is None:
+            raise InvalidInputError("a long-tail grid needs --long-tail-k, --n-max and --R")
+        k = _scalar(settings, "long_tail_k", int)
+        n_max = _scalar(settings, "n_max", int)
+        for ratio in parse_values(settings["R"], "--R"):
+            for tau in taus:
+                spec = ProblemSpec.long_tail(k, ratio, n_max, tau, level=level)
+                problems.append((spec, {"family": "long_tail", "R": ratio, "n_max": n_max}))
+    datasets: list[tuple[str, tuple[int, ...]]] = []
+    for text in settings.get("counts") or []:
+        datasets.append((text, parse_counts(text)))
+    for path in settings.get("counts_files") or []:
+        datasets.append((os.path.basename(path), read_counts_file(path)))
+    for path in settings.get("labels_files") or []:
+        datasets.append((os.path.basename(path), read_labels_file(path)))
+    for name, counts in datasets:
+        for tau in taus:
+            spec = ProblemSpec(counts, tau, level=level)
+            problems.append((spec, {"family": "counts", "dataset": name,
+                                    "R": max(counts) / min(counts)}))
+    if not problems:
+        raise InvalidInputError("the sweep has no problems: give a STEP grid (--step-k, "
+                                "--rho, --n-min, --R), a long-tail grid (--long-tail-k, "
+                                "--n-max, --R) or datasets (--counts, --counts-file, "
+                                "--labels-file)")
+    points, seen = [], set()
+    for spec, coords in problems:
+        key = problem_key(spec.to_dict(), gap_tol, excess_tol)
+        if key in seen:
+            continue
+        seen.add(key)
+        points.append({"key": key, "spec": spec.to_dict(), "solver": solver,
+                       "gap_tol": gap_tol, "excess_tol": excess_tol, "dims": dims,
+                       "restarts": restarts, "seed": seed, "nc_level": nc_level,
+                       "dataset": None, "R": None, "rho": None, "n_min": None,
+                       "n_max": None, "minority": None, **coords})
+    return points
+
+
+# ---------------------------------------------------------------------- worker side
+def run_point(point: dict) -> dict:
+    """Solve one point (and its tightness rows); returns an atlas record."""
+    from ..features.tightness import tightness
+    from ..pipeline.solve import solve
+    from .atlas import make_record
+
+    spec = ProblemSpec.from_dict(point["spec"])
+    res = solve(spec, solver=point["solver"], gap_tol=point["gap_tol"],
+                excess_tol=point["excess_tol"])
+    rows = []
+    if point["dims"] and res.class_gram is not None:
+        rep = tightness(spec, point["dims"], restarts=point["restarts"],
+                        level=point["nc_level"], seed=point["seed"], relaxed=res)
+        rows = [{**r.to_dict(), "restarts": point["restarts"], "seed": point["seed"],
+                 "nc_level": point["nc_level"], "features": r.features} for r in rep.rows]
+    return make_record(res.to_dict(), point, rows, seconds=res.seconds)
+
+
+def solve_batch(points: Sequence[dict]) -> list[dict]:
+    """Run a batch of points with BLAS pinned to one thread (the dask task)."""
+    from ..threads import blas_threads
+
+    with blas_threads(1):
+        return [run_point(p) for p in points]
+
+
+# ---------------------------------------------------------------------- client side
+@dataclass
+class SweepSummary:
+    """What a sweep did.
+
+    Attributes
+    ----------
+    points : int
+        Distinct problems in the grid.
+    solved : int
+        Points computed by this run (and stored).
+    from_atlas : int
+        Points the atlas already held (not recomputed).
+    not_certified : int
+        Solved points whose status is not ``optimal``.
+    errors : list of str
+        Batches that raised (their points are not stored and will be retried).
+    interrupted : bool
+    seconds : float
+    workers : int
+        Workers used (0 = in this process).
+    batches : int
+    """
+
+    points: int
+    solved: int = 0
+    from_atlas: int = 0
+    not_certified: int = 0
+    errors: list = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    workers: int = 0
+    batches: int = 0
+
+    @property
+    def message(self) -> str:
+        text = f"{self.solved} solved, {self.from_atlas} from the atlas"
+        if self.not_certified:
+            text += f", {self.not_certified} not certified"
+        if self.errors:
+            text += f", {len(self.errors)} batches failed ({self.errors[0]})"
+        if self.interrupted:
+            text += f"; interrupted, {self.points - self.solved - self.from_atlas} left"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"points": self.points, "solved": self.solved, "from_atlas": self.from_atlas,
+                "not_certified": self.not_certified, "errors": list(self.errors),
+                "interrupted": self.interrupted, "seconds": self.seconds,
+                "workers": self.workers, "batches": self.batches, "message": self.message}
+
+
+def pending(points: Sequence[dict], atlas) -> list[dict]:
+    """The points whose solve or tightness rows the atlas does not hold yet."""
+    keys = atlas.keys()
+    tight = atlas.tightness_keys() if any(p["dims"] for p in points) else set()
+    out = []
+    for p in points:
+        if p["key"] not in keys or any(
+                (p["key"], d, p["restarts"], p["seed"], p["nc_level"]) not in tight
+                for d in p["dims"]):
+            out.append(p)
+    return out
+
+
+def _batches(points: list[dict], workers: int, batch_size: int | None) -> list[list[dict]]:
+    if batch_size is None:
+        batch_size = 1 if workers == 0 else \
+            max(1, min(MAX_BATCH, math.ceil(len(points) / (4 * workers))))
+    if batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be >= 1, got {batch_size}")
+    return [points[i:i + batch_size] for i in range(0, len(points), batch_size)]
+
+
+def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str | None = None,
+              batch_size: int | None = None,
+              progress: Callable[[int], None] | None = None) -> SweepSummary:
+    """Run the points the atlas does not hold, storing each batch as it finishes.
+
+    Parameters
+    ----------
+    points : sequence of dict
+        From :func:`build_points`.
+    atlas : scconvex.studies.atlas.Atlas
+        Open atlas; the only writer.
+    workers : int
+        Workers of a local dask cluster (one thread each); 0 runs in this process.
+    scheduler : str, optional
+        Address of an existing dask scheduler (``tcp://HOST:PORT``); overrides
+        ``workers``.
+    batch_size : int, optional
+        Points per task; default about four tasks per worker, at most 50 points each.
+    progress : callable, optional
+        Called with the number of points the atlas already holds (if any), then with the
+        number of points of each stored batch.
+
+    Returns
+    -------
+    SweepSummary
+        A Ctrl-C (KeyboardInterrupt) stops the sweep and returns with ``interrupted``
+        set; every batch stored before it stays in the atlas.
+    """
+    t0 = time.perf_counter()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise InvalidInputError(f"--workers must be an integer >= 0, got {workers!r}")
+    todo = pending(points, atlas)
+    summary = SweepSummary(points=len(points), from_atlas=len(points) - len(todo))
+    if progress is not None and summary.from_atlas:
+        progress(summary.from_atlas)
+
+    def store(records: list[dict]) -> None:
+        atlas.add(records)
+        summary.solved += len(records)
+        summary.not_certified += sum(r["solve"]["status"] != "optimal" for r in records)
+        if progress is not None:
+            progress(len(records))
+
+    try:
+        if not todo:
+            pass
+        elif scheduler is None and workers == 0:
+            batches = _batches(todo, 0, batch_size)
+            summary.batches = len(batches)
+            for batch in batches:
+                store(solve_batch(batch))
+        else:
+            _run_dask(todo, store, summary, workers, scheduler, batch_size)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_dask(todo, store, summary: SweepSummary, workers: int, scheduler: str | None,
+              batch_size: int | None) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise missing_extra("sweep", exc) from None
+    cluster = None
+    try:
+        if scheduler is not None:
+            try:
+                client = Client(scheduler, timeout=20)
+            except (OSError, TimeoutError) as exc:
+                raise ScconvexError(f"cannot connect to the dask scheduler at "
+                                    f"{scheduler!r}: {exc}") from None
+        else:
+            with _children_ignore_sigint():
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=None,
+                                       silence_logs=logging.CRITICAL)
+            client = Client(cluster)
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
+    futures = []
+    try:
+        if scheduler is not None:
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except TimeoutError:
+                raise ScconvexError(f"the dask scheduler at {scheduler!r} has no workers "
+                                    f"(waited 60 s)") from None
+        n_workers = len(client.scheduler_info().get("workers", {})) or max(workers, 1)
+        summary.workers = n_workers
+        batches = _batches(todo, n_workers, batch_size)
+        summary.batches = len(batches)
+        futures = client.map(solve_batch, batches, pure=False)
+        for fut in as_completed(futures):
+            try:
+                records = fut.result()
+            except Exception as exc:  # a bug or a lost worker: keep going, report it
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                summary.errors.append(f"{type(exc).__name__}: {first}")
+                log.debug("a sweep batch failed", exc_info=True)
+                continue
+            store(records)
+    finally:
+        if futures:
+            client.cancel(futures)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Start processes with SIGINT ignored, so that a Ctrl-C reaches only the client.
+
+    A terminal sends SIGINT to the whole process group; worker processes would die
+    mid-batch with tracebacks. An ignored signal stays ignored in spawned children (and
+    Python keeps it so), while the client restores its handler and stops cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
