@@ -16,6 +16,7 @@ import statistics
 import time
 
 import numpy as np
+from harness import class_counts, run_one
 from load import background_load, load_average
 
 CLASS_KS = (50, 100, 200, 500, 1000)
@@ -25,8 +26,6 @@ SECONDS_TARGET = {200: 0.3, 500: 2.0, 1000: 10.0}
 
 
 def _median_runs(inst: dict, solver: str, options: dict, repeats: int, hard: float) -> dict:
-    from run import run_one
-
     outs = [run_one(inst, solver, options, hard) for _ in range(repeats)]
     ok = [o for o in outs if o.get("status") == "optimal"]
     row = {"runs": len(outs), "certified": len(ok),
@@ -77,8 +76,6 @@ def sample_restart(counts, tau: float, d: int, hard: float) -> dict:
 def run_phase(condition: str, repeats: int, seed: int, time_limit: float,
               sample_hard: float) -> dict:
     """All timed targets in one condition (``"idle"`` or ``"busy"``)."""
-    from run import class_counts, run_one
-
     busy = 2 if condition == "busy" else 0
     out: dict = {"condition": condition, "load_start": load_average()}
     with background_load(busy):

@@ -4,7 +4,7 @@ Pipeline: spec -> model (level) -> solve (backend) -> repair and certify -> lift
 factor -> report.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Names are imported on first use (PEP 562), so that ``scconvex --help`` and
 # ``scconvex verify`` do not pay for scipy and the solvers they do not need.

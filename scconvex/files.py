@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .errors import InvalidInputError
 
 SCHEMA_VERSION = 1
@@ -28,8 +29,6 @@ SCHEMA_VERSION = 1
 
 def version() -> str:
     """The installed scconvex version."""
-    from . import __version__
-
     return __version__
 
 

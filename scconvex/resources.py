@@ -170,16 +170,3 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
         message = (f"{what} needs about {format_bytes(needed)} of memory, more than the "
                    f"{format_bytes(budget)} available")
         raise ResourceLimitError(message + (f"; {hint}" if hint else ""))
-
-
-def level_hint(spec, level: str, solver: str) -> str:
-    """What to try instead when ``level`` with ``solver`` does not fit."""
-    if solver in ("clarabel", "scs") and level != "sample":
-        return f"use --solver native (it handles the {level} level in O(m^2) memory)"
-    if spec.repeated and level != "group":
-        g = len(spec.groups)
-        return f"use --level group ({g} group{'s' if g > 1 else ''} instead of " \
-               f"{spec.n if level == 'sample' else spec.k} rows)"
-    if level == "sample":
-        return "use --level class"
-    return "no smaller level exists for these counts"

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from scconvex import ProblemSpec, solve
-from scconvex.losses import BlockLogExcessCost
+from scconvex.losses.base import BlockLogExcessCost
 from scconvex.problem.model import block_gram, build_model
 from scconvex.solvers import BACKENDS, get_backend
 

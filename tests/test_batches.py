@@ -50,7 +50,7 @@ def test_class_and_group_levels_are_refused():
     for level in ("class", "group"):
         with pytest.raises(InvalidInputError, match="sample level only"):
             build_model(spec, level)
-    assert build_model(spec).level == "sample"
+    assert build_model(spec).level.name == "sample"
     with pytest.raises(InvalidInputError, match="'sc' loss only"):
         ProblemSpec((3, 3, 2), 0.5, loss="negatives-only", batches=[list(range(8))])
     out = subprocess.run([sys.executable, "-m", "scconvex", "solve", "--counts", "3,3,2",

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scconvex import ProblemSpec
+from scconvex.losses.sc import LogExcessCost
 from scconvex.problem.model import build_model
 from scconvex.solvers import get_backend
 from scconvex.solvers import native as nt
@@ -64,7 +65,7 @@ def test_face_model_is_the_second_derivative_at_the_optimum(rng, level, counts):
     # Riemannian Hessian of the factor (Taylor-tested in test_native.py), up to the part of
     # S off the null space, which vanishes with the gradient.
     model = build_model(ProblemSpec(counts, 0.1), level)
-    cost = nt._LogExcessCost(model.sizes, model.block_counts, 0.1)
+    cost = LogExcessCost(model.sizes, model.block_counts, 0.1)
     problem = nt._Problem(cost, int(sum(model.sizes)), face=True)
     W = nt._start(model, model.dim - 1)
     out = nt._minimize(problem, W, tol=1e-13, max_iter=5000, deadline=np.inf, memory=5,
@@ -92,7 +93,7 @@ def test_face_model_is_the_second_derivative_at_the_optimum(rng, level, counts):
 
 def test_no_face_direction_for_a_rank_deficient_factor(rng):
     model = build_model(ProblemSpec((9, 7, 5, 4, 3, 2), 0.1), "class")
-    cost = nt._LogExcessCost(model.sizes, model.block_counts, 0.1)
+    cost = LogExcessCost(model.sizes, model.block_counts, 0.1)
     face = FaceNewton(cost)
     problem = nt._Problem(cost, 6)
     W = rng.standard_normal((6, 5))
@@ -144,7 +145,7 @@ def test_single_precision_directions_match_double_precision(rng):
     # within what their residual tolerance allows, also near the optimum, where the
     # projected gradient is many orders below the gradient itself.
     model = build_model(ProblemSpec.long_tail(300, 30, 60, 0.1), "group")
-    cost = nt._LogExcessCost(model.sizes, model.block_counts, 0.1)
+    cost = LogExcessCost(model.sizes, model.block_counts, 0.1)
     problem = nt._Problem(cost, int(sum(model.sizes)))
     out = nt._minimize(problem, nt._start(model, model.dim - 1), tol=1e-9, max_iter=5000,
                        deadline=np.inf, memory=5, newton_gap=1e-2)

@@ -12,7 +12,8 @@ import pytest
 from conftest import loss_loop, random_block_q, taylor_slope
 
 from scconvex import InvalidInputError, ProblemSpec, build_model, certify, solve
-from scconvex.losses import LOSSES, BlockLogExcessCost, get_loss
+from scconvex.losses import LOSSES, get_loss
+from scconvex.losses.base import BlockLogExcessCost
 from scconvex.problem.model import block_gram
 from scconvex.problem.spec import LOSSES as SPEC_LOSSES
 

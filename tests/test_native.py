@@ -15,7 +15,7 @@ from conftest import random_block_q, taylor_slope
 from scconvex import InvalidInputError, ProblemSpec, solve
 from scconvex.certificates.certify import certify
 from scconvex.certificates.repair import repair
-from scconvex.losses.sc import block_terms
+from scconvex.losses.sc import LogExcessCost, block_terms
 from scconvex.problem.model import block_gram, build_model
 from scconvex.solvers import get_backend
 from scconvex.solvers import native as nt
@@ -41,7 +41,7 @@ def balanced_loss(k, m, tau):
 @pytest.mark.parametrize("tau", [0.03, 0.5])
 def test_log_excess_matches_block_terms_and_gradient(rng, level, counts, tau):
     model = build_model(ProblemSpec(counts, tau), level)
-    cost = nt._LogExcessCost(model.sizes, model.block_counts, tau)
+    cost = LogExcessCost(model.sizes, model.block_counts, tau)
     Q = random_block_q(rng, cost.sphere)
     F, C = cost(Q)
     B = cost.cosines(Q.copy())
@@ -59,7 +59,7 @@ def test_log_excess_matches_block_terms_and_gradient(rng, level, counts, tau):
 def test_log_excess_is_finite_far_below_float_underflow():
     # At tau = 0.002 the excess is about exp(-500): log space keeps it and its gradient.
     model = build_model(ProblemSpec((9, 5, 3), 0.002), "class")
-    cost = nt._LogExcessCost(model.sizes, model.block_counts, 0.002)
+    cost = LogExcessCost(model.sizes, model.block_counts, 0.002)
     M = np.full((3, 3), -0.5) + 1.5 * np.eye(3)
     F, C = cost(M)
     assert np.isfinite(F) and F < -700
@@ -225,7 +225,7 @@ def test_riemannian_hessian_taylor_slope_three(rng, level, counts, tau):
     # F(R(tV)) - F - t <grad, V> - t^2/2 <V, Hess V> = O(t^3): slope 3 for a correct
     # Hessian, 2 for a wrong one.
     model = build_model(ProblemSpec(counts, tau), level)
-    problem = nt._Problem(nt._LogExcessCost(model.sizes, model.block_counts, tau),
+    problem = nt._Problem(LogExcessCost(model.sizes, model.block_counts, tau),
                           sum(model.sizes))
     man = problem.manifold
     W = rng.standard_normal((model.dim, model.dim))
@@ -266,7 +266,7 @@ def test_newton_from_an_evaluated_point_saves_one_evaluation(rng):
     from scconvex.solvers.optim import newton_cg
 
     model = build_model(ProblemSpec(distinct_counts(rng, 12), 0.1), "class")
-    problem = nt._Problem(nt._LogExcessCost(model.sizes, model.block_counts, 0.1),
+    problem = nt._Problem(LogExcessCost(model.sizes, model.block_counts, 0.1),
                           sum(model.sizes))
     W = rng.standard_normal((model.dim, model.dim))
     W /= np.linalg.norm(W, axis=1)[:, None]

@@ -226,12 +226,12 @@ def test_spec_must_be_a_spec():
 @pytest.mark.parametrize("slab_rows", [1, 5, None])
 def test_sample_cost_matches_dense_loss(counts, slab_rows, rng, monkeypatch):
     # The slab-wise cost against the dense n x n loss of scconvex.loss (another code path).
-    import scconvex.features.nonconvex as nc
+    import scconvex.losses.sc as sc
     from scconvex.losses.sc import sc_loss_grad
 
     spec = ProblemSpec(counts, 0.1)
     if slab_rows is not None:
-        monkeypatch.setattr(nc, "CHUNK_ENTRIES", slab_rows * spec.n)
+        monkeypatch.setattr(sc, "CHUNK_ENTRIES", slab_rows * spec.n)
     cost = sample_cost(spec, 3)
     man = Spheres(spec.n, 3)
     H = man.random_point(rng)

@@ -25,8 +25,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..problem.model import Model, class_gram
-from .repair import block_min_eig, repair, sign_rounding
+from ..levels import CLASS, SAMPLE
+from ..levels.blocks import block_min_eig
+from ..problem.model import Model
+from .repair import repair, sign_rounding
+
+DEFAULT_GAP_TOL = 1e-6
+"""Largest certified gap relative to the loss for the status ``optimal`` (``solve``'s
+``gap_tol`` and ``verify``'s ``tol``)."""
+
+DEFAULT_EXCESS_TOL = 1e-3
+"""Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``. At small
+``tau`` the loss is dominated by that constant, and a tiny ``rel_gap`` alone says little
+about the geometry (MATH.md section 6)."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +122,10 @@ def _make(level, size, loss, excess, compl, lam, unit: float = 1.0,
     else:
         # The excess is positive in exact arithmetic; below the rounding it is not resolved.
         ex = gap / (excess - rounding) if excess > rounding else math.inf
-    return Certificate(level, int(size), float(loss), float(excess), float(lower), float(gap),
-                       float(rel), float(ex), float(lam * unit), float(compl * unit))
+    return Certificate(level=level, size=int(size), loss=float(loss),
+                       excess_loss=float(excess), lower_bound=float(lower), gap=float(gap),
+                       rel_gap=float(rel), excess_gap=float(ex),
+                       min_eig_slack=float(lam * unit), complementarity=float(compl * unit))
 
 
 def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
@@ -146,10 +159,10 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     spec = model.spec
     loss = model.loss
     relaxation = model.relaxation
-    if model.level == "sample":
+    if model.level.dense:
         if loss.attains_constant(X, spec.labels):
             # The loss's constant is a lower bound on every geometry: optimal, gap 0.
-            best = _make("sample", spec.n, spec.constant, 0.0, 0.0, 0.0)
+            best = _make(SAMPLE.name, spec.n, spec.constant, 0.0, 0.0, 0.0)
             return best, best
         value, C = loss.sample_value_grad(X, spec.labels, spec.tau)
         best = None
@@ -163,7 +176,7 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
             S = Cy - np.diag(nu)
             lam = float(np.linalg.eigvalsh(S)[0])
             compl = float(np.sum(S * X)) + float(np.sum(Y * X))
-            cert = _make("sample", spec.n, value, excess, compl, lam, rounding=rounding,
+            cert = _make(SAMPLE.name, spec.n, value, excess, compl, lam, rounding=rounding,
                          scale=scale)
             if best is None or cert.gap < best.gap:
                 best = cert
@@ -175,8 +188,8 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     active = s >= 2
     if terms.log_excess == -math.inf:
         # The point attains the loss's constant, a lower bound on every geometry: optimal.
-        return (_make("class", spec.k, terms.value, 0.0, 0.0, 0.0),
-                _make("sample", spec.n, terms.value, 0.0, 0.0, 0.0))
+        return (_make(CLASS.name, spec.k, terms.value, 0.0, 0.0, 0.0),
+                _make(SAMPLE.name, spec.n, terms.value, 0.0, 0.0, 0.0))
     # Everything below is linear in sig; dividing it by the excess in log space keeps the
     # slack finite at temperatures where the excess underflows (MATH.md section 6).
     sig = np.zeros_like(s)
@@ -236,7 +249,7 @@ def _block_certificates(model: Model, X, terms, sig, unit, gamma, y):
     lam_c = block_min_eig(-nu_c, np.diag(K), K, model.sizes)
     lam_c -= _eig_rounding(np.sum(np.abs(off * K), axis=1), -nu_c, np.diag(K), K, model.sizes)
     compl_c = float(np.sum(m * (-nu_c + np.sum(off * K, axis=1)))) + yx
-    cls = _make("class", spec.k, terms.value, terms.excess, compl_c, lam_c, unit, scale=scale)
+    cls = _make(CLASS.name, spec.k, terms.value, terms.excess, compl_c, lam_c, unit, scale=scale)
 
     # Sample level: nested blocks, samples within classes within groups.
     nu_s = (s - 1) * gamma_in + np.sum(off * (s[None, :] * gamma), axis=1)
@@ -250,7 +263,7 @@ def _block_certificates(model: Model, X, terms, sig, unit, gamma, y):
     lam_s -= _eig_rounding(parts, t_diag, s * np.diag(gamma), between, model.sizes)
     compl_s = float(np.sum(m * s * (-nu_s + (s - 1) * gamma_in
                                      + np.sum(off * (s[None, :] * gamma), axis=1)))) + yx
-    smp = _make("sample", spec.n, terms.value, terms.excess, compl_s, lam_s, unit, scale=scale)
+    smp = _make(SAMPLE.name, spec.n, terms.value, terms.excess, compl_s, lam_s, unit, scale=scale)
     return cls, smp
 
 
@@ -308,12 +321,10 @@ def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float],
         Its certificates (see :func:`certify`).
     """
     starts = [X]
-    if model.level == "sample" and np.all(np.isfinite(X)):
-        # The class-collapsed version of a sample Gram: the average over within-class
-        # permutations, with within-class cosines set to 1 (MATH.md section 4).
-        M = class_gram(model, np.asarray(X, dtype=float))
-        lab = model.spec.labels
-        starts.append(M[np.ix_(lab, lab)])
+    if np.all(np.isfinite(X)):
+        collapsed = model.level.collapsed(model, np.asarray(X, dtype=float))
+        if collapsed is not None:
+            starts.append(collapsed)
     best = None
     for Y in _candidates(model, starts):
         cert, scert = certify(model, Y)
@@ -351,6 +362,10 @@ class Rounded:
     sample_cert: Certificate
     worst: float
 
+    def badness(self, tols: tuple[float, float]) -> float:
+        """Largest :func:`badness` of the two certificates under ``tols``."""
+        return max(badness(self.cert, tols), badness(self.sample_cert, tols))
+
 
 class Rounder:
     """Rounds and certifies the answers of one solve, once each.
@@ -380,8 +395,8 @@ class Rounder:
     def __call__(self, X: np.ndarray) -> Rounded:
         """Round and certify ``X`` (:func:`round_and_certify`)."""
         Y, shift, cert, scert = round_and_certify(self.model, X, self.tols, self.deadline)
-        out = Rounded(X, Y, shift, cert, scert,
-                      max(badness(cert, self.tols), badness(scert, self.tols)))
+        out = Rounded(source=X, X=Y, shift=shift, cert=cert, sample_cert=scert,
+                      worst=max(badness(cert, self.tols), badness(scert, self.tols)))
         self._made.add(out)
         return out
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import check_tolerance
 from ..errors import InvalidInputError
 from ..files import SCHEMA_VERSION
-from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, RANK_TOL, _tolerance
-from ..problem.model import Model, build_model, class_gram
+from ..levels import LEVELS, RANK_TOL, Level, same_json
+from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
-from .certify import Certificate, certify
+from .certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, Certificate, certify
 from .repair import gram_spectrum
 
 FEASIBILITY_TOL = 1e-10
@@ -186,16 +187,6 @@ def _unique_keys(pairs: list) -> dict:
     return out
 
 
-def _same(claim, value) -> bool:
-    """Exact equality of JSON values, numbers by value (``1 == 1.0``, but not ``True``)."""
-    if isinstance(claim, list) and isinstance(value, list):
-        return len(claim) == len(value) and all(map(_same, claim, value))
-    numbers = (int, float)
-    if isinstance(claim, numbers) and isinstance(value, numbers):
-        return not isinstance(claim, bool) and not isinstance(value, bool) and claim == value
-    return False
-
-
 @dataclass(frozen=True)
 class _Recomputed:
     """Everything the verdict rests on, recomputed from the stored geometry."""
@@ -210,8 +201,8 @@ class _Recomputed:
 def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
                 excess_tol: float = DEFAULT_EXCESS_TOL) -> VerifyReport:
     """Verify a parsed certificate (see :func:`verify`)."""
-    tol = _tolerance(tol, "tol")
-    excess_tol = _tolerance(excess_tol, "excess_tol")
+    tol = check_tolerance(tol, "tol")
+    excess_tol = check_tolerance(excess_tol, "excess_tol")
     try:
         if not isinstance(data, dict):
             raise InvalidInputError("the file does not hold a JSON object")
@@ -223,9 +214,10 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             raise InvalidInputError(f"schema_version {schema!r} is not one this version "
                                     f"reads (up to {SCHEMA_VERSION})")
         spec = ProblemSpec.from_dict(data.get("spec"))
-        level = data.get("level")
-        if level not in ("group", "class", "sample"):
-            raise InvalidInputError(f"unknown level {level!r}")
+        name = data.get("level")
+        if not isinstance(name, str) or name not in LEVELS:
+            raise InvalidInputError(f"unknown level {name!r}")
+        level = LEVELS[name]
         claimed = {key: _number(data, key) for key in CLAIMED_NUMBERS}
         for key in DESCRIPTION_FIELDS + ("rank", "status"):
             if key not in data:
@@ -235,12 +227,12 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         return _fail(f"malformed certificate: {exc}", tol, excess_tol)
 
     asym = float(np.max(np.abs(X - X.T)))
-    fixed = np.ones(model.dim, dtype=bool) if level != "group" else model.sizes == 1
+    fixed = level.fixed_diagonal(model)
     diag = float(np.max(np.abs(np.diag(X)[fixed] - 1.0), initial=0.0))
     if asym > FEASIBILITY_TOL or diag > FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: not a symmetric matrix with unit diagonal "
                      f"(asymmetry {asym:.2e}, diagonal error {diag:.2e})", tol, excess_tol,
-                     level=level)
+                     level=level.name)
     X = 0.5 * (X + X.T)
     idx = np.flatnonzero(fixed)
     X[idx, idx] = 1.0
@@ -248,12 +240,12 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     lam = spectrum.min
     if lam < -FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
-                     f"(not positive semidefinite)", tol, excess_tol, level=level,
+                     f"(not positive semidefinite)", tol, excess_tol, level=level.name,
                      min_eigenvalue=lam)
     violation = model.relaxation.violation(model, X)
     if violation > FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
-                     f"(violation {violation:.3e})", tol, excess_tol, level=level,
+                     f"(violation {violation:.3e})", tol, excess_tol, level=level.name,
                      min_eigenvalue=lam)
     reasons = _derived_gram(data, model, X)
     cert, scert = certify(model, X)
@@ -262,7 +254,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons
     return VerifyReport(
-        ok=not reasons, reasons=tuple(reasons), level=level, loss=cert.loss,
+        ok=not reasons, reasons=tuple(reasons), level=level.name, loss=cert.loss,
         excess_loss=cert.excess_loss, lower_bound=cert.lower_bound,
         sample_lower_bound=scert.lower_bound, rel_gap=cert.rel_gap,
         sample_rel_gap=scert.rel_gap, excess_gap=cert.excess_gap,
@@ -270,42 +262,35 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         excess_tol=excess_tol, details={"gap": cert.gap, "sample_gap": scert.gap})
 
 
-GEOMETRY_KEYS = {"group": "groups", "class": "class_gram", "sample": "sample_gram"}
-"""Where the geometry of each level is stored."""
-
-
-def _geometry(spec: ProblemSpec, level: str, data: dict) -> tuple[Model, np.ndarray]:
+def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.ndarray]:
     """The model of the stored level and its stored variable."""
-    for other in ("group", "sample"):
-        if other != level and data.get(GEOMETRY_KEYS[other]) is not None:
-            raise InvalidInputError(f"level {level!r} but the file holds a {other}-level "
-                                    f"geometry ({GEOMETRY_KEYS[other]!r})")
-    if level == "sample":
-        return build_model(spec, "sample"), _matrix(data, "sample_gram", spec.n)
-    if level == "class":
-        return build_model(spec, "class"), _matrix(data, "class_gram", spec.k)
-    groups = data.get("groups")
-    if not isinstance(groups, dict):
-        raise InvalidInputError("a group-level certificate needs a 'groups' object")
-    model = build_model(spec, "group")
-    for key, expected in (("counts", model.block_counts), ("sizes", model.sizes),
-                          ("block_of", model.block_of)):
-        got = groups.get(key)
-        if not _same(got, expected.tolist()):
-            raise InvalidInputError(f"groups.{key} does not match the spec's counts")
-    return model, _matrix(groups, "gram", model.dim)
+    for other in LEVELS.values():
+        # The class Gram may accompany a finer or coarser geometry (as derived data); any
+        # other level's geometry may not.
+        if (other is not level and other.key != CLASS_GRAM_KEY
+                and data.get(other.key) is not None):
+            raise InvalidInputError(f"level {level.name!r} but the file holds a "
+                                    f"{other.name}-level geometry ({other.key!r})")
+    model = build_model(spec, level)
+    return model, level.load(model, data, _matrix)
+
+
+CLASS_GRAM_KEY = "class_gram"
+"""Where a file stores the ``k x k`` class Gram (the class level's geometry, and derived
+data at the other levels)."""
 
 
 def _derived_gram(data: dict, model: Model, X: np.ndarray) -> list[str]:
     """A stored class Gram derived from the geometry (group, sample level) must equal it."""
-    if model.level == "class" or data.get("class_gram") is None:
+    if model.level.key == CLASS_GRAM_KEY or data.get(CLASS_GRAM_KEY) is None:
         return []
     try:
-        M = _matrix(data, "class_gram", model.spec.k)
+        M = _matrix(data, CLASS_GRAM_KEY, model.spec.k)
     except InvalidInputError as exc:
         return [f"malformed certificate: {exc}"]
-    if np.max(np.abs(M - class_gram(model, X))) > FEASIBILITY_TOL:
-        return [f"tampered values: class_gram does not match the {model.level} geometry"]
+    if np.max(np.abs(M - model.level.class_gram(model, X))) > FEASIBILITY_TOL:
+        return [f"tampered values: class_gram does not match the {model.level.name} "
+                "geometry"]
     return []
 
 
@@ -321,13 +306,13 @@ def _check_claims(data: dict, claimed: dict, spec: ProblemSpec, rec: _Recomputed
     reasons = []
     expected = {"tau": spec.tau, "counts": list(spec.counts), "n": spec.n, "k": spec.k}
     for key, value in expected.items():
-        if not _same(data[key], value):
+        if not same_json(data[key], value):
             reasons.append(f"tampered values: top-level {key} {data[key]!r} does not match "
                            f"the spec ({value!r})")
     cert, scert = rec.cert, rec.scert
     loss_slack = LOSS_RTOL * max(1.0, abs(cert.loss))
     # The excess is formed without cancellation except in the dense sample-level form.
-    excess_floor = loss_slack if rec.model.level == "sample" else 0.0
+    excess_floor = loss_slack if rec.model.level.dense else 0.0
 
     def gap_slack(value: float, judged_against: float) -> float:
         return GAP_RTOL * abs(value) + GAP_FLOOR * judged_against
@@ -451,8 +436,8 @@ def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
     ...     verify(path).ok
     True
     """
-    tol = _tolerance(tol, "tol")
-    excess_tol = _tolerance(excess_tol, "excess_tol")
+    tol = check_tolerance(tol, "tol")
+    excess_tol = check_tolerance(excess_tol, "excess_tol")
     try:
         st = os.stat(path)
         mode, size = st.st_mode, st.st_size

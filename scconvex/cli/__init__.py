@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InvalidInputError, ScconvexError
 
 DEBUG_ENV = "SCCONVEX_DEBUG"

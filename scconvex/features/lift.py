@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..problem.model import class_sums
+from ..levels import CLASS, SAMPLE
+from ..levels.blocks import class_sums
 
 DENSE_LIMIT = 20_000
 """Largest ``n`` for which :meth:`SampleGram.toarray` forms the dense matrix by default."""
@@ -90,14 +91,20 @@ def lift(result, level: str = "class"):
     -------
     ndarray or SampleGram
     """
-    if level not in ("class", "sample"):
-        raise InvalidInputError(f"level must be 'class' or 'sample', got {level!r}")
+    if level not in LIFTS:
+        raise InvalidInputError(f"level must be one of {tuple(LIFTS)}, got {level!r}")
     M = getattr(result, "class_gram", None)
     if M is None:
         raise InvalidInputError(f"the result has no geometry (status "
                                 f"{getattr(result, 'status', 'unknown')!r})")
-    if level == "class":
-        return M
-    if result.level == "sample":
-        return np.array(result.variable)
+    return LIFTS[level](result, M)
+
+
+def _to_samples(result, M: np.ndarray):
+    if result.model.level.dense:
+        return np.array(result.variable)  # the solved sample Gram itself
     return SampleGram(M, result.spec.labels)
+
+
+LIFTS = {CLASS.name: lambda result, M: M, SAMPLE.name: _to_samples}
+"""What :func:`lift` returns for each level it lifts to."""

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..certificates.certify import dense_rounding
 from ..errors import InvalidInputError
-from ..problem.model import class_sums
+from ..levels import CLASS, SAMPLE
+from ..losses import get_loss, relaxation_of
 from ..problem.spec import ProblemSpec
 from ..solvers.manifold import Spheres
 from ..solvers.optim import Point, lbfgs
@@ -35,7 +36,7 @@ from ..threads import blas_threads, choose_threads
 
 logger = logging.getLogger(__name__)
 
-NONCONVEX_LEVELS = ("class", "sample")
+NONCONVEX_LEVELS = (CLASS.name, SAMPLE.name)
 """Levels of the non-convex problem: ``k`` class means or ``n`` sample features."""
 
 DEFAULT_TOL = 1e-9
@@ -88,13 +89,11 @@ def _check_d(d: object) -> int:
 
 def _loss_of(spec: ProblemSpec):
     """The spec's loss object; the sphere manifold cannot express other relaxations."""
-    from ..losses import get_loss
-
     if spec.batches is not None:
         # The batch-wise loss lives at sample level only and has no sphere cost here.
         raise InvalidInputError("the non-convex solver does not support the batch-wise "
                                 "loss; solve it with scconvex.solve at sample level")
-    if spec.relaxation != "elliptope":
+    if not relaxation_of(spec).spheres:
         raise InvalidInputError(
             f"the non-convex solver works on unit spheres, not the {spec.relaxation!r} "
             "relaxation; for 'dnn' the result's nonnegative_factor says whether the "
@@ -144,51 +143,6 @@ def class_cost(spec: ProblemSpec, d: int) -> Cost:
     return Cost(fun, loss, offset, (spec.k, d))
 
 
-CHUNK_ENTRIES = 2**21
-"""Entries of the ``rows x n`` slab of logits that :func:`sample_cost` holds at a time
-(16 MiB in float64): the n x n Gram is never formed."""
-
-
-def _sc_features(spec: ProblemSpec) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
-    """Slab-wise SC loss of unit-norm features and its Euclidean gradient (see
-    :func:`sample_cost`); samples ordered as ``spec.labels``."""
-    labels = spec.labels
-    tau = spec.tau
-    counts = np.asarray(spec.counts, dtype=float)
-    active = counts[labels] >= 2
-    pos = counts >= 2
-    denom = np.where(pos, counts - 1.0, 1.0)
-    n = spec.n
-    step = max(1, min(n, CHUNK_ENTRIES // max(n, 1)))
-
-    def value_grad(H: np.ndarray) -> tuple[float, np.ndarray]:
-        H = np.ascontiguousarray(H, dtype=float)
-        S = class_sums(H, labels, spec.k)
-        sq = np.einsum("ij,ij->i", S, S)
-        value = -float(np.sum(((sq - counts) / denom)[pos])) / tau
-        grad = -(2.0 / tau) * (S / denom[:, None] * pos[:, None])[labels]
-        Ht = H * (1.0 / tau)
-        lse_total = 0.0
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            Z = H[a:b] @ Ht.T
-            rows = np.arange(b - a)
-            Z[rows, rows + a] = -np.inf
-            zmax = np.max(Z, axis=1)
-            Z -= zmax[:, None]
-            np.exp(Z, out=Z)
-            tot = np.sum(Z, axis=1)
-            act = active[a:b]
-            lse_total += float(np.sum((zmax + np.log(tot))[act]))
-            # Softmax rows of active anchors, divided by tau for the gradient.
-            Z *= (act / (tot * tau))[:, None]
-            grad[a:b] += Z @ H
-            grad += Z.T @ H[a:b]
-        return value + lse_total, grad
-
-    return value_grad
-
-
 def sample_cost(spec: ProblemSpec, d: int) -> Cost:
     """Sample-level cost on features ``H`` of shape ``(n, d)`` with unit rows.
 
@@ -212,14 +166,10 @@ def sample_cost(spec: ProblemSpec, d: int) -> Cost:
     labels = spec.labels
     tau = spec.tau
     offset = spec.constant
-    from ..losses import SupCon
-
     sample = _loss_of(spec)
-    if isinstance(sample, SupCon):
-        value_grad = _sc_features(spec)
-    else:
-        def value_grad(H: np.ndarray) -> tuple[float, np.ndarray]:
-            return sample.features_value_grad(H, labels, tau)
+
+    def value_grad(H: np.ndarray) -> tuple[float, np.ndarray]:
+        return sample.sphere_value_grad(H, labels, tau)
 
     def fun(H: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = value_grad(H)
@@ -565,7 +515,7 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be callable")
     threads = choose_threads(threads)
-    cost = class_cost(spec, d) if level == "class" else sample_cost(spec, d)
+    cost = _COSTS[level](spec, d)
     manifold = Spheres(*cost.shape)
     if x0 is not None:
         x0 = _check_start(x0, cost.shape)
@@ -621,3 +571,7 @@ def _check_start(x0, shape: tuple[int, int]) -> np.ndarray:
     if np.any(norms == 0):
         raise InvalidInputError("x0 has a zero row")
     return x0 / norms[:, None]
+
+
+_COSTS = {CLASS.name: class_cost, SAMPLE.name: sample_cost}
+"""The cost of each level the non-convex solver works at (:data:`NONCONVEX_LEVELS`)."""

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..certificates.certify import dense_rounding
 from ..errors import InvalidInputError, SolveFailedError
+from ..levels import CLASS, get_level
 from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 from ..problem.model import class_sums
 from ..problem.spec import ProblemSpec
@@ -412,14 +413,15 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     if time_limit is not None and not (isinstance(time_limit, (int, float))
                                        and math.isfinite(time_limit) and time_limit > 0):
         raise InvalidInputError(f"time_limit must be finite and > 0, got {time_limit!r}")
-    rows_nc = spec.k if level == "class" else spec.n
+    per_sample = get_level(level).dense  # features of samples, not of class means
+    rows_nc = get_level(level).rows(spec)
     check_memory(nonconvex_bytes(rows_nc, max(dims), restarts),
                  f"the non-convex {level}-level problem ({rows_nc} x {max(dims)} features)",
-                 "use smaller --dims" + (" or --level class" if level == "sample" else ""))
+                 "use smaller --dims" + (f" or --level {CLASS.name}" if per_sample else ""))
     t_start = time.perf_counter()
     deadline = math.inf if time_limit is None else t_start + float(time_limit)
     if relaxed is None:
-        relaxed = solve(spec, level="class", threads=threads,
+        relaxed = solve(spec, level=CLASS.name, threads=threads,
                         options=None if time_limit is None else {"time_limit": time_limit})
     relaxed_seconds = time.perf_counter() - t_start
     M_star = getattr(relaxed, "class_gram", None)
@@ -439,7 +441,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
 
     # At sample level the non-convex excess is a difference of two large sums, known only
     # to within this much; the verdict counts that uncertainty against tightness.
-    resolution = dense_rounding(spec.n, spec.tau) if level == "sample" else 0.0
+    resolution = dense_rounding(spec.n, spec.tau) if per_sample else 0.0
 
     def gaps_of(loss: float, excess: float) -> tuple[float, float, bool]:
         return judge(loss, excess, L_lb, E_lb, rtol=rtol, excess_rtol=excess_rtol,
@@ -448,7 +450,7 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     total = len(dims) * restarts
     done = 0
     rows = []
-    labels = spec.labels if level == "sample" else None
+    labels = spec.labels if per_sample else None
     for d in dims:
         if time.perf_counter() > deadline:
             break
@@ -466,12 +468,12 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         verdicts = [gaps_of(loss, ex)[2]
                     for loss, ex in zip(res.losses, res.excesses, strict=True)]
         best_gap, best_excess_gap, tight = gaps_of(res.loss, res.excess)
-        if level == "class":
-            M_nc = res.features @ res.features.T
-            spread = None
-        else:
+        if per_sample:
             M_nc = class_gram_of(res.features, labels, spec.k)
             spread = _within_class_spread(res.features, labels)
+        else:
+            M_nc = res.features @ res.features.T
+            spread = None
         rows.append(TightnessRow(
             d=d, best_loss=res.loss, best_excess=res.excess, rel_gap=float(best_gap),
             excess_gap=float(best_excess_gap), tight=tight, reached=int(sum(verdicts)),
@@ -510,9 +512,10 @@ def format_table(report: TightnessReport) -> str:
                   "excess underflows float64, or the relaxed gap is too large); no dimension "
                   "can be shown tight, so 'no' here means 'not shown', not 'not tight'"]
     lines.append("")
+    per_sample = get_level(report.level).dense
     header = (f"{'d':>3}  {'best loss':>16}  {'rel gap':>9}  {'excess gap':>10}  "
               f"{'tight':>5}  {'reached':>7}  {'gram dist':>9}")
-    if report.level == "sample":
+    if per_sample:
         header += f"  {'spread':>8}"
     header += f"  {'max it':>6}  {'time':>7}"
     lines += [header, "-" * len(header)]
@@ -520,7 +523,7 @@ def format_table(report: TightnessReport) -> str:
         line = (f"{r.d:>3}  {r.best_loss:>16.10f}  {r.rel_gap:>9.1e}  {r.excess_gap:>10.1e}  "
                 f"{'yes' if r.tight else 'no':>5}  {f'{r.reached}/{r.restarts}':>7}  "
                 f"{r.gram_distance:>9.1e}")
-        if report.level == "sample":
+        if per_sample:
             line += f"  {r.within_class_spread:>8.1e}"
         line += f"  {r.max_iterations:>6d}  {r.seconds:>6.2f}s"
         lines.append(line)

@@ -44,6 +44,12 @@ class Relaxation:
     name: str
     description: str
 
+    assess_uniqueness = True
+    """Whether :mod:`scconvex.certificates.uniqueness` applies (it assumes no extra cone)."""
+    spheres = True
+    """Whether the set is the elliptope itself, so that the non-convex solver on products
+    of spheres (:mod:`scconvex.features.nonconvex`) explores exactly its rank-d points."""
+
     def make_feasible(self, model, X: np.ndarray) -> np.ndarray:
         """Project onto the extra cone (before the repair's mixing step); identity here."""
         return X
@@ -81,6 +87,9 @@ class DoublyNonnegative(Relaxation):
     has exactly the entries of ``B`` (and ones on its diagonal). The group reduction stays
     exact because the set is invariant under permutations of classes (``docs/variants.md``).
     """
+
+    assess_uniqueness = False
+    spheres = False
 
     def make_feasible(self, model, X):
         return np.maximum(X, 0.0)

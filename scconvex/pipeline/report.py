@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ..files import SCHEMA_VERSION, jsonable, version
+from ..levels import RANK_TOL
+from ..problem.spec import DEFAULT_LOSS, DEFAULT_RELAXATION
 from ..resources import check_memory, class_gram_bytes
 
 CLASS_GRAM_MAX = 200
@@ -34,8 +34,9 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
     * ``sample_gram`` (sample level): the ``n x n`` Gram matrix.
     """
     spec = res.spec
-    with_class = full_gram or spec.k <= CLASS_GRAM_MAX or res.level != "group"
-    if with_class and res.level == "group":
+    level = res.model.level
+    with_class = full_gram or spec.k <= CLASS_GRAM_MAX or not level.compressed
+    if with_class and level.compressed:
         check_memory(class_gram_bytes(spec.k), f"the full {spec.k} x {spec.k} class Gram",
                      "leave out --full-gram: the group Gram determines it exactly")
     out = {
@@ -65,7 +66,7 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
         "excess_gap": _cert_field(res.certificate, "excess_gap"),
         "sample_excess_gap": _cert_field(res.sample_certificate, "excess_gap"),
         "rank": res.rank,
-        "rank_tol": _rank_tol(),
+        "rank_tol": RANK_TOL,
         "min_eigenvalue": res.min_eigenvalue,
         "iterations": res.iterations,
         "repair_shift": res.repair_shift,
@@ -75,13 +76,11 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
         "unique": res.unique,
         "uniqueness": None if res.uniqueness is None else res.uniqueness.to_dict(),
     }
-    if res.level == "group" and res.variable is not None:
-        model = res.model
-        out["groups"] = {"counts": model.block_counts, "sizes": model.sizes,
-                         "block_of": model.block_of, "gram": res.variable}
-    if res.level == "sample" and res.variable is not None:
-        out["sample_gram"] = res.variable
-    if res.model is not None and res.variable is not None:
+    if res.variable is not None:
+        # The solved level's geometry, where the verifier reads it (at class level it is
+        # the class Gram written above).
+        stored = level.store(res.model, res.variable)
+        out.update({key: value for key, value in stored.items() if out.get(key) is None})
         out.update(res.model.relaxation.report(res))
     out["measures"] = _measures(out, res)
     return jsonable(out)
@@ -98,12 +97,6 @@ def _cert_field(cert, name: str) -> float:
     return math.nan if cert is None else getattr(cert, name)
 
 
-def _rank_tol() -> float:
-    from .solve import RANK_TOL
-
-    return RANK_TOL
-
-
 def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.12g}"
 
@@ -116,7 +109,8 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"  counts      {_counts_text(spec.counts)}",
         f"  level       {res.level}   solver {res.solver}   status {res.status.upper()}",
     ]
-    if (spec.loss, spec.relaxation) != ("sc", "elliptope") or spec.batches is not None:
+    if ((spec.loss, spec.relaxation) != (DEFAULT_LOSS, DEFAULT_RELAXATION)
+            or spec.batches is not None):
         batches = "" if spec.batches is None else f"   batches {len(spec.batches)}"
         lines.insert(2, f"  variant     loss {spec.loss}   relaxation {spec.relaxation}{batches}")
     if res.status == "failed":
@@ -137,7 +131,7 @@ def format_result(res, *, max_classes: int = 12) -> str:
     if res.unique is False:
         # Say it before the cosines, which are then one optimum among many (or imprecise).
         lines.append(f"  cosines {res.uniqueness.note}")
-    if res.level == "group" and len(res.model.sizes) <= 6:
+    if res.model.level.compressed and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)
     k = spec.k
@@ -155,7 +149,7 @@ def format_result(res, *, max_classes: int = 12) -> str:
         # far more memory than the solve (k = 1e5: 75 GiB).
         low, high = _cosine_range(res)
         lines.append(f"  cosines between class means range from {low:.6f} to {high:.6f}")
-        flag = " --full-gram" if res.level == "group" and k > CLASS_GRAM_MAX else ""
+        flag = " --full-gram" if res.model.level.compressed and k > CLASS_GRAM_MAX else ""
         lines.append(f"  (class Gram of {k} classes not shown; use --json{flag} for all of it)")
     if res.status != "optimal":
         lines.append(f"  {res.message}")
@@ -164,13 +158,7 @@ def format_result(res, *, max_classes: int = 12) -> str:
 
 def _cosine_range(res) -> tuple[float, float]:
     """Smallest and largest cosine between two different class means, without lifting."""
-    X = res.variable
-    if res.level == "sample":
-        M = res.class_gram
-        off = M[~np.eye(len(M), dtype=bool)]
-    else:
-        sizes = res.model.sizes
-        off = np.concatenate([X[~np.eye(len(X), dtype=bool)], np.diag(X)[sizes >= 2]])
+    off = res.model.level.cosines(res.model, res.variable)
     return float(off.min()), float(off.max())
 
 

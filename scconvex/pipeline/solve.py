@@ -18,15 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates.certify import Certificate, Rounder, badness
+from ..certificates.certify import (
+    DEFAULT_EXCESS_TOL,
+    DEFAULT_GAP_TOL,
+    Certificate,
+    Rounder,
+    badness,
+)
 from ..certificates.repair import gram_spectrum
 from ..certificates.uniqueness import Uniqueness, assess
+from ..checks import check_tolerance
 from ..errors import InvalidInputError, ResourceLimitError, ScconvexError, SolveFailedError
-from ..features.factor import DEFAULT_RANK_TOL
-from ..problem.model import Model, build_model, class_gram
+from ..levels import AUTO, CLASS, GROUP
+from ..levels.blocks import RANK_TOL
+from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
-from ..resources import check_memory, level_hint, solve_bytes
-from ..solvers import BACKENDS, RawResult, get_backend
+from ..resources import check_memory, solve_bytes
+from ..solvers import BACKENDS, Backend, RawResult, get_backend
 from ..threads import blas_threads, check_threads, choose_threads
 
 log = logging.getLogger(__name__)
@@ -38,40 +46,35 @@ certified gap is larger; ``failed``: the backend produced no usable point."""
 
 SOLVERS = ("auto", "native", "clarabel", "scs")
 
-DEFAULT_GAP_TOL = 1e-6
-DEFAULT_EXCESS_TOL = 1e-3
-"""Largest certified gap relative to the excess loss ``L - sum n_c log(n_c - 1)``. At small
-``tau`` the loss is dominated by that constant, and a tiny ``rel_gap`` alone says little
-about the geometry (MATH.md section 6)."""
-RANK_TOL = DEFAULT_RANK_TOL
-"""Eigenvalues of the class Gram below ``RANK_TOL`` times the largest do not count in the rank
-(the rule of :func:`scconvex.features.factor.numerical_rank`)."""
+__all__ = ["DEFAULT_EXCESS_TOL", "DEFAULT_GAP_TOL", "RANK_TOL", "SOLVERS", "STATUSES",
+           "SolveResult", "solve"]
 
 
 @dataclass(frozen=True, eq=False)
 class SolveResult:
     """The certified answer of :func:`solve`.
 
+    Built by keyword; the stages own its parts: the model (spec and level), the backend's
+    raw answer (``solver``, ``raw_status``, ``iterations``), the repaired point and its two
+    certificates, and the pipeline's verdict (``status``, ``message``). The loss, bounds
+    and gaps are read from the certificates.
+
     Attributes
     ----------
     spec : ProblemSpec
-    level : str
-        Level of the model that was solved (``"group"``, ``"class"`` or ``"sample"``).
+    model : Model
+        The convex program that was solved (its level object is ``model.level``).
     solver : str
         Backend that produced the point.
     status : str
         One of :data:`STATUSES`.
     message : str
-    loss : float
-        Loss at the repaired, feasible point (``nan`` if failed).
-    excess_loss : float
-        ``loss - sum n_c log(n_c - 1)``, computed without cancellation.
-    lower_bound, gap, rel_gap : float
-        Certificate at the solved level (over class Grams, or sample Grams at sample level).
-    sample_lower_bound, sample_gap, sample_rel_gap : float
-        Certificate over all sample Grams (the full n x n relaxation).
     variable : ndarray or None
         The repaired model variable (``B`` at class/group level, ``G`` at sample level).
+    certificate : Certificate or None
+        Certificate at the solved level (over class Grams, or sample Grams at sample level).
+    sample_certificate : Certificate or None
+        Certificate over all sample Grams (the full n x n relaxation).
     rank : int
         Numerical rank of the class Gram (eigenvalues above ``RANK_TOL`` times the largest).
     min_eigenvalue : float
@@ -79,47 +82,94 @@ class SolveResult:
     seconds : float
         Wall time of the whole pipeline.
     timings : dict
-        Seconds per stage (``solve``, ``repair``, ``certify``).
+        Seconds per stage (``solve``, ``repair_and_certify``).
     raw_status : str
         What the backend said, before certification.
+    iterations : int
+        The backend's iterations.
+    repair_shift : float
+        Largest entry change of the repair.
+    gap_tol, excess_tol : float
+        The tolerances the status was judged by.
     uniqueness : Uniqueness or None
-        Whether the cosines are determined (:func:`scconvex.certificates.uniqueness.assess`); see
-        also :attr:`unique`. None when the answer is not certified.
+        Whether the cosines are determined (:func:`scconvex.certificates.uniqueness.assess`);
+        see also :attr:`unique`. None when the answer is not certified.
     """
 
     spec: ProblemSpec
-    level: str
+    model: Model
     solver: str
     status: str
     message: str
-    loss: float
-    excess_loss: float
-    lower_bound: float
-    gap: float
-    rel_gap: float
-    sample_lower_bound: float
-    sample_gap: float
-    sample_rel_gap: float
-    variable: np.ndarray | None
-    rank: int
-    min_eigenvalue: float
-    seconds: float
+    variable: np.ndarray | None = None
+    certificate: Certificate | None = None
+    sample_certificate: Certificate | None = None
+    rank: int = 0
+    min_eigenvalue: float = math.nan
+    seconds: float = math.nan
     timings: dict = field(default_factory=dict)
     raw_status: str = ""
     iterations: int = 0
     repair_shift: float = math.nan
     gap_tol: float = DEFAULT_GAP_TOL
     excess_tol: float = DEFAULT_EXCESS_TOL
-    certificate: Certificate | None = None
-    sample_certificate: Certificate | None = None
-    model: Model | None = None
     uniqueness: Uniqueness | None = None
+
+    @property
+    def level(self) -> str:
+        """Name of the level that was solved (``"group"``, ``"class"`` or ``"sample"``)."""
+        return self.model.level.name
+
+    def _cert(self, sample: bool, name: str) -> float:
+        cert = self.sample_certificate if sample else self.certificate
+        return math.nan if cert is None else getattr(cert, name)
+
+    @property
+    def loss(self) -> float:
+        """Loss at the repaired, feasible point (``nan`` if failed)."""
+        return self._cert(False, "loss")
+
+    @property
+    def excess_loss(self) -> float:
+        """``loss - sum n_c log(n_c - 1)``, computed without cancellation."""
+        return self._cert(False, "excess_loss")
+
+    @property
+    def lower_bound(self) -> float:
+        """Certified lower bound at the solved level."""
+        return self._cert(False, "lower_bound")
+
+    @property
+    def gap(self) -> float:
+        """``loss - lower_bound`` at the solved level."""
+        return self._cert(False, "gap")
+
+    @property
+    def rel_gap(self) -> float:
+        """The gap at the solved level relative to the loss."""
+        return self._cert(False, "rel_gap")
+
+    @property
+    def sample_lower_bound(self) -> float:
+        """Certified lower bound over all sample Grams."""
+        return self._cert(True, "lower_bound")
+
+    @property
+    def sample_gap(self) -> float:
+        """``loss - sample_lower_bound``."""
+        return self._cert(True, "gap")
+
+    @property
+    def sample_rel_gap(self) -> float:
+        """The gap over all sample Grams relative to the loss."""
+        return self._cert(True, "rel_gap")
 
     @property
     def unique(self) -> bool | None:
         """False when the certified answer does not determine the cosines: some do not
-        enter the loss, or the loss is too flat (see :mod:`scconvex.certificates.uniqueness`); None
-        when the answer is not certified (then nothing is determined)."""
+        enter the loss, or the loss is too flat (see
+        :mod:`scconvex.certificates.uniqueness`); None when the answer is not certified
+        (then nothing is determined)."""
         return None if self.uniqueness is None else self.uniqueness.unique
 
     @property
@@ -132,7 +182,7 @@ class SolveResult:
         """``k x k`` Gram matrix of the class means (lifted from the group level if needed)."""
         if self.variable is None:
             return None
-        return class_gram(self.model, self.variable)
+        return self.model.level.class_gram(self.model, self.variable)
 
     def to_dict(self, *, full_gram: bool = False) -> dict[str, Any]:
         """JSON-safe dictionary (see :func:`scconvex.pipeline.report.result_dict` for the
@@ -143,11 +193,11 @@ class SolveResult:
 
 
 def _failed(spec, model, solver, message, raw: RawResult | None, seconds, timings, tols):
-    nan = math.nan
-    return SolveResult(spec, model.level, solver, "failed", message, nan, nan, nan, nan, nan,
-                       nan, nan, nan, None, 0, nan, seconds, timings,
-                       raw.status if raw else "error", raw.iterations if raw else 0,
-                       nan, *tols, None, None, model)
+    return SolveResult(spec=spec, model=model, solver=solver, status="failed",
+                       message=message, seconds=seconds, timings=timings,
+                       raw_status=raw.status if raw else "error",
+                       iterations=raw.iterations if raw else 0, gap_tol=tols[0],
+                       excess_tol=tols[1])
 
 
 def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
@@ -161,8 +211,8 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                   tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
     check_memory(solve_bytes(model.dim, solver),
-                 f"the {model.level} level ({model.dim} x {model.dim}) with the {solver} solver",
-                 level_hint(spec, model.level, solver))
+                 f"the {model.level.name} level ({model.dim} x {model.dim}) with the "
+                 f"{solver} solver", level_hint(model, backend))
     limit = backend.check_options(options).get("time_limit")  # validated before use
     deadline = math.inf if limit is None else t_start + float(limit)
     if limit is not None:
@@ -227,10 +277,29 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
     if unique is not None and unique.note:
         message += f"; {unique.note}"
     return SolveResult(
-        spec, model.level, solver, status, message, cert.loss, cert.excess_loss,
-        cert.lower_bound, cert.gap, cert.rel_gap, scert.lower_bound, scert.gap,
-        scert.rel_gap, X, spectrum.rank(RANK_TOL), lam, time.perf_counter() - t_start,
-        timings, raw.status, raw.iterations, shift, *tols, cert, scert, model, unique)
+        spec=spec, model=model, solver=solver, status=status, message=message, variable=X,
+        certificate=cert, sample_certificate=scert, rank=spectrum.rank(RANK_TOL),
+        min_eigenvalue=lam, seconds=time.perf_counter() - t_start, timings=timings,
+        raw_status=raw.status, iterations=raw.iterations, repair_shift=shift,
+        gap_tol=tols[0], excess_tol=tols[1], uniqueness=unique)
+
+
+def level_hint(model: Model, backend: Backend) -> str:
+    """What to try instead when ``model`` does not fit in memory with ``backend``: a
+    backend that needs less memory at the same level, else the smallest exact level."""
+    get_backend("native")  # loads the registry
+    lean = [b for b in BACKENDS.values() if b.lean and b.supports(model)]
+    if not backend.lean and lean:
+        return (f"use --solver {lean[0].name} (it handles the {model.level.name} level in "
+                "O(m^2) memory)")
+    sides = {level: len(level.partition(model.spec)[0]) if not level.dense
+             else model.spec.n for level in model.loss.levels}
+    smallest = min(sides, key=sides.get)
+    if sides[smallest] < model.dim:
+        rows = sides[smallest]
+        return (f"use --level {smallest.name} ({rows} row{'s' if rows > 1 else ''} instead "
+                f"of {model.dim})")
+    return "no smaller level exists for these counts"
 
 
 CERTIFY_EIGS = 10
@@ -260,11 +329,11 @@ def certify_seconds(model: Model) -> float:
 
 
 def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness | None:
-    if model.loss.name != "sc" or model.relaxation.name != "elliptope":
-        return None  # the curvature of scconvex.uniqueness is that of the SC loss
-    if model.level == "sample":
-        cls = build_model(model.spec, "class")
-        return assess(cls, class_gram(model, X), scert.excess_gap)
+    if not (model.loss.assess_uniqueness and model.relaxation.assess_uniqueness):
+        return None  # the curvature of scconvex.certificates.uniqueness is that of SC
+    if model.level.dense:
+        cls = build_model(model.spec, CLASS)
+        return assess(cls, model.level.class_gram(model, X), scert.excess_gap)
     return assess(model, X, scert.excess_gap)
 
 
@@ -329,17 +398,17 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         raise InvalidInputError(f"spec must be a ProblemSpec, got {type(spec).__name__}")
     if solver not in SOLVERS:
         raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
-    tols = (_tolerance(gap_tol, "gap_tol"), _tolerance(excess_tol, "excess_tol"))
+    tols = (check_tolerance(gap_tol, "gap_tol"), check_tolerance(excess_tol, "excess_tol"))
     threads = check_threads(threads)
     t_start = time.perf_counter()
     model = build_model(spec, level)
     res = _solve_model(spec, model, solver, options, tols, t_start, threads)
     requested = spec.level if level is None else level
-    if (requested == "auto" and not res.success and model.level == "group"
+    if (requested == AUTO and not res.success and model.level is GROUP
             and spec.k <= CLASS_FALLBACK_MAX):
         # "auto" must not settle for a level that cannot certify where another can.
         log.info("group level not certified (%s); trying class level", res.message)
-        other = _solve_model(spec, build_model(spec, "class"), solver, options, tols,
+        other = _solve_model(spec, build_model(spec, CLASS), solver, options, tols,
                              t_start, threads)
         note = f"group level not certified ({res.message}); solved at class level. "
         if other.success or _worst(other, tols) < _worst(res, tols):
@@ -386,16 +455,6 @@ def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_
                                  "kept the native answer")
         return _with_message(fallback, note + fallback.message)
     return _pipeline(spec, model, "clarabel", options, tols, t_start, threads)
-
-
-def _tolerance(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInputError(f"{name} must be finite and > 0, got {value!r}")
-    return value
 
 
 def _worst(res: SolveResult, tols: tuple[float, float]) -> float:

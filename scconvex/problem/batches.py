@@ -1,27 +1,18 @@
-"""The batch-wise SC loss: the sum of per-batch SC losses, each on its own sub-Gram.
+"""Batch schemes of the batch-wise loss: validation, seeded random batches, and files.
 
 A batch scheme is a tuple of batches, each a tuple of sample indices (samples listed class
-by class, as :attr:`ProblemSpec.labels`). The loss
-
-    L_batch(G) = sum_b L_SC( G[b, b] ; labels[b] )
-
-is a sum of convex functions of ``G``, so it is convex and MATH.md section 5 certifies it
-with the summed gradient. It is defined on samples only: the class reduction holds only
-for schemes that treat the samples of a class alike, which a batch scheme in general does
-not, so class and group levels are refused (:attr:`BatchedLoss.levels`).
-Derivations and measurements: ``docs/variants.md`` section 4.
+by class, as :attr:`ProblemSpec.labels`); every sample lies in at least one batch. The loss
+summed over a scheme is :class:`scconvex.losses.batched.BatchedLoss`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..losses import Loss
 
 
 def check_batches(batches: object, n: int) -> tuple[tuple[int, ...], ...]:
@@ -84,68 +75,3 @@ def load_batches(path: str | os.PathLike) -> list:
         raise InvalidInputError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"batches file is not valid JSON ({exc})") from None
-
-
-@dataclass(frozen=True, eq=False)
-class BatchedLoss(Loss):
-    """Sum of a base loss over batches (sample level only)."""
-
-    base: Loss | None = None
-    batches: tuple = ()
-    labels: np.ndarray | None = None
-
-    levels = ("sample",)
-
-    def sample_value_grad(self, G, labels, tau):
-        G = np.asarray(G, dtype=float)
-        value = 0.0
-        C = np.zeros_like(G)
-        for b in self.batches:
-            idx = np.asarray(b)
-            v, Cb = self.base.sample_value_grad(G[np.ix_(idx, idx)], self.labels[idx], tau)
-            value += v
-            C[np.ix_(idx, idx)] += Cb
-        return value, C
-
-    def constant(self, counts, tau):
-        k = len(counts)
-        return float(sum(self.base.constant(np.bincount(self.labels[list(b)], minlength=k),
-                                            tau) for b in self.batches))
-
-    def anchor_count(self, spec):
-        return int(sum(len(b) for b in self.batches))
-
-    def gap_scale(self, value, excess):
-        return self.base.gap_scale(value, excess)
-
-    def block_terms(self, B, sizes, counts, tau):
-        raise InvalidInputError(_REFUSE)
-
-    def native_cost(self, model):
-        raise InvalidInputError(_REFUSE)
-
-    def cvxpy_sample_objective(self, model, G):
-        from ..solvers.cvxpy_backend import sc_gram_objective
-
-        tau = model.spec.tau
-        out = 0
-        for b in self.batches:
-            idx = np.asarray(b)
-            if len(idx) < 2:
-                continue
-            sub = G[idx, :][:, idx]
-            out = out + sc_gram_objective(sub, self.labels[idx], tau)
-        return model.scale * out
-
-
-_REFUSE = ("the batch-wise loss is defined on samples only: the class and group reductions "
-           "need a batch scheme that treats the samples of a class alike; use level 'sample'")
-
-
-def batched_loss(base: Loss, batches, labels) -> BatchedLoss:
-    """The batch-wise version of ``base`` (only the SC loss is supported)."""
-    if not base.batchable:
-        raise InvalidInputError("batches are supported with the 'sc' loss only (a batch "
-                                "without negatives leaves the negatives-only loss undefined)")
-    return BatchedLoss(f"{base.name}-batched", f"{base.description}, summed over batches",
-                       base, tuple(batches), np.asarray(labels))

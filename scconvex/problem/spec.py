@@ -15,18 +15,32 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ..checks import TAU_MIN, check_tau
 from ..errors import InvalidInputError
+from ..levels import AUTO
+from ..levels import LEVELS as LEVEL_OBJECTS
+from ..losses import LOSSES as LOSS_OBJECTS
+from ..losses import RELAXATIONS as RELAXATION_OBJECTS
+from ..losses import loss_constant, loss_of
+from .batches import check_batches
 
-LOSSES = ("sc", "negatives-only")
-"""Loss functions that are implemented (``"sc"``: the L_out supervised contrastive loss;
-``"negatives-only"``: its denominator over negatives only). Objects: :mod:`scconvex.losses`."""
+__all__ = ["LEVELS", "LOSSES", "MAX_CLASSES", "MAX_SAMPLES", "RELAXATIONS", "TAU_MIN",
+           "ProblemSpec", "check_tau"]
 
-RELAXATIONS = ("elliptope", "dnn")
-"""Constraint sets of the convex relaxation (``"elliptope"``: PSD with unit diagonal;
-``"dnn"``: also entrywise >= 0). Objects: :mod:`scconvex.losses.relaxations`."""
+LOSSES = LOSS_OBJECTS
+"""Loss objects by name (``"sc"``: the L_out supervised contrastive loss;
+``"negatives-only"``: its denominator over negatives only; :mod:`scconvex.losses`)."""
 
-LEVELS = ("auto", "group", "class", "sample")
-"""Levels at which the convex program can be built (``"auto"`` picks group or class)."""
+RELAXATIONS = RELAXATION_OBJECTS
+"""Constraint sets of the convex relaxation by name (``"elliptope"``: PSD with unit
+diagonal; ``"dnn"``: also entrywise >= 0; :mod:`scconvex.losses.relaxations`)."""
+
+LEVELS = (AUTO, *LEVEL_OBJECTS)
+"""Levels at which the convex program can be built (``"auto"`` picks group or class;
+:mod:`scconvex.levels`)."""
+
+DEFAULT_LOSS = "sc"
+DEFAULT_RELAXATION = "elliptope"
 
 MAX_SAMPLES = 2**53
 """Largest total number of samples ``n``. Every integer up to ``2**53`` is exact in
@@ -36,24 +50,6 @@ rounded silently and products of counts overflow int64, so larger problems are r
 MAX_CLASSES = 10_000_000
 """Largest number of classes ``k``: the spec holds one count per class (and the group
 level one block index per class), so ``k`` itself must fit comfortably in memory."""
-
-TAU_MIN = 1e-300
-"""Smallest temperature. The loss works with ``(cos - 1) / tau`` and gradients of size
-``1 / tau``; below ``1e-300`` these come within a factor ``1e8`` of the float64 range
-(about ``1.8e308``) and sums of them overflow."""
-
-
-def check_tau(tau: object) -> float:
-    """``tau`` as a float, or InvalidInputError unless it is a finite real number > 0."""
-    if isinstance(tau, bool) or not isinstance(tau, Real):
-        raise InvalidInputError(f"tau must be a real number, got {tau!r}")
-    tau = float(tau)
-    if not math.isfinite(tau) or tau <= 0:
-        raise InvalidInputError(f"tau must be finite and > 0, got {tau!r}")
-    if tau < TAU_MIN:
-        raise InvalidInputError(f"tau must be at least {TAU_MIN:g} (float64 range), got {tau!r}")
-    return tau
-
 
 def _check_counts(counts: object) -> tuple[int, ...]:
     try:
@@ -120,9 +116,9 @@ class ProblemSpec:
 
     counts: tuple[int, ...]
     tau: float
-    loss: str = "sc"
-    relaxation: str = "elliptope"
-    level: str = "auto"
+    loss: str = DEFAULT_LOSS
+    relaxation: str = DEFAULT_RELAXATION
+    level: str = AUTO
     batches: tuple | None = None
     _groups: tuple = field(init=False, repr=False, compare=False)
 
@@ -131,14 +127,11 @@ class ProblemSpec:
         object.__setattr__(self, "tau", check_tau(self.tau))
         for name, allowed in (("loss", LOSSES), ("relaxation", RELAXATIONS), ("level", LEVELS)):
             value = getattr(self, name)
-            if value not in allowed:
-                raise InvalidInputError(f"unknown {name} {value!r}; choose one of {allowed}")
+            if not isinstance(value, str) or value not in allowed:
+                raise InvalidInputError(f"unknown {name} {value!r}; choose one of "
+                                        f"{tuple(allowed)}")
         if self.batches is not None:
-            from .batches import check_batches
-
             object.__setattr__(self, "batches", check_batches(self.batches, self.n))
-            from ..losses import loss_of
-
             loss_of(self)  # refuses losses without a batch-wise form
         sizes: dict[int, int] = {}
         for c in self.counts:
@@ -239,9 +232,7 @@ class ProblemSpec:
     def constant(self) -> float:
         """The loss's geometry-independent lower bound: ``sum_c n_c log(n_c - 1)`` for SC
         (MATH.md section 4), ``sum_c n_c (log(n - n_c) - 2/tau)`` for negatives-only."""
-        from ..losses import loss_of
-
-        return loss_of(self).constant(self.counts, self.tau)
+        return loss_constant(self)
 
     def with_(self, **changes) -> ProblemSpec:
         """A copy with some fields changed (validated again)."""

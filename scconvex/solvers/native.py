@@ -1,8 +1,8 @@
 """The native backend: Burer-Monteiro factorisation, Riemannian L-BFGS and certificates.
 
 The class and group levels share one variable, the ``g x g`` block Gram ``Q`` of
-:func:`scconvex.problem.model.block_gram` (``Q = M`` at class level), so both are solved the same
-way:
+:func:`scconvex.levels.blocks.block_gram` (``Q = M`` at class level), so both are solved the
+same way:
 
 * **factor** ``Q = W W^T`` with ``W`` of shape ``(g, r)``. A block of one class needs
   ``Q_pp = 1``: its row of ``W`` lives on the unit sphere. A block of ``m_p >= 2`` classes
@@ -53,7 +53,6 @@ efficient line search", SIAM J. Optim. 16 (2005).
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -61,12 +60,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh
-from scipy.special import expit
 
 from ..errors import InvalidInputError
-from ..losses.sc import log_softplus
-from ..problem.model import Model, q_gradient
-from . import Backend, RawResult, register
+from ..levels import CLASS, GROUP
+from ..problem.model import Model
+from .base import Backend, RawResult, register
 from .face import FaceNewton
 from .manifold import Rows
 from .optim import Point, lbfgs, newton_cg
@@ -120,154 +118,6 @@ DEFAULTS = {
 """
 
 
-# ---------------------------------------------------------------------- the cost
-def _dlog_softplus(r: np.ndarray) -> np.ndarray:
-    """Derivative of :func:`~scconvex.losses.sc.log_softplus`: ``sigmoid(r) / log1p(exp(r))``."""
-    out = np.empty_like(r)
-    low = r < -30.0
-    out[low] = 1.0 - 0.5 * np.exp(r[low])
-    out[~low] = expit(r[~low]) / np.logaddexp(0.0, r[~low])
-    return out
-
-
-class _LogExcessCost:
-    """``F(Q) = log(excess loss)`` of a block Gram ``Q`` and its symmetric gradient.
-
-    With ``B`` the cosines of ``Q`` (:func:`scconvex.problem.model.from_block_gram`), anchor rows
-    ``p`` with ``s_p >= 2`` have ``r_p = log(sum_q w_pq exp((B_pq - 1)/tau) / (s_p - 1))``
-    and the excess is ``sum_p m_p s_p log1p(exp(r_p))`` (MATH.md sections 4 and 6).
-    """
-
-    def __init__(self, sizes: np.ndarray, counts: np.ndarray, tau: float) -> None:
-        sizes = np.asarray(sizes, dtype=float)
-        counts = np.asarray(counts, dtype=float)
-        g = sizes.size
-        self.g = g
-        self.tau = tau
-        self.sizes = sizes
-        self.sphere = sizes == 1
-        self.class_level = bool(np.all(self.sphere))
-        self.active = np.flatnonzero(counts >= 2)
-        self.all_active = self.active.size == g
-        w = np.broadcast_to(sizes * counts, (g, g)).copy()
-        w[np.diag_indices(g)] = (sizes - 1) * counts
-        act = self.active
-        with np.errstate(divide="ignore"):
-            # log(0) = -inf on the diagonal of one-class blocks: those terms vanish.
-            self.base = np.log(w[act]) - np.log(counts[act] - 1.0)[:, None] - 1.0 / tau
-        self.logmass = np.log((sizes * counts)[self.active])
-        self.invroot = 1.0 / np.sqrt(np.outer(sizes, sizes))
-        self.free = np.flatnonzero(~self.sphere)
-        self.free_den = sizes[self.free] - 1.0
-
-    def cosines(self, Q: np.ndarray) -> np.ndarray:
-        """``B`` from ``Q`` (the diagonal of one-class blocks is not used and left as is)."""
-        if self.class_level:
-            return Q
-        B = Q * self.invroot
-        B[self.free, self.free] = (Q[self.free, self.free] - 1.0) / self.free_den
-        return B
-
-    def __call__(self, Q: np.ndarray) -> tuple[float, np.ndarray]:
-        """Return ``F`` and ``C = dF/dQ`` (symmetric, Frobenius pairing)."""
-        F, C, _ = self.evaluate(Q)
-        return F, C
-
-    def evaluate(self, Q: np.ndarray) -> tuple[float, np.ndarray, tuple]:
-        """``F``, ``C = dF/dQ`` and the intermediate quantities :meth:`hess` needs."""
-        B = self.cosines(Q)
-        rows = B if self.all_active else B[self.active]
-        z = rows * (1.0 / self.tau)
-        z += self.base
-        zmax = np.max(z, axis=1)
-        z -= zmax[:, None]
-        np.exp(z, out=z)
-        tot = np.sum(z, axis=1)
-        r = zmax + np.log(tot)
-        t = self.logmass + log_softplus(r)
-        tmax = float(np.max(t))
-        F = tmax + math.log(float(np.sum(np.exp(t - tmax))))
-        # z / tot is the softmax P of each anchor row; d F / d r_p = pi_p * dls_p and
-        # d r_p / d B_pq = P_pq / tau, so z scaled by coef is the matrix of row partials.
-        pi = np.exp(t - F)
-        dls = _dlog_softplus(r)
-        z *= (1.0 / tot)[:, None]
-        D = z * (pi * dls / self.tau)[:, None]
-        return F, self._to_q(D), (z, pi, dls, expit(r))
-
-    def _to_q(self, D: np.ndarray) -> np.ndarray:
-        """Symmetric ``Q``-gradient from the row partials ``D = dF/dB`` of active rows."""
-        if not self.all_active:
-            full = np.zeros((self.g, self.g), dtype=D.dtype)
-            full[self.active] = D
-            D = full
-        return q_gradient(D, None if self.class_level else self.invroot, self.free,
-                          self.free_den)
-
-    def astype(self, dtype: type) -> _LogExcessCost:
-        """A copy whose second derivatives (:meth:`hess`) run in ``dtype``.
-
-        Only the constants that :meth:`hess` multiplies by are converted, so that float32
-        products stay float32 (Newton directions need no more; the cost, its gradient and
-        the certificate stay in float64 on the original).
-        """
-        out = copy.copy(self)
-        out.invroot = self.invroot.astype(dtype)
-        out.free_den = self.free_den.astype(dtype)
-        return out
-
-    def hess_diagonal(self, C: np.ndarray) -> np.ndarray:
-        """A positive approximation of the diagonal of ``D^2 F`` in ``Q`` at gradient ``C``.
-
-        Each softmax entry curves by about its probability over ``tau`` relative to its
-        slope, and ``Q_pq`` enters the cosines with the factor ``1 / sqrt(m_p m_q)`` (``1 /
-        (m_p - 1)`` on the diagonal of a free block), which ``C`` carries once. The
-        diagonal of a one-class block is fixed (any positive value will do).
-        """
-        D = np.abs(C) * (1.0 / self.tau)
-        if not self.class_level:
-            D *= self.invroot
-        diag = np.ones(self.g)
-        diag[self.free] = np.abs(np.diag(C)[self.free]) / (self.tau * self.free_den)
-        D[np.diag_indices(self.g)] = diag
-        # Entries below 1e-12 of the largest are at the rounding level of the gradient. A
-        # higher floor hides genuinely flat directions: 1e-6 made them the soft end of
-        # the spectrum and tripled the CG steps on the 8142-class long tail (measured).
-        return np.maximum(D, 1e-12 * float(np.max(D)))
-
-    def hess(self, state: tuple, E: np.ndarray) -> np.ndarray:
-        """Second derivative ``D C [E]`` of ``F`` in ``Q`` along a symmetric ``E``.
-
-        With ``P`` the row softmax, ``pi_p = exp(t_p - F)``, ``dls_p`` the slope of
-        ``log softplus`` at ``r_p`` and ``sig_p = sigmoid(r_p)``: along ``dB = L(E)``
-        (the linear part of :meth:`cosines`), ``dz = dB / tau``, ``dr_p = sum_q P_pq
-        dz_pq``, ``dt_p = dls_p dr_p``, ``dF = sum_p pi_p dt_p`` and the row coefficient
-        ``a_p = pi_p dls_p`` moves by ``pi_p dls_p (dt_p - dF) + pi_p dls_p (1 - sig_p -
-        dls_p) dr_p`` (``d dls / dr = dls (1 - sig - dls)``). The row partials
-        ``D_pq = a_p P_pq / tau`` then move by ``P_pq (da_p + a_p (dz_pq - dr_p)) / tau``,
-        mapped to ``Q`` like the gradient. Cost: a few passes over ``g x g`` arrays.
-        """
-        P, pi, dls, sig = state
-        if self.class_level:
-            dB = E
-        else:
-            dB = E * self.invroot
-            dB[self.free, self.free] = E[self.free, self.free] / self.free_den
-        rows = dB if self.all_active else dB[self.active]
-        dz = rows * (1.0 / self.tau)
-        dr = np.einsum("ij,ij->i", P, dz)
-        dt = dls * dr
-        dF = float(pi @ dt)
-        a = pi * dls
-        da = a * (dt - dF) + a * (1.0 - sig - dls) * dr
-        dz -= dr[:, None]
-        dz *= a[:, None]
-        dz += da[:, None]
-        dz *= P
-        dz *= 1.0 / self.tau
-        return self._to_q(dz)
-
-
 # ---------------------------------------------------------------------- certificate
 @dataclass(frozen=True)
 class _Cert:
@@ -306,7 +156,7 @@ class _Problem:
     """Cost, manifold and preconditioner of the factored problem ``Q = W W^T``
     (the :class:`scconvex.solvers.optim.Problem` interface)."""
 
-    def __init__(self, cost: _LogExcessCost, k: int, face: bool = False) -> None:
+    def __init__(self, cost, k: int, face: bool = False) -> None:
         self.cost = cost
         self.manifold = Rows(cost.sphere)
         self.k = k
@@ -359,7 +209,7 @@ class _Problem:
         """Riemannian Hessian of ``F(W W^T)`` at ``p``: a function of tangent vectors.
 
         The Euclidean gradient is ``2 C W``; along ``V`` it moves by ``2 (C' W + C V)``
-        with ``C' = D C [V W^T + W V^T]`` (:meth:`_LogExcessCost.hess`): three
+        with ``C' = D C [V W^T + W V^T]`` (:meth:`scconvex.losses.sc.LogExcessCost.hess`): three
         ``g x g x r`` products (OpenBLAS's ``syr2k`` measured slower than one ``gemm``). On
         sphere rows the Riemannian Hessian is the tangent projection of that minus
         ``<w_p, (2 C W)_p> v_p`` (the curvature of the sphere, Absil, Mahony and
@@ -733,5 +583,5 @@ def run(model: Model, options: dict) -> RawResult:
     return RawResult(status, B, msg, total, info)
 
 
-register(Backend("native", levels=("class", "group"), options=DEFAULTS,
+register(Backend("native", levels=(CLASS, GROUP), options=DEFAULTS, lean=True,
                  requires=("numpy", "scipy"), run=run, relaxations=("elliptope", "dnn")))

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..files import dumps, jsonable
+from ..levels import get_level
 
 ATLAS_SCHEMA = 2
 """Schema 2 added the ``features`` and ``features_note`` columns of the tightness table."""
@@ -116,7 +117,7 @@ def package_versions() -> dict[str, str]:
     import platform
     from importlib import metadata
 
-    from .. import __version__
+    from .._version import __version__
 
     out = {"scconvex": __version__, "python": platform.python_version()}
     for name in ("numpy", "scipy", "cvxpy", "clarabel", "scs"):
@@ -446,6 +447,7 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
     reasons, rederived, not_rederivable : list of str
     """
     from ..certificates.certify import dense_rounding
+    from ..features.nonconvex import NONCONVEX_LEVELS
     from ..features.tightness import DEFAULT_EXCESS_RTOL, DEFAULT_RTOL
     from ..problem.spec import ProblemSpec
 
@@ -469,7 +471,7 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
         ints = (d, restarts, reached, tight)
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in ints) \
                 or d < 1 or restarts < 1 or not 0 <= reached <= restarts \
-                or tight not in (0, 1) or t.get("nc_level") not in ("class", "sample"):
+                or tight not in (0, 1) or t.get("nc_level") not in NONCONVEX_LEVELS:
             reasons.append(f"{where}: malformed (d, restarts, reached, tight or nc_level)")
             continue
         best, rel, ex = (_float(t.get(name)) for name in ("best_loss", "rel_gap",
@@ -491,7 +493,8 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
         if best is None or None in lbs:
             continue
         lb = min(lbs)
-        resolution = dense_rounding(spec.n, spec.tau) if t["nc_level"] == "sample" else 0.0
+        per_sample = get_level(t["nc_level"]).dense
+        resolution = dense_rounding(spec.n, spec.tau) if per_sample else 0.0
         slack = 16 * eps * max(abs(best), abs(lb), abs(spec.constant)) + resolution
         if best < lb - slack:
             reasons.append(f"{where}: best_loss {best!r} is below the certified lower "
@@ -525,10 +528,10 @@ def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
     """
     from ..certificates.certify import dense_rounding
     from ..features.tightness import DEFAULT_EXCESS_RTOL, DEFAULT_RTOL, judge
-    from ..losses import loss_of
+    from ..losses import loss_of, relaxation_of
 
     level, d = t["nc_level"], t["d"]
-    rows = spec.k if level == "class" else spec.n
+    rows = get_level(level).rows(spec)
     try:
         X = np.asarray(json.loads(t["features"]), dtype=float)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -543,7 +546,7 @@ def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
     if not worst <= FEATURES_UNIT_TOL:
         return (f"stored feature rows are not unit-norm (largest deviation {worst:.2e} > "
                 f"{FEATURES_UNIT_TOL:g})"), ""
-    if spec.relaxation != "elliptope" or spec.batches is not None:
+    if not relaxation_of(spec).spheres or spec.batches is not None:
         return "tightness is defined for the elliptope relaxation without batches only", ""
     bounds = (report.lower_bound, report.sample_lower_bound, report.excess_loss,
               report.excess_gap, report.sample_excess_gap) if report is not None else ()
@@ -551,7 +554,7 @@ def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
         return "the certificate does not recompute to a lower bound to judge it against", ""
     X = X / norms[:, None]
     loss = loss_of(spec)
-    if level == "class":
+    if not get_level(level).dense:
         terms = loss.block_terms(X @ X.T, np.ones(spec.k, dtype=int),
                                  np.asarray(spec.counts), spec.tau)
         value, excess, resolution = float(terms.value), float(terms.excess), 0.0
@@ -678,9 +681,9 @@ def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
         If ``tol`` is given and is not a finite number > 0.
     """
     if tol is not None:
-        from ..pipeline.solve import _tolerance
+        from ..checks import check_tolerance
 
-        tol = _tolerance(tol, "tol")
+        tol = check_tolerance(tol, "tol")
     return [check_row(row, tol, atlas.tightness_rows(row["key"]) if row["key"] is not None
                       else ()) for row in atlas.rows()]
 

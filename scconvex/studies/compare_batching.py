@@ -57,7 +57,7 @@ def summarize(name: str, res) -> Geometry:
                         nan)
     etf = np.full((k, k), -1.0 / (k - 1))
     np.fill_diagonal(etf, 1.0)
-    spread = (within_class_spread(res.variable, res.spec.labels) if res.level == "sample"
+    spread = (within_class_spread(res.variable, res.spec.labels) if res.model.level.dense
               else 0.0)
     return Geometry(name, res.status, res.level, res.loss, res.rel_gap, M, spread,
                     float(np.linalg.norm(M - np.eye(k))), float(np.linalg.norm(M - etf)))

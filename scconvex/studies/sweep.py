@@ -126,6 +126,7 @@ def build_points(settings: dict) -> list[dict]:
         One per distinct problem, each with ``key``, ``spec`` and the grid coordinates.
     """
     from ..certificates.measures import step_minority
+    from ..features.nonconvex import NONCONVEX_LEVELS
     from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, SOLVERS
     from .atlas import problem_key
 
@@ -145,7 +146,7 @@ def build_points(settings: dict) -> list[dict]:
     restarts = _scalar(settings, "restarts", int, 10)
     seed = _scalar(settings, "seed", int, 0)
     nc_level = _scalar(settings, "nc_level", str, "class")
-    if restarts < 1 or seed < 0 or nc_level not in ("class", "sample"):
+    if restarts < 1 or seed < 0 or nc_level not in NONCONVEX_LEVELS:
         raise InvalidInputError("need restarts >= 1, seed >= 0 and nc_level class or sample")
 
     problems: list[tuple[ProblemSpec, dict]] = []
