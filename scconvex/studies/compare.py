@@ -36,6 +36,7 @@ class counts and temperature, with a proof for the part that is proven:
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -633,3 +634,258 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         optimum_resolution=math.nan if uniq is None else float(uniq.resolution),
         notes=tuple(notes), result=result, seconds=time.perf_counter() - t_start,
         timings=timings)
+
+
+# ---------------------------------------------------------------------- files
+FEATURE_SUFFIXES = (".npy", ".npz")
+
+
+def load_features(path: str | os.PathLike):
+    """Features (and labels and class names, if the file has them) from a file.
+
+    ``.npy``: the features, memory-mapped (read in blocks later, never loaded whole).
+    ``.npz``: arrays ``features`` (or the only 2-D array), and optionally ``labels`` and
+    ``class_names``; loaded into memory.
+
+    Returns
+    -------
+    features : ndarray or memmap, shape (n, d)
+    labels : ndarray or None
+    class_names : tuple of str or None
+    """
+    where = f"--features {os.fspath(path)!r}"
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in FEATURE_SUFFIXES:
+        raise InvalidInputError(f"{where}: features must be a .npy or .npz file")
+    try:
+        data = np.load(path, mmap_mode="r" if suffix == ".npy" else None,
+                       allow_pickle=False)
+    except OSError as exc:
+        raise InvalidInputError(f"{where}: cannot read ({exc})") from None
+    except ValueError as exc:
+        raise InvalidInputError(f"{where}: not a plain numpy file ({exc})") from None
+    labels = names = None
+    if suffix == ".npz":
+        with data:
+            keys = list(data.keys())
+            if "features" in keys:
+                features = data["features"]
+            else:
+                two = [key for key in keys if data[key].ndim == 2]
+                if len(two) != 1:
+                    raise InvalidInputError(f"{where}: no 'features' array (arrays: "
+                                            f"{', '.join(keys) or 'none'})")
+                features = data[two[0]]
+            labels = data["labels"] if "labels" in keys else None
+            names = tuple(str(x) for x in data["class_names"]) if "class_names" in keys \
+                else None
+    else:
+        features = data
+    if features.ndim != 2:
+        raise InvalidInputError(f"{where}: features must be 2-D (n, d), got shape "
+                                f"{features.shape}")
+    if features.dtype.kind not in "fiu":
+        raise InvalidInputError(f"{where}: features must be numbers, got {features.dtype}")
+    return features, labels, names
+
+
+def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
+    """Class names, one per line (blank lines skipped); label ``i`` is line ``i``."""
+    from ..problem.inputs import read_labels
+
+    names = read_labels(path, "--class-names")
+    return tuple(str(x) for x in names.tolist())
+
+
+def _natural_key(path: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", os.path.basename(path))]
+
+
+def checkpoint_files(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Feature files of a trajectory: files as given, folders expanded to their ``.npy``
+    and ``.npz`` files in natural order (``epoch_9`` before ``epoch_10``)."""
+    out: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            found = sorted((os.path.join(p, f) for f in os.listdir(p)
+                            if os.path.splitext(f)[1].lower() in FEATURE_SUFFIXES),
+                           key=_natural_key)
+            if not found:
+                raise InvalidInputError(f"--features {p!r}: the folder has no .npy or .npz "
+                                        "files")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------- trajectory
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """:func:`compare` over checkpoints of one training run (same samples and labels).
+
+    Attributes
+    ----------
+    names : tuple of str
+        One name per checkpoint (its file name).
+    steps : tuple of int
+        The last number in each name (the checkpoint's index if it has none).
+    comparisons : tuple of Comparison
+    """
+
+    names: tuple
+    steps: tuple
+    comparisons: tuple
+
+    def rows(self) -> list[dict]:
+        """One summary row per checkpoint (the numbers :func:`trajectory_figure` draws)."""
+        out = []
+        for name, step, c in zip(self.names, self.steps, self.comparisons, strict=True):
+            out.append({"checkpoint": name, "step": step, "loss": c.loss,
+                        "loss_error": c.loss_error, "gap": c.gap,
+                        "gap_resolved": c.gap_resolved, "excess_gap": c.excess_gap,
+                        "geometry_gap": c.geometry_gap, "within_gap": c.within_gap,
+                        "to_optimum_max": c.to_optimum.max_abs,
+                        "to_optimum_frobenius": c.to_optimum.frobenius,
+                        "to_etf_max": c.to_etf.max_abs, "to_etf_frobenius": c.to_etf.frobenius,
+                        "nc1_trace_ratio": c.collapse.trace_ratio, "nc1": c.collapse.nc1,
+                        "cdnv": c.collapse.cdnv, "within_cosine": c.collapse.within_cosine})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.comparisons[-1]
+        return jsonable({
+            "kind": "scconvex.compare_trajectory", "schema_version": SCHEMA_VERSION,
+            "scconvex_version": version(), "spec": last.spec.to_dict(),
+            "class_names": list(last.class_names), "lower_bound": last.lower_bound,
+            "optimum_status": last.optimum_status, "optimum_gram": last.optimum_gram,
+            "rows": self.rows(), "checkpoints": [c.to_dict() for c in self.comparisons]})
+
+
+def step_of(name: str, index: int) -> int:
+    """The last integer in a checkpoint's file name, or ``index``."""
+    numbers = re.findall(r"\d+", os.path.splitext(os.path.basename(name))[0])
+    return int(numbers[-1]) if numbers else index
+
+
+def trajectory(checkpoints: Sequence, labels, tau: float, *,
+               names: Sequence[str] | None = None,
+               progress: Callable[[int, int], None] | None = None, **options) -> Trajectory:
+    """:func:`compare` at every checkpoint, with one certified solve for all of them.
+
+    Parameters
+    ----------
+    checkpoints : sequence of array_like
+        Features of one run at successive checkpoints (the same ``n`` samples).
+    labels, tau :
+        As for :func:`compare`.
+    names : sequence of str, optional
+        Checkpoint names (default ``"0"``, ``"1"``, ...).
+    progress : callable, optional
+        Called with ``(done, total)`` after each checkpoint.
+    **options
+        Passed to :func:`compare`.
+    """
+    if not checkpoints:
+        raise InvalidInputError("a trajectory needs at least one checkpoint")
+    names = tuple(str(i) for i in range(len(checkpoints))) if names is None else tuple(names)
+    out = []
+    result = options.pop("result", None)
+    for i, features in enumerate(checkpoints):
+        c = compare(features, labels, tau, result=result, **options)
+        result = c.result
+        out.append(c)
+        if progress is not None:
+            progress(i + 1, len(checkpoints))
+    return Trajectory(names=names, steps=tuple(step_of(nm, i) for i, nm in enumerate(names)),
+                      comparisons=tuple(out))
+
+
+# ---------------------------------------------------------------------- text
+def _num(x: float, width: int = 10) -> str:
+    return f"{x:>{width}.4g}" if math.isfinite(x) else f"{x!s:>{width}}"
+
+
+def format_comparison(c: Comparison, *, max_classes: int = 10) -> str:
+    """Readable report of a :class:`Comparison` (no trailing newline)."""
+    from ..problem.inputs import format_counts
+
+    spec = c.spec
+    variant = "" if (spec.loss, spec.relaxation) == ("sc", "elliptope") else \
+        f", loss {spec.loss}, relaxation {spec.relaxation}"
+    share = c.geometry_share
+    lines = [
+        f"scconvex compare: n={c.n} samples, d={c.d}, k={c.k} classes, tau={spec.tau:g}"
+        f"{variant}",
+        f"  counts        {format_counts(spec.counts)}",
+        f"  optimum       status {c.optimum_status.upper()} ({c.result.level} level); "
+        f"certified lower bound {c.lower_bound:.12g}",
+        f"  loss          {c.loss:.12g}  (error bound {c.loss_error:.2g}, {c.precision})",
+        f"  excess        {c.excess:.6g}  (optimum at least {c.optimum_excess:.6g})",
+        f"  gap           {c.gap:.6g}  {'resolved' if c.gap_resolved else 'NOT resolved'} "
+        f"(error bound {c.loss_error:.2g})   relative {c.rel_gap:.2e}   "
+        f"excess gap {c.excess_gap:.4g}",
+        f"    geometry    {c.geometry_gap:.6g}"
+        + ("" if math.isnan(share) else f"  ({100 * share:.0f}%)")
+        + "  class means, collapsed, against the bound",
+        f"    within      {c.within_gap:.6g}"
+        + ("" if math.isnan(share) else f"  ({100 * (1 - share):.0f}%)")
+        + "  spread of the samples around their class means",
+        f"  collapse      NC1 tr(Sw)/tr(Sb) {c.collapse.trace_ratio:.3e}   "
+        f"tr(Sw Sb^+)/k {c.collapse.nc1:.3e}   CDNV {c.collapse.cdnv:.3e} "
+        f"(max {c.collapse.cdnv_max:.3e})",
+        f"                within-class cosine {c.collapse.within_cosine:.4f}   feature norms "
+        f"mean {c.collapse.norm_mean:.4g}, std/mean {c.collapse.norm_cv:.3f}",
+        f"  class-mean Gram against the optimum: max {c.to_optimum.max_abs:.4f}, "
+        f"Frobenius {c.to_optimum.frobenius:.4f};  against the ETF: max "
+        f"{c.to_etf.max_abs:.4f}, Frobenius {c.to_etf.frobenius:.4f}",
+    ]
+    if spec.relaxation == "dnn":
+        lines.append(f"  against the orthogonal frame M = I: max {c.to_orthogonal.max_abs:.4f}, "
+                     f"Frobenius {c.to_orthogonal.frobenius:.4f}")
+    groups = c.groups()
+    if len(groups) > 1:
+        lines.append(f"  {'cosines by group':<24}{'pairs':>6}  {'trained mean':>12}  "
+                     f"{'[min, max]':>19}  {'optimum':>9}  {'ETF':>8}")
+        for g in groups:
+            lines.append(f"    {g['groups']:<22}{g['pairs']:>6}  {g['trained_mean']:>12.4f}  "
+                         f"[{g['trained_min']:>8.4f},{g['trained_max']:>8.4f}]  "
+                         f"{g['optimum']:>9.4f}  {g['etf']:>8.4f}")
+    names = [nm if len(nm) <= 8 else nm[:7] + "~" for nm in c.class_names]
+    if c.k <= max_classes:
+        for title, M in (("trained", c.class_gram), ("certified optimum", c.optimum_gram)):
+            lines.append(f"  cosines between class means, {title}:")
+            lines.append(" " * 12 + "".join(f"{nm:>9}" for nm in names))
+            for i in range(c.k):
+                lines.append(f"    {names[i]:<8}" + "".join(f"{M[i, j]:>9.4f}"
+                                                      for j in range(c.k)))
+    else:
+        worst = sorted(c.pairs(), key=lambda r: -abs(r["error"]))[:5]
+        lines.append("  largest differences from the optimum (all pairs in --json):")
+        for r in worst:
+            lines.append(f"    {r['i']} / {r['j']}: trained {r['trained']:.4f}, optimum "
+                         f"{r['optimum']:.4f}")
+    lines += [f"  note: {note}" for note in c.notes]
+    return "\n".join(lines)
+
+
+def format_trajectory(t: Trajectory) -> str:
+    """One line per checkpoint (no trailing newline)."""
+    first = t.comparisons[0]
+    lines = [f"scconvex compare: {len(t.comparisons)} checkpoints, n={first.n}, k={first.k}, "
+             f"tau={first.spec.tau:g}; certified lower bound {first.lower_bound:.10g} "
+             f"({first.optimum_status})",
+             f"  {'checkpoint':<20}{'gap':>11}{'excess gap':>11}{'geometry':>11}"
+             f"{'to opt max':>11}{'to ETF max':>11}{'NC1 ratio':>11}{'within cos':>11}"]
+    for row in t.rows():
+        name = row["checkpoint"]
+        name = name if len(name) <= 19 else "~" + name[-18:]
+        gap = _num(row["gap"], 11) + ("" if row["gap_resolved"] else "*")
+        lines.append(f"  {name:<20}{gap}{_num(row['excess_gap'], 11)}"
+                     f"{_num(row['geometry_gap'], 11)}{row['to_optimum_max']:>11.4f}"
+                     f"{row['to_etf_max']:>11.4f}{_num(row['nc1_trace_ratio'], 11)}"
+                     f"{row['within_cosine']:>11.4f}")
+    if not all(r["gap_resolved"] for r in t.rows()):
+        lines.append("  * gap within the loss's error bound: not resolved")
+    return "\n".join(lines)
