@@ -151,17 +151,18 @@ def train(X, y, *, tau: float = TAU, steps: int = 2000, width: int = 512, d: int
         if epoch == steps:
             break
         for b in batches(len(y), batch_size, rng):
-            if len(np.unique(y[b], return_counts=True)[1]) == 0:
-                continue
             _, grads = supcon_step(model, X[b], y[b], tau)
             opt.step(model.params, grads)
     return saved[-1][1], saved
 
 
 # ---------------------------------------------------------------------- main
-def summary_row(R, mode, c) -> dict:
+def summary_row(R, mode, c, first) -> dict:
+    """The table's row of one run: ``c`` the comparison at the end, ``first`` before
+    training."""
     g = {row["groups"]: row for row in c.groups()}
-    return {"R": R, "mode": mode, "n": c.n, "gap": c.gap, "loss_error": c.loss_error,
+    return {"R": R, "mode": mode, "n": c.n, "gap_first": first.gap,
+            "nc1_first": first.collapse.trace_ratio, "loss_first": first.loss, "gap": c.gap, "loss_error": c.loss_error,
             "gap_resolved": c.gap_resolved, "excess_gap": c.excess_gap,
             "geometry_share": c.geometry_share, "to_optimum_max": c.to_optimum.max_abs,
             "to_etf_max": c.to_etf.max_abs, "nc1_trace_ratio": c.collapse.trace_ratio,
@@ -198,8 +199,8 @@ def main(argv=None) -> int:
         X, y = step_digits(R)
         final, saved = train(X, y, steps=args.steps, width=args.width, d=args.d)
         c = compare(final, y, TAU, precision="float64")
-        rows.append(summary_row(R, "full batch", c))
         traj = [(step, compare(H, y, TAU, result=c.result)) for step, H in saved]
+        rows.append(summary_row(R, "full batch", c, traj[0][1]))
         runs[(R, "full batch")] = (c, traj)
         if args.batch_size:
             per_epoch = math.ceil(len(y) / args.batch_size)
@@ -207,9 +208,9 @@ def main(argv=None) -> int:
             final_b, saved_b = train(X, y, steps=epochs, width=args.width, d=args.d,
                                      batch_size=args.batch_size)
             cb = compare(final_b, y, TAU, result=c.result, precision="float64")
-            rows.append(summary_row(R, f"batches of {args.batch_size}", cb))
-            runs[(R, "mini-batch")] = (cb, [(s, compare(H, y, TAU, result=c.result))
-                                            for s, H in saved_b])
+            traj_b = [(s, compare(H, y, TAU, result=c.result)) for s, H in saved_b]
+            rows.append(summary_row(R, f"batches of {args.batch_size}", cb, traj_b[0][1]))
+            runs[(R, "mini-batch")] = (cb, traj_b)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

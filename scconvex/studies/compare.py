@@ -807,6 +807,13 @@ def _num(x: float, width: int = 10) -> str:
     return f"{x:>{width}.4g}" if math.isfinite(x) else f"{x!s:>{width}}"
 
 
+def decimals_for(error: float) -> int:
+    """Decimals that show a number to the order of its error bound (0 to 12)."""
+    if not (error > 0 and math.isfinite(error)):
+        return 12
+    return int(min(12, max(0, math.ceil(-math.log10(error)))))
+
+
 def format_comparison(c: Comparison, *, max_classes: int = 10) -> str:
     """Readable report of a :class:`Comparison` (no trailing newline)."""
     from ..problem.inputs import format_counts
@@ -815,23 +822,25 @@ def format_comparison(c: Comparison, *, max_classes: int = 10) -> str:
     variant = "" if (spec.loss, spec.relaxation) == ("sc", "elliptope") else \
         f", loss {spec.loss}, relaxation {spec.relaxation}"
     share = c.geometry_share
+    dec = decimals_for(c.loss_error)
     lines = [
         f"scconvex compare: n={c.n} samples, d={c.d}, k={c.k} classes, tau={spec.tau:g}"
         f"{variant}",
         f"  counts        {format_counts(spec.counts)}",
-        f"  optimum       status {c.optimum_status.upper()} ({c.result.level} level); "
-        f"certified lower bound {c.lower_bound:.12g}",
-        f"  loss          {c.loss:.12g}  (error bound {c.loss_error:.2g}, {c.precision})",
-        f"  excess        {c.excess:.6g}  (optimum at least {c.optimum_excess:.6g})",
-        f"  gap           {c.gap:.6g}  {'resolved' if c.gap_resolved else 'NOT resolved'} "
-        f"(error bound {c.loss_error:.2g})   relative {c.rel_gap:.2e}   "
-        f"excess gap {c.excess_gap:.4g}",
-        f"    geometry    {c.geometry_gap:.6g}"
-        + ("" if math.isnan(share) else f"  ({100 * share:.0f}%)")
-        + "  class means, collapsed, against the bound",
-        f"    within      {c.within_gap:.6g}"
-        + ("" if math.isnan(share) else f"  ({100 * (1 - share):.0f}%)")
-        + "  spread of the samples around their class means",
+        f"  optimum       status {c.optimum_status.upper()} ({c.result.level} level), "
+        f"certified lower bound {c.lower_bound:.{dec}f}",
+        f"  loss          {c.loss:.{dec}f} +- {c.loss_error:.1e} (proven error bound, "
+        f"{c.precision})",
+        f"  excess        {c.excess:.{dec}f}   (the optimum's: {c.optimum_excess:.4g})",
+        f"  gap           {c.gap:.{dec}f}   "
+        + ("resolved" if c.gap_resolved else "NOT resolved (within the error bound)")
+        + f"   relative {c.rel_gap:.2e}   excess gap {c.excess_gap:.4g}",
+        f"    geometry    {c.geometry_gap:.{dec}f}"
+        + ("" if math.isnan(share) else f" ({100 * share:.0f}%)")
+        + "   the class means, collapsed, against the bound",
+        f"    within      {c.within_gap:.{dec}f}"
+        + ("" if math.isnan(share) else f" ({100 * (1 - share):.0f}%)")
+        + "   the spread of samples around their class means",
         f"  collapse      NC1 tr(Sw)/tr(Sb) {c.collapse.trace_ratio:.3e}   "
         f"tr(Sw Sb^+)/k {c.collapse.nc1:.3e}   CDNV {c.collapse.cdnv:.3e} "
         f"(max {c.collapse.cdnv_max:.3e})",
