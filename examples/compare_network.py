@@ -38,6 +38,7 @@ import numpy as np
 from scconvex.errors import InvalidInputError
 from scconvex.losses.sc import sc_loss_grad
 from scconvex.studies.compare import compare
+from scconvex.threads import blas_threads
 
 TAU = 0.1
 N_MAJ = 160
@@ -162,7 +163,8 @@ def summary_row(R, mode, c, first) -> dict:
     training."""
     g = {row["groups"]: row for row in c.groups()}
     return {"R": R, "mode": mode, "n": c.n, "gap_first": first.gap,
-            "nc1_first": first.collapse.trace_ratio, "loss_first": first.loss, "gap": c.gap, "loss_error": c.loss_error,
+            "nc1_first": first.collapse.trace_ratio, "loss_first": first.loss,
+            "gap": c.gap, "loss_error": c.loss_error,
             "gap_resolved": c.gap_resolved, "excess_gap": c.excess_gap,
             "geometry_share": c.geometry_share, "to_optimum_max": c.to_optimum.max_abs,
             "to_etf_max": c.to_etf.max_abs, "nc1_trace_ratio": c.collapse.trace_ratio,
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--R", default="1,5,20", help="imbalance ratios (divisors of 160)")
     ap.add_argument("--steps", type=int, default=2000, help="full-batch training steps")
-    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--d", type=int, default=64, help="feature dimension")
     ap.add_argument("--batch-size", type=int, default=128,
                     help="also train with reshuffled mini-batches of this size (0: no)")
@@ -194,23 +196,10 @@ def main(argv=None) -> int:
     if args.quick:
         args.R, args.steps, args.width, args.d = "20", 300, 128, 32
     ratios = [int(r) for r in args.R.split(",")]
-    rows, runs = [], {}
-    for R in ratios:
-        X, y = step_digits(R)
-        final, saved = train(X, y, steps=args.steps, width=args.width, d=args.d)
-        c = compare(final, y, TAU, precision="float64")
-        traj = [(step, compare(H, y, TAU, result=c.result)) for step, H in saved]
-        rows.append(summary_row(R, "full batch", c, traj[0][1]))
-        runs[(R, "full batch")] = (c, traj)
-        if args.batch_size:
-            per_epoch = math.ceil(len(y) / args.batch_size)
-            epochs = args.epochs or max(1, args.steps // per_epoch)
-            final_b, saved_b = train(X, y, steps=epochs, width=args.width, d=args.d,
-                                     batch_size=args.batch_size)
-            cb = compare(final_b, y, TAU, result=c.result, precision="float64")
-            traj_b = [(s, compare(H, y, TAU, result=c.result)) for s, H in saved_b]
-            rows.append(summary_row(R, f"batches of {args.batch_size}", cb, traj_b[0][1]))
-            runs[(R, "mini-batch")] = (cb, traj_b)
+    # One BLAS thread: these products are small, and two threads fighting over a shared
+    # 2-core machine made each step 7 times slower (measured).
+    with blas_threads(1):
+        rows, runs = run_all(ratios, args)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -232,6 +221,29 @@ def main(argv=None) -> int:
     if args.out:
         figures(runs, args.out)
     return 0
+
+
+def run_all(ratios, args):
+    """Train and compare at every ratio: the table rows and the runs for the figures."""
+    rows, runs = [], {}
+    for R in ratios:
+        X, y = step_digits(R)
+        final, saved = train(X, y, steps=args.steps, width=args.width, d=args.d)
+        c = compare(final, y, TAU, precision="float64", threads=1)
+        traj = [(step, compare(H, y, TAU, result=c.result, threads=1)) for step, H in saved]
+        rows.append(summary_row(R, "full batch", c, traj[0][1]))
+        runs[(R, "full batch")] = (c, traj)
+        if args.batch_size:
+            per_epoch = math.ceil(len(y) / args.batch_size)
+            epochs = args.epochs or max(1, args.steps // per_epoch)
+            final_b, saved_b = train(X, y, steps=epochs, width=args.width, d=args.d,
+                                     batch_size=args.batch_size)
+            cb = compare(final_b, y, TAU, result=c.result, precision="float64", threads=1)
+            traj_b = [(s, compare(H, y, TAU, result=c.result, threads=1)) for s, H in saved_b]
+            rows.append(summary_row(R, f"batches of {args.batch_size}", cb, traj_b[0][1]))
+            runs[(R, "mini-batch")] = (cb, traj_b)
+        print(f"R = {R}: trained and compared", file=sys.stderr, flush=True)
+    return rows, runs
 
 
 def figures(runs, folder: str) -> None:

@@ -76,6 +76,7 @@ class GramDistance:
     rms: float
 
     def to_dict(self) -> dict:
+        """The fields as a plain dictionary."""
         return {"max_abs": self.max_abs, "frobenius": self.frobenius, "rms": self.rms}
 
 
@@ -124,9 +125,11 @@ class Collapse:
 
     @property
     def norm_cv(self) -> float:
+        """Coefficient of variation of the raw feature norms, ``norm_std / norm_mean``."""
         return self.norm_std / self.norm_mean
 
     def to_dict(self) -> dict:
+        """JSON-safe fields (the per-class cosines as a list)."""
         return {"trace_ratio": self.trace_ratio, "nc1": self.nc1, "cdnv": self.cdnv,
                 "cdnv_max": self.cdnv_max, "within_cosine": self.within_cosine,
                 "class_within_cosine": self.class_within_cosine.tolist(),
@@ -215,6 +218,7 @@ class Comparison:
 
     @property
     def k(self) -> int:
+        """Number of classes."""
         return self.spec.k
 
     @property
@@ -246,6 +250,7 @@ class Comparison:
 
     @property
     def etf_gram(self) -> np.ndarray:
+        """The simplex ETF's class Gram: 1 on the diagonal, ``-1/(k-1)`` elsewhere."""
         k = self.k
         E = np.full((k, k), -1.0 / (k - 1))
         np.fill_diagonal(E, 1.0)
@@ -754,6 +759,8 @@ class Trajectory:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary (the ``--json`` output of ``scconvex compare`` with several
+        checkpoints): the summary rows and every comparison in full."""
         last = self.comparisons[-1]
         return jsonable({
             "kind": "scconvex.compare_trajectory", "schema_version": SCHEMA_VERSION,
