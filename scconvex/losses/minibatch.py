@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logsumexp
 
+from ..checks import check_tau
 from ..errors import InvalidInputError
-from ..problem.spec import check_tau
 from .sc import log_softplus
 
 MAX_ROWS = 50_000_000

@@ -62,8 +62,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_tau
 from ..errors import InvalidInputError
-from ..problem.spec import check_tau
 from ..threads import blas_threads, check_threads
 
 PRECISIONS = ("float32", "float64")

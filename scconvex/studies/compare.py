@@ -175,6 +175,8 @@ class Comparison:
     to_optimum, to_etf : GramDistance
     to_orthogonal : GramDistance
         Against ``M = I`` (the claimed optimum of ReLU features).
+    nonnegative : bool
+        Every feature entry is >= 0 (as ReLU outputs are).
     optimum_unique : bool or None
         Whether the certified optimum determines its cosines (None if not certified).
     optimum_resolution : float
@@ -211,6 +213,7 @@ class Comparison:
     to_orthogonal: GramDistance
     optimum_unique: bool | None
     optimum_resolution: float
+    nonnegative: bool
     notes: tuple
     result: SolveResult
     seconds: float
@@ -295,7 +298,8 @@ class Comparison:
             "to_optimum": self.to_optimum.to_dict(), "to_etf": self.to_etf.to_dict(),
             "to_orthogonal": self.to_orthogonal.to_dict(),
             "optimum_unique": self.optimum_unique,
-            "optimum_resolution": self.optimum_resolution, "notes": list(self.notes),
+            "optimum_resolution": self.optimum_resolution, "nonnegative": self.nonnegative,
+            "notes": list(self.notes),
             "pairs": self.pairs(), "groups": self.groups(), "seconds": self.seconds,
             "timings": self.timings,
         })
@@ -637,8 +641,8 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         to_orthogonal=gram_distance_offdiag(M, eye),
         optimum_unique=result.unique,
         optimum_resolution=math.nan if uniq is None else float(uniq.resolution),
-        notes=tuple(notes), result=result, seconds=time.perf_counter() - t_start,
-        timings=timings)
+        nonnegative=bool(stats.min_entry >= 0), notes=tuple(notes), result=result,
+        seconds=time.perf_counter() - t_start, timings=timings)
 
 
 # ---------------------------------------------------------------------- files
@@ -826,13 +830,11 @@ def format_comparison(c: Comparison, *, max_classes: int = 10) -> str:
     from ..problem.inputs import format_counts
 
     spec = c.spec
-    variant = "" if (spec.loss, spec.relaxation) == ("sc", "elliptope") else \
-        f", loss {spec.loss}, relaxation {spec.relaxation}"
     share = c.geometry_share
     dec = decimals_for(c.loss_error)
     lines = [
-        f"scconvex compare: n={c.n} samples, d={c.d}, k={c.k} classes, tau={spec.tau:g}"
-        f"{variant}",
+        f"scconvex compare: n={c.n} samples, d={c.d}, k={c.k} classes, tau={spec.tau:g}, "
+        f"loss {spec.loss}, relaxation {spec.relaxation}",
         f"  counts        {format_counts(spec.counts)}",
         f"  optimum       status {c.optimum_status.upper()} ({c.result.level} level), "
         f"certified lower bound {c.lower_bound:.{dec}f}",
@@ -857,7 +859,7 @@ def format_comparison(c: Comparison, *, max_classes: int = 10) -> str:
         f"Frobenius {c.to_optimum.frobenius:.4f};  against the ETF: max "
         f"{c.to_etf.max_abs:.4f}, Frobenius {c.to_etf.frobenius:.4f}",
     ]
-    if spec.relaxation == "dnn":
+    if c.nonnegative:
         lines.append(f"  against the orthogonal frame M = I: max {c.to_orthogonal.max_abs:.4f}, "
                      f"Frobenius {c.to_orthogonal.frobenius:.4f}")
     groups = c.groups()
