@@ -7,7 +7,8 @@ import pytest
 from conftest import loss_loop, taylor_slope
 
 from scconvex.errors import InvalidInputError
-from scconvex.losses.minibatch import compositions, epoch_batches, minibatch_terms
+from scconvex.losses.minibatch import compositions, minibatch_terms
+from scconvex.problem.batches import epoch_batches
 
 
 def random_gram(rng, k):
@@ -92,3 +93,98 @@ def test_small_tau_stays_in_log_space(rng):
 def test_bad_schemes(args, match):
     with pytest.raises(InvalidInputError, match=match):
         epoch_batches(*args)
+
+
+# ---------------------------------------------------------------------- solve and certify
+def test_epochs_of_batches_solve_at_class_level_and_bound_collapse():
+    """The issue's size: n = 1,050, batches of 128 (not a divisor), 10 epochs. The class
+    answer is certified over class Grams; the dense sample certificate of the lifted answer
+    gives a valid bound over all Grams (collapse is not proven optimal for a sampled
+    scheme, and the message says so). Checked against the brute-force sample-level value
+    of the same lifted Gram."""
+    from scconvex import ProblemSpec, solve
+    from scconvex.losses.batched import BatchedLoss  # noqa: F401  (the loss object used)
+
+    counts = (200,) * 5 + (10,) * 5
+    batches = epoch_batches(sum(counts), 128, 10, seed=0)
+    spec = ProblemSpec(counts, 0.1, batches=batches)
+    res = solve(spec)
+    assert res.level == "class" and res.solver == "native"
+    assert res.certificate.excess_gap < 1e-9
+    assert res.sample_lower_bound <= res.loss
+    assert "collapse is not proven optimal" in res.message
+    lab = spec.labels
+    G = res.class_gram[np.ix_(lab, lab)]
+    from scconvex.losses.sc import sc_loss_gram
+
+    brute = sum(sc_loss_gram(G[np.ix_(b, b)], lab[list(b)], 0.1) for b in batches)
+    assert res.loss == pytest.approx(brute, rel=1e-11)
+    # Majority classes spread wider than under the full-batch loss (the SGD geometry).
+    full = solve(ProblemSpec(counts, 0.1))
+    assert res.class_gram[0, 1] < full.class_gram[0, 1] - 0.01
+
+
+def test_a_non_collapsed_gram_beats_every_collapsed_one():
+    """Collapse is not optimal for a sampled scheme, shown constructively: the sample
+    certificate's slack ``S`` at the lifted class optimum has a negative eigenvalue, and
+    moving along its eigenvector (then rescaling to a unit diagonal, a feasible point)
+    lowers the batch-wise loss below the certified lower bound over all collapsed
+    geometries. The first-order decrease is ``t lambda_min(S)``, far above rounding."""
+    from scconvex import ProblemSpec, solve
+    from scconvex.certificates.certify import dense_rounding
+    from scconvex.problem.model import build_model
+
+    counts = (200,) * 5 + (10,) * 5
+    spec = ProblemSpec(counts, 0.1, batches=epoch_batches(sum(counts), 128, 10, seed=0))
+    cls = solve(spec, level="class")
+    lab = spec.labels
+    G = cls.class_gram[np.ix_(lab, lab)]
+    loss = build_model(spec, "sample").loss
+    _, C = loss.sample_value_grad(G, lab, 0.1)
+    S = C - np.diag(np.sum(C * G, axis=1))
+    w, V = np.linalg.eigh(S)
+    assert w[0] < 0
+    margin = dense_rounding(loss.anchor_count(spec), 0.1)
+    best = np.inf
+    for t in np.geomspace(1e-1, 1e-5, 9):
+        Gt = G + t * np.outer(V[:, 0], V[:, 0])
+        d = np.sqrt(np.diag(Gt))
+        best = min(best, loss.sample_value(Gt / np.outer(d, d), lab, 0.1))
+    assert best < cls.certificate.lower_bound - margin
+
+
+@pytest.mark.slow
+def test_collapse_is_not_optimal_for_a_sampled_scheme():
+    """A second method: the certified sample-level optimum (Clarabel, n = 48) is below the
+    best collapsed geometry, and by no more than the class answer's sample certificate."""
+    from scconvex import ProblemSpec, solve
+
+    counts = (12,) * 3 + (4,) * 3
+    spec = ProblemSpec(counts, 0.1, batches=epoch_batches(48, 12, 3, seed=0))
+    cls = solve(spec, level="class")
+    smp = solve(spec, level="sample")
+    assert smp.success and cls.certificate.excess_gap < 1e-6
+    drop = cls.loss - smp.loss
+    assert 0 < drop <= cls.sample_gap + smp.gap
+    auto = solve(spec)  # collapse not proven: the sample level fits, so auto goes there
+    assert auto.level == "sample" and auto.success
+
+
+def test_compare_with_a_minibatch_optimum(rng):
+    from scconvex import ProblemSpec, solve
+    from scconvex.losses.sc import sc_loss
+    from scconvex.studies.compare import compare
+
+    y = rng.permutation(np.repeat(np.arange(4), [30, 30, 6, 6]))
+    H = rng.standard_normal((72, 5)) + 3 * np.eye(5)[y]
+    spec = ProblemSpec((30, 30, 6, 6), 0.2, batches=epoch_batches(72, 16, 3, seed=1))
+    res = solve(spec, level="class")  # the class answer (auto would try n x n too)
+    c = compare(H, y, 0.2, batch_size=16, epochs=3, batch_seed=1, result=res)
+    order = np.argsort(y, kind="stable")
+    ref = sum(sc_loss(H[order[list(b)]], y[order[list(b)]], 0.2)
+              for b in epoch_batches(72, 16, 3, seed=1))
+    assert abs(c.loss - ref) <= c.loss_error + 1e-9 * abs(ref)
+    assert c.spec.batches == epoch_batches(72, 16, 3, seed=1)
+    assert c.gap >= -c.loss_error
+    assert c.lower_bound == res.sample_lower_bound
+    assert any("collapse is not proven optimal" in note for note in c.notes)

@@ -32,6 +32,14 @@ def add_compare(sub) -> None:
                    help="the loss the network was trained with (default sc)")
     p.add_argument("--relu", action="store_true",
                    help="ReLU features (>= 0): compare with the doubly non-negative optimum")
+    g = p.add_argument_group("mini-batch training")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="the network saw random batches of B samples: compare with the "
+                        "optimum of the SC loss summed over --epochs random partitions")
+    g.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="epochs of random batches in that loss (default 1)")
+    g.add_argument("--batch-seed", type=int, default=None, metavar="S",
+                   help="seed of the random batches (default 0)")
     p.add_argument("--precision", choices=("float32", "float64"), default="float32",
                    help="working precision of the features' loss (default float32; its "
                         "error bound is printed)")
@@ -96,6 +104,11 @@ def _cmd_compare(args) -> int:
     labels, names = _labels_and_names(args, loaded[0][1], loaded[0][2])
     options = {"class_names": names, "loss": args.loss, "relu": args.relu,
                "precision": args.precision, "threads": args.threads}
+    if args.batch_size is not None:
+        options.update(batch_size=args.batch_size, epochs=args.epochs or 1,
+                       batch_seed=args.batch_seed or 0)
+    elif args.epochs is not None or args.batch_seed is not None:
+        raise InvalidInputError("--epochs and --batch-seed need --batch-size")
     show = not args.json
     if len(files) == 1:
         progress = _Progress(show, "compare: loss of the features")

@@ -23,9 +23,11 @@ the limit) is ``sum_b sum_c C_bc log(C_bc - 1)``. Whether collapse is optimal fo
 *not* given: two samples of one class that meet different batches are not exchangeable. The
 sample-level certificate of the lifted class optimum decides it (``docs/compare.md``).
 
-This module holds the math as plain functions: the batch scheme
-(:func:`epoch_batches`), the compositions (:func:`compositions`) and the class-level value
-and gradient (:func:`minibatch_terms`), evaluated like the block form of
+This module holds the math: the compositions (:func:`compositions`), the class-level value
+and gradient (:func:`minibatch_terms`) and the native solver's cost
+(:class:`MinibatchCost`); the schemes themselves are made by
+:func:`scconvex.problem.batches.epoch_batches`. Everything is evaluated like the block
+form of
 :mod:`scconvex.losses.sc`: relative to the constant, in log space, so that the geometry
 stays determined at small ``tau``.
 """
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.special import expit, logsumexp
@@ -45,41 +48,6 @@ from .sc import log_softplus
 MAX_ROWS = 50_000_000
 """Largest number of distinct (batch, class) rows kept (about 1.2 GB of float64 work per
 evaluation); above it the scheme is refused with its size."""
-
-
-def _int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise InvalidInputError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def epoch_batches(n: int, size: int, epochs: int = 1, seed: int = 0
-                  ) -> tuple[tuple[int, ...], ...]:
-    """Batches of ``epochs`` random partitions of ``0..n-1`` into batches of ``size``.
-
-    Each epoch draws a fresh permutation (one generator seeded with ``seed``, so epochs
-    differ) and cuts it into ``ceil(n / size)`` batches; the last is smaller when ``size``
-    does not divide ``n``. Each batch lists its sample indices in increasing order.
-
-    Examples
-    --------
-    >>> [len(b) for b in epoch_batches(10, 4, epochs=2, seed=0)]
-    [4, 4, 2, 4, 4, 2]
-    """
-    n = _int(n, "n", 1)
-    size = _int(size, "batch size", 1)
-    epochs = _int(epochs, "epochs", 1)
-    seed = _int(seed, "batch seed", 0)
-    if size > n:
-        raise InvalidInputError(f"batch size {size} is larger than n = {n}")
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(epochs):
-        perm = rng.permutation(n)
-        out += [tuple(sorted(int(i) for i in perm[j:j + size])) for j in range(0, n, size)]
-    return tuple(out)
 
 
 def compositions(batches, labels, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,3 +159,35 @@ def minibatch_terms(M, comp, mult, tau: float) -> MinibatchTerms:
 def minibatch_class_loss(M, comp, mult, tau: float) -> float:
     """``L_E(M)`` (:func:`minibatch_terms`)."""
     return minibatch_terms(M, comp, mult, tau).value
+
+
+@lru_cache(maxsize=16)
+def scheme_compositions(batches: tuple, counts: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compositions` of a batch scheme over samples listed class by class."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return compositions(batches, labels, len(counts))
+
+
+class MinibatchCost:
+    """Native-solver cost of the class-level mini-batch loss: ``F(M) = log(excess)`` and its
+    symmetric gradient ``dF/dM`` (the :class:`~scconvex.losses.base.NativeCost` protocol,
+    class level only)."""
+
+    def __init__(self, model, comp: np.ndarray, mult: np.ndarray) -> None:
+        k = len(model.sizes)
+        self.g = k
+        self.tau = model.spec.tau
+        self.sphere = np.ones(k, dtype=bool)
+        self.class_level = True
+        self.invroot = np.ones((k, k))
+        self.comp, self.mult = comp, mult
+
+    def cosines(self, Q: np.ndarray) -> np.ndarray:
+        """``M`` itself, with a unit diagonal."""
+        M = np.array(Q, dtype=float)
+        np.fill_diagonal(M, 1.0)
+        return M
+
+    def __call__(self, Q: np.ndarray) -> tuple[float, np.ndarray]:
+        t = minibatch_terms(self.cosines(Q), self.comp, self.mult, self.tau)
+        return t.log_excess, t.rel_grad

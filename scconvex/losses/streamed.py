@@ -479,3 +479,61 @@ def _row_max(features, y, tau, dtype, rows, pool, nworkers, loss, progress):
     # no entry (impossible after validation) keeps 0.
     top[~np.isfinite(top)] = 0.0
     return top.astype(dtype).astype(np.float64)
+
+
+def streamed_batch_loss(features, labels, batches, tau: float, *,
+                        loss: str = "sc") -> StreamedLoss:
+    """The loss summed over batches of rows (the batch-wise loss of MATH.md section 8), in
+    float64, with its error bound.
+
+    Parameters
+    ----------
+    features : array_like, shape (n, d)
+        Features, one row per sample (rows are normalised); any array that can be indexed
+        by a list of rows, e.g. a memory-mapped ``.npy``. Only one batch is in memory at a
+        time.
+    labels : array_like, shape (n,)
+    batches : sequence of sequences of int
+        Row indices of each batch (a row may be in several batches).
+    tau : float
+    loss : {"sc"}
+        Only the SC loss has a batch-wise form.
+
+    Returns
+    -------
+    StreamedLoss
+        With ``active`` the number of (batch, anchor) terms; the error bound is that of
+        :func:`anchor_error` in float64 per term, with sums of one batch's size.
+    """
+    from .sc import sc_loss
+
+    t_start = time.perf_counter()
+    n, d = _check_features(features)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise InvalidInputError(f"labels must have shape ({n},) to match the features, "
+                                f"got {labels.shape}")
+    if loss != "sc":
+        raise InvalidInputError("batches are supported with the 'sc' loss only")
+    tau = check_tau(tau)
+    value = total = 0.0
+    terms = 0
+    largest = 1
+    for b in batches:
+        idx = np.sort(np.asarray(b, dtype=np.intp))
+        X = normalized_rows(np.asarray(features[idx], dtype=np.float64), 0, len(idx))
+        yb = labels[idx]
+        _, counts = np.unique(yb, return_inverse=False, return_counts=True)
+        active = int(np.sum(counts[counts >= 2]))
+        if active == 0:
+            continue
+        v = sc_loss(X, yb, tau, normalize=False)
+        value += v
+        total += abs(v)
+        terms += active
+        largest = max(largest, len(idx))
+    per = anchor_error(d, tau, "float64", tile=largest)
+    error = terms * per + gamma(len(batches) + 2, 2.0**-53) * total
+    return StreamedLoss(value=float(value), error=float(error), loss=loss,
+                        precision="float64", n=n, d=d, active=terms, shifted=False,
+                        seconds=time.perf_counter() - t_start)

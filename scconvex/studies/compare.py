@@ -49,8 +49,10 @@ from ..certificates.measures import default_minority
 from ..errors import InvalidInputError
 from ..files import SCHEMA_VERSION, jsonable, version
 from ..losses import loss_of
-from ..losses.streamed import normalized_rows, streamed_loss
+from ..losses.streamed import normalized_rows, streamed_batch_loss, streamed_loss
 from ..pipeline.solve import SolveResult, solve
+from ..problem.batches import epoch_batches
+from ..problem.model import build_model
 from ..problem.spec import ProblemSpec
 
 STATS_BLOCK_BYTES = 1 << 27
@@ -495,7 +497,8 @@ def group_table(M: np.ndarray, M_opt: np.ndarray, counts: Sequence[int]) -> list
 def compare(features, labels, tau: float, *, class_names: Sequence[str] | None = None,
             loss: str = "sc", relu: bool = False, precision: str = "float32",
             result: SolveResult | None = None, threads: int | None = 2,
-            block_rows: int | None = None,
+            block_rows: int | None = None, batch_size: int | None = None,
+            epochs: int = 1, batch_seed: int = 0,
             progress: Callable[[float], None] | None = None) -> Comparison:
     """Compare trained features with the certified optimal geometry for their counts.
 
@@ -526,6 +529,11 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         Threads for the features' loss (default 2).
     block_rows : int, optional
         Rows read at a time (default: 128 MiB blocks).
+    batch_size, epochs, batch_seed : int, optional
+        The network was trained with mini-batches: compare with the optimum of the SC loss
+        summed over ``epochs`` random partitions into batches of ``batch_size`` (seed
+        ``batch_seed``; :func:`scconvex.problem.batches.epoch_batches`, over the samples
+        listed class by class). The features' loss is then that sum too (float64).
     progress : callable, optional
         Called with the fraction of the loss evaluation done.
 
@@ -580,8 +588,9 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         raise InvalidInputError(f"class {names[single[0]]!r} has one sample: it has no "
                                 "positive and no within-class spread; drop it or give it "
                                 "more samples")
+    batches = None if batch_size is None else epoch_batches(n, batch_size, epochs, batch_seed)
     spec = ProblemSpec(tuple(int(c) for c in counts), tau, loss=loss,
-                       relaxation="dnn" if relu else "elliptope")
+                       relaxation="dnn" if relu else "elliptope", batches=batches)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -597,7 +606,8 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
     if result is None:
         result = solve(spec)
     elif result.spec.counts != spec.counts or result.spec.tau != spec.tau or \
-            (result.spec.loss, result.spec.relaxation) != (spec.loss, spec.relaxation):
+            (result.spec.loss, result.spec.relaxation) != (spec.loss, spec.relaxation) or \
+            result.spec.batches != spec.batches:
         raise InvalidInputError("the given result solves another problem (counts, tau, "
                                 "loss or relaxation differ)")
     timings["solve"] = time.perf_counter() - t0
@@ -605,12 +615,18 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         raise InvalidInputError(f"the optimum could not be computed: {result.message}")
 
     t0 = time.perf_counter()
-    value = streamed_loss(features, y, tau, loss=loss, precision=precision,
-                          block_rows=block_rows, threads=threads, progress=progress)
-    timings["loss"] = time.perf_counter() - t0
-
     loss_obj = loss_of(spec)
-    collapsed = float(loss_obj.block_terms(M, np.ones(k, dtype=int), counts, tau).value)
+    if batches is None:
+        value = streamed_loss(features, y, tau, loss=loss, precision=precision,
+                              block_rows=block_rows, threads=threads, progress=progress)
+        collapsed = float(loss_obj.block_terms(M, np.ones(k, dtype=int), counts, tau).value)
+    else:
+        # The spec lists samples class by class: its sample j is row order[j] here.
+        order = np.argsort(y, kind="stable")
+        value = streamed_batch_loss(features, y, [order[list(b)] for b in batches], tau,
+                                    loss=loss)
+        collapsed = float(loss_obj.class_form(build_model(spec, "class"), M).value)
+    timings["loss"] = time.perf_counter() - t0
     lower = float(result.sample_lower_bound)
     gap = value.value - lower
     M_opt = result.class_gram
@@ -623,7 +639,12 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         notes.append(f"the gap {gap:.3g} is within the loss's error bound "
                      f"{value.error:.2g}: these features are not shown to be sub-optimal "
                      "(use precision float64 for a tighter bound)")
-    if result.status != "optimal":
+    if batches is not None and result.status != "optimal":
+        notes.append("the optimum is the best class-collapsed geometry for the batch "
+                     "scheme; collapse is not proven optimal for it, and the lower bound "
+                     f"over all geometries is {result.sample_gap:.3g} below it (the gap "
+                     "uses that bound)")
+    elif result.status != "optimal":
         notes.append(f"the optimum is not certified ({result.status}): the lower bound "
                      "still holds, but the optimum's Gram may be inaccurate")
     if uniq is not None and not uniq.unique:
