@@ -158,10 +158,15 @@ def train(X, y, *, tau: float = TAU, steps: int = 2000, width: int = 512, d: int
 
 
 # ---------------------------------------------------------------------- main
-def summary_row(R, mode, c, first) -> dict:
-    """The table's row of one run: ``c`` the comparison at the end, ``first`` before
-    training."""
+MB_EPOCHS = 10
+"""Epochs of the mini-batch objective that mini-batch-trained features are compared with."""
+
+
+def summary_row(R, mode, c, first, mb=None) -> dict:
+    """The table's row of one run: ``c`` the comparison at the end with the full-batch
+    optimum, ``first`` before training, ``mb`` with the mini-batch optimum (if any)."""
     g = {row["groups"]: row for row in c.groups()}
+    gm = {} if mb is None else {row["groups"]: row for row in mb.groups()}
     return {"R": R, "mode": mode, "n": c.n, "gap_first": first.gap,
             "nc1_first": first.collapse.trace_ratio, "loss_first": first.loss,
             "gap": c.gap, "loss_error": c.loss_error,
@@ -174,7 +179,14 @@ def summary_row(R, mode, c, first) -> dict:
             "min_min": g.get("minority-minority", {}).get("trained_mean", math.nan),
             "min_min_optimum": g.get("minority-minority", {}).get("optimum", math.nan),
             "geometry_gap": c.geometry_gap, "within_gap": c.within_gap,
-            "lower_bound": c.lower_bound, "loss": c.loss}
+            "lower_bound": c.lower_bound, "loss": c.loss,
+            "to_optimum_rms": c.to_optimum.rms,
+            "to_minibatch_optimum_max": math.nan if mb is None else mb.to_optimum.max_abs,
+            "to_minibatch_optimum_rms": math.nan if mb is None else mb.to_optimum.rms,
+            "maj_maj_minibatch_optimum": gm.get("majority-majority", {}).get("optimum",
+                                                                            math.nan),
+            "minibatch_gap": math.nan if mb is None else mb.gap,
+            "minibatch_loss_error": math.nan if mb is None else mb.loss_error}
 
 
 def main(argv=None) -> int:
@@ -206,18 +218,27 @@ def main(argv=None) -> int:
         print(f"SupCon on STEP-imbalanced digits (tau = {TAU}, {args.steps} steps, MLP "
               f"64-{args.width}-{args.width}-{args.d}); cosines of class means against the "
               "certified optimum and the simplex ETF")
-        print(f"{'R':>3} {'training':<16} {'n':>5} {'gap':>9} {'excess gap':>10} "
-              f"{'geometry':>8} {'to optimum':>10} {'to ETF':>8} {'maj-maj':>15} "
-              f"{'min-min':>15} {'NC1':>9}")
+        print(f"{'R':>3} {'training':<16} {'n':>5} {'gap':>8} {'excess':>7} {'geom':>5} "
+              f"{'to optimum':>13} {'to ETF':>7} {'to mb-opt':>13} {'maj-maj':>22} "
+              f"{'min-min':>15} {'NC1':>8}")
         for r in rows:
             share = "-" if math.isnan(r["geometry_share"]) else f"{100 * r['geometry_share']:.0f}%"
-            print(f"{r['R']:>3} {r['mode']:<16} {r['n']:>5} {r['gap']:>9.3g} "
-                  f"{r['excess_gap']:>10.3g} {share:>8} {r['to_optimum_max']:>10.3f} "
-                  f"{r['to_etf_max']:>8.3f} {r['maj_maj']:>7.3f}/{r['maj_maj_optimum']:<7.3f} "
+            mb = "-" if math.isnan(r["to_minibatch_optimum_max"]) else \
+                f"{r['to_minibatch_optimum_max']:.3f}/{r['to_minibatch_optimum_rms']:.3f}"
+            mbo = "" if math.isnan(r["maj_maj_minibatch_optimum"]) else \
+                f"/{r['maj_maj_minibatch_optimum']:.3f}"
+            print(f"{r['R']:>3} {r['mode']:<16} {r['n']:>5} {r['gap']:>8.3g} "
+                  f"{r['excess_gap']:>7.3g} {share:>5} "
+                  f"{r['to_optimum_max']:>6.3f}/{r['to_optimum_rms']:<6.3f} "
+                  f"{r['to_etf_max']:>7.3f} {mb:>13} "
+                  f"{r['maj_maj']:>7.3f}/{r['maj_maj_optimum']:.3f}{mbo:<7} "
                   f"{r['min_min']:>7.3f}/{r['min_min_optimum']:<7.3f} "
-                  f"{r['nc1_trace_ratio']:>9.2e}")
-        print("to optimum / to ETF: largest cosine error between class means; "
-              "maj-maj, min-min: trained/optimum")
+                  f"{r['nc1_trace_ratio']:>8.1e}")
+        print("gap: loss minus the certified lower bound (excess: relative to the optimum's "
+              "excess loss; geom: its class-mean share); to optimum, to mb-opt: largest/rms "
+              "cosine error between class means against the full-batch and the mini-batch "
+              f"({MB_EPOCHS} epochs) optimum; to ETF: largest; maj-maj: trained/full-batch "
+              "optimum[/mini-batch optimum]; min-min: trained/optimum")
     if args.out:
         figures(runs, args.out)
     return 0
@@ -240,7 +261,11 @@ def run_all(ratios, args):
                                      batch_size=args.batch_size)
             cb = compare(final_b, y, TAU, result=c.result, precision="float64", threads=1)
             traj_b = [(s, compare(H, y, TAU, result=c.result, threads=1)) for s, H in saved_b]
-            rows.append(summary_row(R, f"batches of {args.batch_size}", cb, traj_b[0][1]))
+            # The optimum of the loss SGD sees: MB_EPOCHS reshuffled partitions into batches.
+            mb = compare(final_b, y, TAU, batch_size=args.batch_size, epochs=MB_EPOCHS,
+                         threads=1)
+            rows.append(summary_row(R, f"batches of {args.batch_size}", cb, traj_b[0][1],
+                                    mb))
             runs[(R, "mini-batch")] = (cb, traj_b)
         print(f"R = {R}: trained and compared", file=sys.stderr, flush=True)
     return rows, runs
