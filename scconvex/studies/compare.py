@@ -179,6 +179,9 @@ class Comparison:
         Against ``M = I`` (the claimed optimum of ReLU features).
     nonnegative : bool
         Every feature entry is >= 0 (as ReLU outputs are).
+    batch_scheme : dict or None
+        ``batch_size``, ``epochs`` and ``batch_seed`` of the mini-batch objective (None:
+        full batch). The batches themselves are in ``spec`` (and in ``--certificate``).
     optimum_unique : bool or None
         Whether the certified optimum determines its cosines (None if not certified).
     optimum_resolution : float
@@ -216,6 +219,7 @@ class Comparison:
     optimum_unique: bool | None
     optimum_resolution: float
     nonnegative: bool
+    batch_scheme: dict | None
     notes: tuple
     result: SolveResult
     seconds: float
@@ -283,9 +287,12 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary (the ``--json`` output of ``scconvex compare``)."""
+        # The batches of a mini-batch objective are n E indices: the JSON names the scheme
+        # that makes them (the certificate file of the optimum carries them in full).
+        spec = {key: value for key, value in self.spec.to_dict().items() if key != "batches"}
         return jsonable({
             "kind": "scconvex.compare", "schema_version": SCHEMA_VERSION,
-            "scconvex_version": version(), "spec": self.spec.to_dict(),
+            "scconvex_version": version(), "spec": spec, "batch_scheme": self.batch_scheme,
             "class_names": list(self.class_names), "counts": list(self.spec.counts),
             "n": self.n, "d": self.d, "k": self.k, "tau": self.spec.tau,
             "loss": self.loss, "loss_error": self.loss_error, "precision": self.precision,
@@ -663,6 +670,8 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         optimum_unique=result.unique,
         optimum_resolution=math.nan if uniq is None else float(uniq.resolution),
         nonnegative=bool(stats.min_entry >= 0), notes=tuple(notes), result=result,
+        batch_scheme=None if batches is None else {"batch_size": batch_size, "epochs": epochs,
+                                                   "batch_seed": batch_seed},
         seconds=time.perf_counter() - t_start, timings=timings)
 
 
@@ -787,9 +796,10 @@ class Trajectory:
         """JSON-safe dictionary (the ``--json`` output of ``scconvex compare`` with several
         checkpoints): the summary rows and every comparison in full."""
         last = self.comparisons[-1]
+        spec = {key: value for key, value in last.spec.to_dict().items() if key != "batches"}
         return jsonable({
             "kind": "scconvex.compare_trajectory", "schema_version": SCHEMA_VERSION,
-            "scconvex_version": version(), "spec": last.spec.to_dict(),
+            "scconvex_version": version(), "spec": spec, "batch_scheme": last.batch_scheme,
             "class_names": list(last.class_names), "lower_bound": last.lower_bound,
             "optimum_status": last.optimum_status, "optimum_gram": last.optimum_gram,
             "rows": self.rows(), "checkpoints": [c.to_dict() for c in self.comparisons]})
