@@ -55,8 +55,8 @@ from ..problem.batches import epoch_batches
 from ..problem.model import build_model
 from ..problem.spec import ProblemSpec
 
-STATS_BLOCK_BYTES = 1 << 27
-"""Rows read at a time by the statistics pass (128 MiB of float64 rows)."""
+STATS_BLOCK_BYTES = 1 << 26
+"""Rows read at a time by the statistics pass (64 MiB of float64 rows)."""
 
 
 @dataclass(frozen=True)
@@ -535,7 +535,7 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
     threads : int, optional
         Threads for the features' loss (default 2).
     block_rows : int, optional
-        Rows read at a time (default: 128 MiB blocks).
+        Rows read at a time (default: 64 MiB of float64 rows).
     batch_size, epochs, batch_seed : int, optional
         The network was trained with mini-batches: compare with the optimum of the SC loss
         summed over ``epochs`` random partitions into batches of ``batch_size`` (seed
