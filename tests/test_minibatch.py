@@ -188,3 +188,29 @@ def test_compare_with_a_minibatch_optimum(rng):
     assert c.gap >= -c.loss_error
     assert c.lower_bound == res.sample_lower_bound
     assert any("collapse is not proven optimal" in note for note in c.notes)
+
+
+def test_a_minibatch_certificate_is_rechecked_by_verify(tmp_path):
+    """The class answer's file re-checks from scratch (the loss rebuilt from the stored
+    batches), and an edited cosine is rejected. One batch per epoch of all samples keeps
+    collapse optimal, so the file certifies; epochs of smaller batches give the class
+    certificate only, which verify reports as not certified over sample Grams."""
+    import json
+
+    from scconvex import ProblemSpec, solve, verify
+
+    counts = (9, 9, 3, 3)
+    spec = ProblemSpec(counts, 0.2, batches=epoch_batches(24, 24, 2, seed=0))
+    res = solve(spec, level="class")
+    assert res.success and res.level == "class"
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(res.to_dict()))
+    assert verify(path).ok
+    data = json.loads(path.read_text())
+    data["class_gram"][0][2] = data["class_gram"][2][0] = data["class_gram"][0][2] + 1e-3
+    path.write_text(json.dumps(data))
+    assert not verify(path).ok
+    sampled = solve(spec.with_(batches=epoch_batches(24, 8, 3, seed=0)), level="class")
+    path.write_text(json.dumps(sampled.to_dict()))
+    report = verify(path)
+    assert not report.ok and report.rel_gap < 1e-9 < report.sample_excess_gap
