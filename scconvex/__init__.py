@@ -17,6 +17,9 @@ _LAZY = {
     "ResourceLimitError": "errors",
     "Factorization": "features.factor", "TruncationWarning": "features.factor",
     "factor": "features.factor",
+    "Comparison": "studies.compare", "compare": "studies.compare",
+    "Trajectory": "studies.compare", "trajectory": "studies.compare",
+    "StreamedLoss": "losses.streamed", "streamed_loss": "losses.streamed",
     "class_loss": "losses.sc", "sc_loss": "losses.sc", "sc_loss_grad": "losses.sc",
     "sc_loss_gram": "losses.sc", "sc_loss_gram_grad": "losses.sc",
     "Spheres": "solvers.manifold",
@@ -47,6 +50,12 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BackendUnavailableError",
+    "Comparison",
+    "StreamedLoss",
+    "Trajectory",
+    "compare",
+    "streamed_loss",
+    "trajectory",
     "Certificate",
     "Factorization",
     "NonconvexResult",

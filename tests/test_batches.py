@@ -45,18 +45,20 @@ def test_random_batches_cover_every_sample_once():
         random_batches(12, 5, 0)
 
 
-def test_class_and_group_levels_are_refused():
+def test_group_level_is_refused_and_auto_is_class():
+    # Classes of equal count are not exchangeable in a batch scheme: no group level. The
+    # class level (collapsed geometries) is exact for every scheme (losses/minibatch.py).
     spec = ProblemSpec((3, 3, 2), 0.5, batches=random_batches(8, 4, 0))
-    for level in ("class", "group"):
-        with pytest.raises(InvalidInputError, match="sample level only"):
-            build_model(spec, level)
-    assert build_model(spec).level.name == "sample"
+    with pytest.raises(InvalidInputError, match="class, sample level only"):
+        build_model(spec, "group")
+    assert build_model(spec).level.name == "class"
+    assert build_model(spec, "sample").level.name == "sample"
     with pytest.raises(InvalidInputError, match="'sc' loss only"):
         ProblemSpec((3, 3, 2), 0.5, loss="negatives-only", batches=[list(range(8))])
     out = subprocess.run([sys.executable, "-m", "scconvex", "solve", "--counts", "3,3,2",
-                          "--tau", "0.5", "--batch-size", "4", "--level", "class"],
+                          "--tau", "0.5", "--batch-size", "4", "--level", "group"],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "sample level only" in out.stderr
+    assert out.returncode == 2 and "does not reduce this problem exactly" in out.stderr
 
 
 def test_value_and_gradient(rng):
@@ -84,11 +86,13 @@ def test_single_batch_reproduces_full_batch(rng):
     full = solve(spec)
     lab = spec.labels
     lifted = full.class_gram[np.ix_(lab, lab)]
-    cert, _ = certify(build_model(one), lifted)
+    cert, _ = certify(build_model(one, "sample"), lifted)
     assert cert.loss == pytest.approx(full.loss, rel=1e-13)
     assert cert.rel_gap < 1e-9   # the full-batch optimum is optimal for the single batch
     res = solve(one)
-    assert res.level == "sample"
+    # One batch of everything: the class answer is the full-batch optimum, and the dense
+    # sample certificate proves collapse optimal, as for the full-batch loss.
+    assert res.level == "class" and res.success
     for a in (res, full):
         for b in (res, full):
             assert a.sample_lower_bound <= b.loss + 1e-9 * abs(b.loss)
@@ -114,7 +118,7 @@ def test_fano_design_closed_form(tau):
     # The antipodal collapsed geometry attains it and the certificate proves it optimal.
     lab = spec.labels
     G = np.where(lab[:, None] == lab[None, :], 1.0, -1.0)
-    cert, _ = certify(build_model(spec), G)
+    cert, _ = certify(build_model(spec, "sample"), G)
     assert cert.loss == pytest.approx(expected, rel=1e-13)
     assert cert.gap <= 1e-12 * expected
     res = solve(spec)
@@ -136,7 +140,7 @@ def test_batch_binding_does_not_restore_the_full_batch_geometry():
     for scheme in (plain, bound):
         batched = spec.with_(batches=scheme)
         res = solve(batched)
-        at_full = certify(build_model(batched), lifted)[0].loss
+        at_full = certify(build_model(batched, "sample"), lifted)[0].loss
         # res.loss is the loss of a feasible point, so at_full - res.loss is a lower bound
         # on how far the full-batch geometry is from optimal, whatever the solver did.
         worse.append((at_full - res.loss) / res.loss)

@@ -253,7 +253,7 @@ def run_page(path: Path, tmp: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------- the pages
-PAGES = ["tutorial.md", "cli.md", "theory.md"]
+PAGES = ["tutorial.md", "cli.md", "theory.md", "compare.md"]
 # The README (and the proposed one until it is moved there) is run the same way.
 README = ["README.md"]
 

@@ -25,9 +25,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import ResourceLimitError
 from ..levels import CLASS, SAMPLE
 from ..levels.blocks import block_min_eig
 from ..problem.model import Model
+from ..resources import check_memory
 from .repair import repair, sign_rounding
 
 DEFAULT_GAP_TOL = 1e-6
@@ -160,27 +162,10 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
     loss = model.loss
     relaxation = model.relaxation
     if model.level.dense:
-        if loss.attains_constant(X, spec.labels):
-            # The loss's constant is a lower bound on every geometry: optimal, gap 0.
-            best = _make(SAMPLE.name, spec.n, spec.constant, 0.0, 0.0, 0.0)
-            return best, best
-        value, C = loss.sample_value_grad(X, spec.labels, spec.tau)
-        best = None
-        rounding = dense_rounding(loss.anchor_count(spec), spec.tau)
-        excess = value - spec.constant
-        scale = loss.gap_scale(value, excess)
-        # Every multiplier of the extra cone (Y = 0 for the elliptope) gives a valid bound.
-        for Y in relaxation.dense_multipliers(X, C):
-            Cy = C - Y
-            nu = np.sum(Cy * X, axis=1)
-            S = Cy - np.diag(nu)
-            lam = float(np.linalg.eigvalsh(S)[0])
-            compl = float(np.sum(S * X)) + float(np.sum(Y * X))
-            cert = _make(SAMPLE.name, spec.n, value, excess, compl, lam, rounding=rounding,
-                         scale=scale)
-            if best is None or cert.gap < best.gap:
-                best = cert
+        best = _dense_certificate(model, X)
         return best, best
+    if not loss.block_template:
+        return _class_form_certificates(model, X)
 
     s = model.block_counts.astype(float)
     tau = spec.tau
@@ -206,6 +191,82 @@ def certify(model: Model, X: np.ndarray) -> tuple[Certificate, Certificate]:
                                                       and smp.excess_gap < best_s.excess_gap):
             best_s = smp
     return best_c, best_s
+
+
+def _dense_certificate(model: Model, G: np.ndarray) -> Certificate:
+    """The certificate over all ``n x n`` Grams of a feasible sample Gram ``G``, from the
+    loss's dense gradient (MATH.md section 5); every multiplier of the relaxation's extra
+    cone gives a valid bound and the best is kept."""
+    spec = model.spec
+    loss = model.loss
+    if loss.attains_constant(G, spec.labels):
+        # The loss's constant is a lower bound on every geometry: optimal, gap 0.
+        return _make(SAMPLE.name, spec.n, spec.constant, 0.0, 0.0, 0.0)
+    value, C = loss.sample_value_grad(G, spec.labels, spec.tau)
+    best = None
+    rounding = dense_rounding(loss.anchor_count(spec), spec.tau)
+    excess = value - spec.constant
+    scale = loss.gap_scale(value, excess)
+    for Y in model.relaxation.dense_multipliers(G, C):
+        Cy = C - Y
+        nu = np.sum(Cy * G, axis=1)
+        S = Cy - np.diag(nu)
+        lam = float(np.linalg.eigvalsh(S)[0])
+        compl = float(np.sum(S * G)) + float(np.sum(Y * G))
+        cert = _make(SAMPLE.name, spec.n, value, excess, compl, lam, rounding=rounding,
+                     scale=scale)
+        if best is None or cert.gap < best.gap:
+            best = cert
+    return best
+
+
+DENSE_SAMPLE_BYTES = 48
+"""Bytes per entry of the ``n x n`` sample Gram for the dense sample certificate of a class
+answer outside the block template (the Gram, the gradient, ``S`` and the eigensolver's
+work: about six float64 copies)."""
+
+
+def _class_form_certificates(model: Model, M: np.ndarray) -> tuple[Certificate, Certificate]:
+    """Certificates of a class Gram ``M`` for a loss outside the block template.
+
+    Over class Grams: MATH.md section 5 with the ``k x k`` gradient of
+    :meth:`~scconvex.losses.base.Loss.class_form`, in units of the excess loss. Over sample
+    Grams: the dense certificate of the lifted Gram ``G = M[y, y]`` (collapsed); it proves
+    that no geometry, collapsed or not, does better, or fails to, which says whether
+    collapse is optimal for the loss. When ``n x n`` does not fit in memory that
+    certificate is not computed (its gap is infinite).
+    """
+    spec = model.spec
+    form = model.loss.class_form(model, M)
+    if form.log_excess == -math.inf:
+        return (_make(CLASS.name, spec.k, form.value, 0.0, 0.0, 0.0),
+                _make(SAMPLE.name, spec.n, form.value, 0.0, 0.0, 0.0))
+    unit = form.excess if form.excess > 0 else 0.0
+    scale = model.loss.gap_scale(form.value, form.excess)
+    eps = np.finfo(float).eps
+    best = None
+    for Y in model.relaxation.dense_multipliers(M, form.rel_grad):
+        Cy = form.rel_grad - Y
+        nu = np.sum(Cy * M, axis=1)
+        S = Cy - np.diag(nu)
+        lam = float(np.linalg.eigvalsh(S)[0])
+        lam -= EIG_ROUNDING * eps * spec.k * float(np.max(np.sum(np.abs(S), axis=1)))
+        compl = float(np.sum(S * M)) + float(np.sum(Y * M))
+        cert = _make(CLASS.name, spec.k, form.value, form.excess, compl, lam, unit,
+                     scale=scale)
+        if best is None or cert.gap < best.gap:
+            best = cert
+    try:
+        check_memory(DENSE_SAMPLE_BYTES * float(spec.n) ** 2,
+                     f"the dense sample certificate ({spec.n} x {spec.n})")
+    except ResourceLimitError:
+        inf = math.inf
+        return best, Certificate(level=SAMPLE.name, size=spec.n, loss=float(form.value),
+                                 excess_loss=float(form.excess), lower_bound=-inf, gap=inf,
+                                 rel_gap=inf, excess_gap=inf, min_eig_slack=-inf,
+                                 complementarity=0.0)
+    lab = spec.labels
+    return best, _dense_certificate(model, M[np.ix_(lab, lab)])
 
 
 def _pair_gradient(model: Model, terms, sig: np.ndarray) -> np.ndarray:

@@ -42,19 +42,22 @@ def _spec_from_args(args):
 
 
 def _batches(args, n: int):
-    """The batch scheme of ``--batches`` or ``--batch-size``/``--batch-seed`` (or None)."""
-    from ..problem.batches import load_batches, random_batches
+    """The batch scheme of ``--batches`` or ``--batch-size``/``--epochs``/``--batch-seed``
+    (or None)."""
+    from ..problem.batches import epoch_batches, load_batches
 
-    path, size, seed = (getattr(args, a, None) for a in ("batches", "batch_size", "batch_seed"))
-    if path is not None and (size is not None or seed is not None):
-        raise InvalidInputError("give --batches or --batch-size/--batch-seed, not both")
+    path, size, seed, epochs = (getattr(args, a, None)
+                                for a in ("batches", "batch_size", "batch_seed", "epochs"))
+    if path is not None and (size is not None or seed is not None or epochs is not None):
+        raise InvalidInputError("give --batches or --batch-size/--epochs/--batch-seed, "
+                                "not both")
     if path is not None:
         return load_batches(path)
     if size is None:
-        if seed is not None:
-            raise InvalidInputError("--batch-seed needs --batch-size")
+        if seed is not None or epochs is not None:
+            raise InvalidInputError("--batch-seed and --epochs need --batch-size")
         return None
-    return random_batches(n, size, 0 if seed is None else seed)
+    return epoch_batches(n, size, 1 if epochs is None else epochs, 0 if seed is None else seed)
 
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
@@ -80,12 +83,16 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
 
 
 def _add_batches(p: argparse.ArgumentParser, required: bool = False) -> None:
-    g = p.add_argument_group("batch-wise loss (sample level)")
+    g = p.add_argument_group("batch-wise loss (class level, certified over sample Grams)")
     g.add_argument("--batches", metavar="FILE",
                    help="JSON list of batches, each a list of sample indices (samples "
                         "listed class by class)")
     g.add_argument("--batch-size", type=int, default=None, metavar="B",
-                   help="random batches of B samples (B must divide n)")
+                   help="random batches of B samples, reshuffled every epoch (the last "
+                        "batch of an epoch is smaller when B does not divide n)")
+    g.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="epochs of random batches: the loss is summed over all of them "
+                        "(default 1)")
     g.add_argument("--batch-seed", type=int, default=None, metavar="S",
                    help="seed of the random batches (default 0)")
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ..errors import InvalidInputError
+from .compare import _cmd_compare, add_compare
 
 
 def add_commands(sub) -> None:
@@ -58,6 +59,8 @@ def add_commands(sub) -> None:
                    help="points per task (default: about 4 tasks per worker, at most 50)")
     p.add_argument("--json", action="store_true", help="print one JSON summary, no progress")
 
+    add_compare(sub)
+
     p = sub.add_parser("atlas", help="list, show, export or verify an atlas")
     asub = p.add_subparsers(dest="atlas_command", required=True, parser_class=type(p))
     q = asub.add_parser("list", help="one line per stored solve")
@@ -79,10 +82,12 @@ def add_commands(sub) -> None:
                    help="largest accepted relative gap (default: each row's gap_tol)")
     q.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("plot", help="figures from an atlas (needs the [plot] extra)")
-    p.add_argument("atlas")
+    p = sub.add_parser("plot", help="figures from an atlas, or from the JSON of scconvex "
+                       "compare (--kind trajectory); needs the [plot] extra")
+    p.add_argument("atlas", help="atlas file (or compare JSON for --kind trajectory)")
     p.add_argument("--kind", required=True,
-                   choices=("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape"))
+                   choices=("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape",
+                            "trajectory"))
     p.add_argument("--out", required=True, metavar="FILE.png|.pdf|.svg")
     p.add_argument("--key", help="row (key prefix) for --kind gram and sphere")
     p.add_argument("--dim", type=int, default=None, help="2 or 3 for --kind sphere")
@@ -249,14 +254,35 @@ def _atlas_verify(atlas, args) -> int:
 # ---------------------------------------------------------------------- plot
 def _cmd_plot(args) -> int:
     from ..studies.atlas import Atlas
-    from ..studies.plot import make_figure, save_figure
+    from ..studies.plot import make_figure, save_figure, trajectory_figure
 
+    if args.kind == "trajectory":
+        save_figure(trajectory_figure(_read_compare_json(args.atlas)), args.out)
+        print(f"wrote {args.out}")
+        return 0
     with Atlas(args.atlas) as atlas:
         fig = make_figure(atlas, args.kind, where=_where(args.where), key=args.key,
                           dim=args.dim)
     save_figure(fig, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def _read_compare_json(path: str) -> dict:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path!r}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path!r} is not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("kind") not in ("scconvex.compare",
+                                                             "scconvex.compare_trajectory"):
+        raise InvalidInputError(f"{path!r} is not the JSON of scconvex compare (--out or "
+                                "--json)")
+    return data
 
 
 def _database_errors(handler):
@@ -283,6 +309,7 @@ def _database_errors(handler):
     return run
 
 
-HANDLERS = {name: _database_errors(handler) for name, handler in
-            (("sweep", _cmd_sweep), ("atlas", _cmd_atlas), ("plot", _cmd_plot))}
+HANDLERS = {**{name: _database_errors(handler) for name, handler in
+               (("sweep", _cmd_sweep), ("atlas", _cmd_atlas), ("plot", _cmd_plot))},
+            "compare": _cmd_compare}
 """Handlers of the subcommands added by :func:`add_commands`."""

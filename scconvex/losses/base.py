@@ -153,6 +153,11 @@ class Loss:
     assess_uniqueness = False
     """Whether :mod:`scconvex.certificates.uniqueness` can judge how well a certified
     answer determines the cosines (it uses the curvature of the SC loss)."""
+    block_template = True
+    """Whether :meth:`block_terms` follows the row template of this module, on which the
+    block certificates are built. A loss that reduces at class level without it supplies
+    :meth:`class_form` instead: it is certified over class Grams from that gradient and
+    over sample Grams densely, on the lifted class answer."""
 
     # -- sample form
     def sample_value_grad(self, G, labels, tau: float) -> tuple[float, np.ndarray]:
@@ -214,6 +219,13 @@ class Loss:
         """Row-wise ``dL/dB`` (see :func:`block_grad`); the same for every loss of the
         template."""
         return block_grad(terms, sizes, counts, tau)
+
+    def class_form(self, model, M):
+        """The class-level form of a loss outside the block template: an object with
+        ``value``, ``constant``, ``excess``, ``log_excess`` and ``rel_grad`` (the symmetric
+        ``dL/dM`` divided by the excess, zero diagonal), as
+        :class:`scconvex.losses.minibatch.MinibatchTerms`."""
+        raise NotImplementedError
 
     # -- what backends ask
     def cvxpy_block_objective(self, model, B):

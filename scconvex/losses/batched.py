@@ -6,10 +6,13 @@ sample indices (samples listed class by class, as :attr:`ProblemSpec.labels`). T
     L_batch(G) = sum_b L( G[b, b] ; labels[b] )
 
 is a sum of convex functions of ``G``, so it is convex and MATH.md section 5 certifies it
-with the summed gradient. It is defined on samples only: the class reduction holds only
-for schemes that treat the samples of a class alike, which a batch scheme in general does
-not, so class and group levels are refused (:attr:`BatchedLoss.levels`).
-Derivations and measurements: ``docs/variants.md`` section 4.
+with the summed gradient. Restricted to class-collapsed Grams it is a convex function of
+the class Gram ``M`` (each batch contributes through its class composition,
+:mod:`scconvex.losses.minibatch`), so it is solved at class level too; whether collapse is
+optimal for the scheme is what the sample-level certificate of the lifted answer decides
+(dense, O(n^3)). The group level is refused: classes of equal count are not exchangeable
+in a given scheme. Derivations and measurements: ``docs/variants.md`` section 4 and
+``docs/compare.md``.
 """
 
 from __future__ import annotations
@@ -19,18 +22,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..levels import SAMPLE
+from ..levels import CLASS, SAMPLE
 from .base import Loss
+from .minibatch import MinibatchCost, minibatch_terms, scheme_compositions
 
 
 @dataclass(frozen=True, eq=False)
 class BatchedLoss(Loss):
-    """Sum of a base loss over batches (sample level only)."""
+    """Sum of a base loss over batches: class level (collapsed geometries) and sample level."""
 
     base: Loss | None = None
     batches: tuple = ()
 
-    levels = (SAMPLE,)
+    levels = (CLASS, SAMPLE)
+    block_template = False
 
     def sample_value_grad(self, G, labels, tau):
         G = np.asarray(G, dtype=float)
@@ -59,8 +64,34 @@ class BatchedLoss(Loss):
     def block_terms(self, B, sizes, counts, tau):
         raise InvalidInputError(_REFUSE)
 
+    def class_form(self, model, M):
+        comp, mult = scheme_compositions(self.batches, tuple(model.spec.counts))
+        return minibatch_terms(M, comp, mult, model.spec.tau)
+
     def native_cost(self, model):
-        raise InvalidInputError(_REFUSE)
+        if model.level.dense or np.any(np.asarray(model.sizes) != 1):
+            raise InvalidInputError(_REFUSE)
+        comp, mult = scheme_compositions(self.batches, tuple(model.spec.counts))
+        return MinibatchCost(model, comp, mult)
+
+    def cvxpy_block_objective(self, model, B):
+        import cvxpy as cp
+
+        if np.any(np.asarray(model.sizes) != 1):
+            raise InvalidInputError(_REFUSE)
+        comp, mult = scheme_compositions(self.batches, tuple(model.spec.counts))
+        tau = model.spec.tau
+        k = comp.shape[1]
+        out = 0
+        # One log-sum-exp per (composition, class) row with a positive in its batch: its
+        # constant log(C - 1) and the terms log C_c' + (M_cc' - 1) / tau (MATH.md section 4
+        # with the batch's counts), scaled by tau / n like the SC objective.
+        for j, c in zip(*np.nonzero(comp >= 2), strict=True):
+            others = [q for q in range(k) if q != c and comp[j, q] > 0]
+            parts = [np.log(comp[j, c] - 1.0) + 0 * B[c, c]]
+            parts += [np.log(comp[j, q]) + (B[c, q] - 1.0) / tau for q in others]
+            out = out + float(mult[j] * comp[j, c]) * cp.log_sum_exp(cp.hstack(parts))
+        return model.scale * tau * out
 
     def cvxpy_sample_objective(self, model, G):
         tau = model.spec.tau
@@ -75,5 +106,6 @@ class BatchedLoss(Loss):
         return model.scale * out
 
 
-_REFUSE = ("the batch-wise loss is defined on samples only: the class and group reductions "
-           "need a batch scheme that treats the samples of a class alike; use level 'sample'")
+_REFUSE = ("the batch-wise loss reduces at class level (collapsed geometries) and sample level "
+           "only: classes of equal count are not exchangeable in a batch scheme, so there is "
+           "no group level; use --level class")

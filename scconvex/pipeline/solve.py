@@ -29,7 +29,7 @@ from ..certificates.repair import gram_spectrum
 from ..certificates.uniqueness import Uniqueness, assess
 from ..checks import check_tolerance
 from ..errors import InvalidInputError, ResourceLimitError, ScconvexError, SolveFailedError
-from ..levels import AUTO, CLASS, GROUP
+from ..levels import AUTO, CLASS, GROUP, SAMPLE
 from ..levels.blocks import RANK_TOL
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
@@ -270,6 +270,13 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         if raw.status == "time_limit":
             limit_text = "" if limit is None else f" {float(limit):g} s"
             message = f"time limit{limit_text} reached before a certified answer; {message}"
+        elif _collapse_unproven(model, cert, scert, tols):
+            message = (f"optimal among class-collapsed geometries (certified over class "
+                       f"Grams, relative gap {cert.rel_gap:.2e}); over all sample Grams the "
+                       f"certified gap is {scert.gap:.3g} ({scert.excess_gap:.2e} of the "
+                       "excess loss): collapse is not proven optimal for this loss, a "
+                       "geometry whose samples differ within a class may do better by at "
+                       "most that much")
     if raw.message:
         message += f" [{solver}: {raw.message}]"
     # Only a certified answer has a gap small enough for the question to matter.
@@ -415,6 +422,21 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
             return _with_message(other, note + other.message)
         return _with_message(res, note + f"class level was no better ({other.message}); "
                              "kept the group-level answer")
+    if (requested == AUTO and res.certificate is not None and _collapse_unproven(
+            model, res.certificate, res.sample_certificate, tols)
+            and SAMPLE in model.loss.levels):
+        # Collapse is not proven optimal: where the sample level fits, solve it there.
+        log.info("collapse not proven optimal (%s); trying sample level", res.message)
+        try:
+            other = _solve_model(spec, build_model(spec, SAMPLE), solver, options, tols,
+                                 t_start, threads)
+        except ResourceLimitError as exc:
+            return _with_message(res, f"{res.message}; the sample level was not tried: {exc}")
+        note = f"class level: {res.message}; solved at sample level. "
+        if other.success or _worst(other, tols) < _worst(res, tols):
+            return _with_message(other, note + other.message)
+        return _with_message(res, f"{res.message}; the sample level was no better "
+                             f"({other.message})")
     return res
 
 
@@ -431,7 +453,8 @@ def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_
     native = BACKENDS.get("native")
     if native is not None and native.available() and native.supports(model):
         res = _pipeline(spec, model, "native", options, tols, t_start, threads)
-        if res.success:
+        if res.success or (res.certificate is not None and _collapse_unproven(
+                model, res.certificate, res.sample_certificate, tols)):
             return res
         note = f"native solver not certified ({res.message}); "
         fallback_options = None
@@ -455,6 +478,14 @@ def _solve_model(spec: ProblemSpec, model: Model, solver: str, options, tols, t_
                                  "kept the native answer")
         return _with_message(fallback, note + fallback.message)
     return _pipeline(spec, model, "clarabel", options, tols, t_start, threads)
+
+
+def _collapse_unproven(model: Model, cert, scert, tols) -> bool:
+    """A class answer of a loss outside the block template that is certified over class
+    Grams but not over sample Grams: collapse is what is not proven, and no other solver
+    at this level can change that (its optimum is the same)."""
+    return (not model.loss.block_template and not model.level.dense
+            and badness(cert, tols) <= 1 < badness(scert, tols))
 
 
 def _worst(res: SolveResult, tols: tuple[float, float]) -> float:

@@ -66,6 +66,41 @@ def random_batches(n: int, size: int, seed: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(sorted(int(i) for i in perm[j:j + size])) for j in range(0, n, size))
 
 
+def _int(value, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise InvalidInputError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def epoch_batches(n: int, size: int, epochs: int = 1, seed: int = 0
+                  ) -> tuple[tuple[int, ...], ...]:
+    """Batches of ``epochs`` random partitions of ``0..n-1`` into batches of ``size``.
+
+    Each epoch draws a fresh permutation (one generator seeded with ``seed``, so epochs
+    differ) and cuts it into ``ceil(n / size)`` batches; the last is smaller when ``size``
+    does not divide ``n``. Each batch lists its sample indices in increasing order.
+
+    Examples
+    --------
+    >>> [len(b) for b in epoch_batches(10, 4, epochs=2, seed=0)]
+    [4, 4, 2, 4, 4, 2]
+    """
+    n = _int(n, "n", 1)
+    size = _int(size, "batch size", 1)
+    epochs = _int(epochs, "epochs", 1)
+    seed = _int(seed, "batch seed", 0)
+    if size > n:
+        raise InvalidInputError(f"batch size {size} is larger than n = {n}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(epochs):
+        perm = rng.permutation(n)
+        out += [tuple(sorted(int(i) for i in perm[j:j + size])) for j in range(0, n, size)]
+    return tuple(out)
+
+
 def load_batches(path: str | os.PathLike) -> list:
     """Read a JSON list of index lists (validated later, against the spec)."""
     try:

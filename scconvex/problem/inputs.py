@@ -135,12 +135,12 @@ def read_counts_file(path: str | os.PathLike) -> tuple[int, ...]:
     return tuple(out)
 
 
-def read_labels_file(path: str | os.PathLike) -> tuple[int, ...]:
-    """Class counts of a label array: a ``.npy`` file or text with one label per line.
+def read_labels(path: str | os.PathLike, name: str = "--labels-file") -> np.ndarray:
+    """A label array from a ``.npy`` file or a text file with one label per line.
 
-    Labels may be any values (integers or strings); classes are ordered by sorted label.
+    Text labels that are all integers become integers (so 2 sorts before 10); blank lines
+    are skipped. Raises InvalidInputError naming ``name`` and the file.
     """
-    name = "--labels-file"
     where = f"{name} {os.fspath(path)!r}"
     if os.fspath(path).endswith(".npy"):
         try:
@@ -154,16 +154,23 @@ def read_labels_file(path: str | os.PathLike) -> tuple[int, ...]:
                                     f"got shape {labels.shape}")
         if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
             raise InvalidInputError(f"{where}: labels contain NaN or infinity")
-    else:
-        labels = [line.strip() for line in _read_text(path, name).splitlines()]
-        labels = [x for x in labels if x]
-        if not labels:
-            raise InvalidInputError(f"{where}: no labels found")
-        try:  # integer labels sort as numbers (2 before 10), others as text
-            labels = np.array([int(x) for x in labels])
-        except ValueError:
-            labels = np.array(labels)
-    _, counts = np.unique(labels, return_counts=True)
+        return labels
+    labels = [line.strip() for line in _read_text(path, name).splitlines()]
+    labels = [x for x in labels if x]
+    if not labels:
+        raise InvalidInputError(f"{where}: no labels found")
+    try:  # integer labels sort as numbers (2 before 10), others as text
+        return np.array([int(x) for x in labels])
+    except ValueError:
+        return np.array(labels)
+
+
+def read_labels_file(path: str | os.PathLike) -> tuple[int, ...]:
+    """Class counts of a label array: a ``.npy`` file or text with one label per line.
+
+    Labels may be any values (integers or strings); classes are ordered by sorted label.
+    """
+    _, counts = np.unique(read_labels(path), return_counts=True)
     return tuple(int(c) for c in counts)
 
 

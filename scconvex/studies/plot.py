@@ -15,7 +15,11 @@ Kinds:
 * ``sphere``: class means factored into ``d = 2`` or ``3``, on the circle or sphere;
 * ``gap``: certified relative gaps (solved level and sample level) against ``R``;
 * ``phase``: minority-minority cosine over the ``(R, tau)`` grid;
-* ``landscape``: fraction of restarts reaching the relaxed optimum over ``(d, tau)``.
+* ``landscape``: fraction of restarts reaching the relaxed optimum over ``(d, tau)``;
+* ``trajectory`` (from the JSON of ``scconvex compare``, not an atlas): over checkpoints,
+  the optimality gap relative to the optimum's excess, the largest cosine error against the
+  certified optimum and against the ETF, and NC1; for one comparison, the trained and the
+  certified class Grams side by side.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from ..errors import InvalidInputError, missing_extra
 from ..files import write_bytes
 
 KINDS = ("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape")
+"""Kinds drawn from an atlas; ``trajectory`` (:func:`trajectory_figure`) is drawn from the
+JSON of ``scconvex compare``."""
 NAMED = ("cos_maj_maj", "cos_min_min", "cos_maj_min")
 SPREAD = ("cos_min", "cos_mean", "cos_max")
 LABELS = {"cos_maj_maj": "majority-majority", "cos_min_min": "minority-minority",
@@ -313,6 +319,86 @@ def make_figure(atlas, kind: str, *, where: Sequence[tuple[str, str]] = (),
         return landscape_figure(rows, atlas.tightness_rows())
     return {"cosines": cosines_figure, "tau": tau_figure, "gap": gap_figure,
             "phase": phase_figure}[kind](rows)
+
+
+def compare_gram_figure(data: dict):
+    """Trained and certified class Grams side by side, and their difference (the JSON of
+    one ``scconvex compare``)."""
+    trained = np.asarray(data["class_gram"], dtype=float)
+    optimum = np.asarray(data["optimum_gram"], dtype=float)
+    names = data.get("class_names") or [str(i) for i in range(len(trained))]
+    fig = _figure(figsize=(11.5, 3.9), layout="constrained")
+    axes = fig.subplots(1, 3)
+    diff = trained - optimum
+    top = max(float(np.max(np.abs(diff))), 1e-12)
+    for ax, M, title, kw in (
+            (axes[0], trained, "trained features", {"vmin": -1, "vmax": 1, "cmap": "RdBu_r"}),
+            (axes[1], optimum, "certified optimum", {"vmin": -1, "vmax": 1, "cmap": "RdBu_r"}),
+            (axes[2], diff, "trained - optimum", {"vmin": -top, "vmax": top, "cmap": "PuOr_r"})):
+        image = ax.imshow(M, interpolation="nearest", gid=title, **kw)
+        ax.set_title(title, fontsize=9)
+        if len(names) <= 20:
+            ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+            ax.set_yticks(range(len(names)), names, fontsize=6)
+        fig.colorbar(image, ax=ax, shrink=0.85, label="cosine" if M is not diff else "")
+    fig.suptitle(f"class-mean cosines, tau={data['tau']:g}, counts "
+                 f"{_short(data['counts'])}: max error {data['to_optimum']['max_abs']:.3f} "
+                 f"(ETF: {data['to_etf']['max_abs']:.3f})", fontsize=9)
+    return fig
+
+
+def _short(counts) -> str:
+    text = ",".join(str(c) for c in counts)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def trajectory_figure(data: dict):
+    """Gap, cosine errors and NC1 over the checkpoints of ``scconvex compare`` (its JSON);
+    one comparison gives :func:`compare_gram_figure`."""
+    if data.get("kind") == "scconvex.compare":
+        return compare_gram_figure(data)
+    rows = data.get("rows") or []
+    if not rows:
+        raise InvalidInputError("the trajectory has no checkpoints")
+    steps = np.array([r["step"] for r in rows], dtype=float)
+    fig = _figure(figsize=(11.5, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    gap = np.array([_finite(r["excess_gap"]) for r in rows])
+    resolved = np.array([bool(r["gap_resolved"]) for r in rows])
+    ax = axes[0]
+    ax.plot(steps, np.where(gap > 0, gap, np.nan), "-", color="C0", gid="excess_gap")
+    ax.plot(steps[resolved], gap[resolved], "o", color="C0", ms=4)
+    ax.plot(steps[~resolved], gap[~resolved], "o", mfc="none", color="C0", ms=4,
+            label="not resolved (within the loss's error bound)")
+    ax.set_yscale("log")
+    ax.set_ylabel("gap / optimum's excess loss")
+    ax.set_title("optimality gap (certified bound)", fontsize=9)
+    if np.any(~resolved):
+        ax.legend(fontsize=7)
+    ax = axes[1]
+    for key, label, style in (("to_optimum_max", "to the certified optimum", "-"),
+                              ("to_etf_max", "to the simplex ETF", "--")):
+        ax.plot(steps, [r[key] for r in rows], style, marker=".", label=label, gid=key)
+    ax.set_ylabel("largest cosine error between class means")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.set_title("class-mean geometry", fontsize=9)
+    ax = axes[2]
+    ax.plot(steps, [_finite(r["nc1_trace_ratio"]) for r in rows], "-", marker=".",
+            gid="nc1_trace_ratio", label="tr(Sw)/tr(Sb)")
+    ax.set_yscale("log")
+    ax.set_title("within-class collapse (NC1)", fontsize=9)
+    ax.legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("checkpoint")
+    spec = data.get("spec", {})
+    fig.suptitle(f"tau={spec.get('tau', float('nan')):g}, counts "
+                 f"{_short(spec.get('counts', []))}", fontsize=9)
+    return fig
+
+
+def _finite(x) -> float:
+    return float(x) if isinstance(x, (int, float)) else math.nan
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
