@@ -270,7 +270,9 @@ class _Rows:
 
     def margin(self) -> float:
         """Bound on the float64 error of the logarithms formed here (pushed outwards)."""
-        return 64.0 * EPS * (self.maxz + 2.0 / self.tau + math.log(self.g + 1.0) + 64.0)
+        # Each logarithm is a sum of a few terms of size up to maxz + 2 / tau; a row sum of
+        # g terms adds at most g rounding errors.
+        return 64.0 * EPS * (self.maxz + 2.0 / self.tau + self.g + 64.0)
 
 
 # ---------------------------------------------------------------------- SC floors
@@ -290,8 +292,8 @@ def _sc_floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     grow *= a
     with np.errstate(divide="ignore"):
         logden = np.logaddexp(0.0, c + np.log(np.sum(grow, axis=1)))
-    pref = np.where(rows.active, np.exp(rows.logkappa - log_E + c - logden - rows.margin()),
-                    0.0)
+    pref = np.exp(np.where(rows.active, rows.logkappa - log_E + c - logden - rows.margin(),
+                           -np.inf))
     shrink *= a_div  # A_e^- / (e^c div) per entry
     F = np.exp(c)[:, None] * shrink
     F += 1.0
@@ -637,8 +639,12 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *, loss: str = 
         bars, radius = _neg_bars(rows, det, exg, log_E, full, share, level)
     bars = np.where(cos, bars, 0.0)
     fin = det & np.isfinite(bars)
-    lo = np.where(fin, np.maximum(B - bars, lo), lo)
-    hi = np.where(fin, np.minimum(B + bars, 1.0), hi)
+    # Rounded outwards: B -+ bar in float64 may land inside the exact interval (a bar of
+    # 0 is exact).
+    pad = np.where(bars > 0, bars * (1 + 4 * EPS) + 2 * EPS, 0.0)
+    with np.errstate(invalid="ignore"):
+        lo = np.where(fin, np.maximum(B - pad, lo), lo)
+        hi = np.where(fin, np.minimum(B + pad, 1.0), hi)
     _singleton_intervals(rows, np.where(det, radius, 0.0), det, pinned, lo, hi)
     half = np.where(cos & ~det, np.maximum(hi - B, B - lo), bars)
     half = np.where(cos, half, 0.0)
@@ -667,7 +673,8 @@ def _neg_level(rows: _Rows, B, grad, exg: float, log_E: float):
     # W = sum of the gradient = sum_p m_p s_p / tau exactly (row shares sum to 1), so
     # eps / W = exg * E * tau / sum m_p s_p.
     mass = float(np.sum((rows.m * rows.s)[rows.active]))
-    level = exg * math.exp(log_E) * rows.tau / mass * (1 + 64 * EPS)
+    # The absolute term covers the rounding of the computed shares (weights of the mean).
+    level = exg * math.exp(log_E) * rows.tau / mass * (1 + 64 * EPS) + 64 * EPS
     return share, level
 
 
