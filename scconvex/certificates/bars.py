@@ -46,7 +46,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .loss import block_weights
+from ..errors import InvalidInputError
+from ..levels import CLASS
+from ..losses import get_loss, get_relaxation
+from ..losses.base import CurvatureRows, Loss, block_weights
+from ..losses.relaxations import Relaxation
 
 EPS = float(np.finfo(float).eps)
 
@@ -62,9 +66,6 @@ MAX_REPAIRS = 12
 
 SETTLED = 0.03
 """Shrinking stops when neither the largest nor the mean bar drops by this fraction."""
-
-KINDS = ("sc", "negatives-only")
-"""Losses whose curvature floor is implemented here."""
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,34 @@ class CosineBars:
         return float(np.max(widths)) if widths.size else 0.0
 
     def to_dict(self) -> dict:
-        """JSON-ready fields (non-finite numbers as strings)."""
-        def rows(A):
-            return [[_json_number(x) for x in row] for row in np.asarray(A, dtype=float)]
+        """The claims a certificate file stores (``cosine_bounds``), rounded outwards.
 
-        return {"half_width": rows(self.half_width), "lower": rows(self.lower),
-                "upper": rows(self.upper), "unique": self.unique, "reason": self.reason,
-                "collapse_delta": _json_number(self.collapse_delta),
-                "max_half_width": _json_number(self.max_half_width)}
+        ``half_width`` is rounded up to 3 significant digits (a wider bar is still proven;
+        the file stays small); ``intervals`` lists ``[p, q, lower, upper]`` for the cosines
+        that enter no term (``p < q`` over the block form), whose interval is not centred
+        on the answer, widened by ``1e-12`` (a verifier on another machine may differ in
+        the last bits). Non-finite numbers are left to :func:`scconvex.files.jsonable`.
+        """
+        off = self.cosines & ~self.determined
+        p, q = np.nonzero(np.triu(off))
+        return {"half_width": np.where(self.cosines, round_up(self.half_width), 0.0),
+                "intervals": [[int(a), int(b), float(self.lower[a, b]) - 1e-12,
+                               float(self.upper[a, b]) + 1e-12]
+                              for a, b in zip(p, q, strict=True)],
+                "max_half_width": float(round_up(self.max_half_width)),
+                "collapse_delta": float(round_up(self.collapse_delta)),
+                "excess_gap": self.excess_gap}
+
+
+def round_up(x, digits: int = 3):
+    """``x >= 0`` rounded up to ``digits`` significant digits (0, inf and nan kept)."""
+    x = np.asarray(x, dtype=float)
+    pos = np.isfinite(x) & (x > 0)
+    safe = np.where(pos, x, 1.0)
+    scale = 10.0 ** (np.floor(np.log10(safe)) - (digits - 1))
+    out = np.ceil(safe * (1 + 1e-9) / scale) * scale
+    out = np.where(out >= safe, out, out + scale)  # the division may have rounded down
+    return np.where(pos, out, x)
 
 
 def _row_logsumexp(z: np.ndarray) -> np.ndarray:
@@ -135,12 +156,6 @@ def _row_logsumexp(z: np.ndarray) -> np.ndarray:
     safe = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
         return np.log(np.sum(np.exp(z - safe[:, None]), axis=1)) + safe
-
-
-def _json_number(x: float):
-    x = float(x)
-    return x if math.isfinite(x) else ("nan" if math.isnan(x) else
-                                       ("inf" if x > 0 else "-inf"))
 
 
 def _cosine_entries(g: int, sizes: np.ndarray) -> np.ndarray:
@@ -159,25 +174,21 @@ class _Rows:
     of its block, with weight ``s_p / tau^2`` and per-class shares.
     """
 
-    def __init__(self, sizes, counts, tau: float, B: np.ndarray, kind: str,
+    def __init__(self, sizes, counts, tau: float, B: np.ndarray, curvature: CurvatureRows,
                  lowest: float, per_class: bool = False) -> None:
         self.m = np.asarray(sizes, dtype=float)
         self.s = np.asarray(counts, dtype=float)
         self.g = g = self.m.size
         self.tau = float(tau)
         self.B = np.asarray(B, dtype=float)
-        self.kind = kind
+        self.curvature = curvature
+        self.remainder = curvature.remainder
         w = block_weights(np.asarray(sizes), np.asarray(counts))
         self.active = self.s >= 2
         # enters[p, q]: the cosine B_pq is an argument of row p's log-sum-exp.
         self.enters = (w > 0) & self.active[:, None]
-        n = float(np.sum(self.m * self.s))
-        if kind == "sc":
-            base = np.log(np.where(self.active, self.s - 1.0, 1.0))
-            self.shift = 1.0
-        else:
-            base = np.log(np.maximum(n - self.s, 1.0))
-            self.shift = -1.0
+        base = np.asarray(curvature.offset, dtype=float)
+        self.shift = float(curvature.center)
         # Lowest value of each cosine on the feasible set; a_p >= -1/(m_p - 1) (Q_pp >= 0).
         self.lowest = float(lowest)
         big = self.m >= 2
@@ -241,17 +252,18 @@ class _Rows:
         return low, high
 
     def denominator(self, z: np.ndarray) -> np.ndarray:
-        """``log(1 + sum_q e^z)`` (SC) or ``log sum_q e^z`` per active row; inf elsewhere."""
+        """``log(1 + sum_q e^z)`` (with a remainder) or ``log sum_q e^z`` per active row;
+        inf elsewhere."""
         top = _row_logsumexp(z)
-        den = np.logaddexp(0.0, top) if self.kind == "sc" else top
+        den = np.logaddexp(0.0, top) if self.remainder else top
         return np.where(self.active, den, np.inf)
 
     def log_shares(self, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower bounds over the box of ``log pi_pq`` and the log denominators.
 
-        ``pi = A / (1 + sum A)`` (SC) or ``A / sum A`` (negatives-only) is smallest with the
-        numerator at the low corner and the denominator at the high one; for SC the
-        non-class share ``q = 1 / (1 + sum A)`` is ``exp(-den)`` at the high corner.
+        ``pi = A / (1 + sum A)`` (with a remainder) or ``A / sum A`` is smallest with the
+        numerator at the low corner and the denominator at the high one; the remainder's
+        share ``q = 1 / (1 + sum A)`` is ``exp(-den)`` at the high corner.
         """
         zl, zh = self.corners(R)
         den = self.denominator(zh)
@@ -275,8 +287,8 @@ class _Rows:
         return 64.0 * EPS * (self.maxz + 2.0 / self.tau + self.g + 64.0)
 
 
-# ---------------------------------------------------------------------- SC floors
-def _sc_floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
+# ---------------------------------------------------------------- rows with a remainder (SC)
+def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     """``D_e(R) / E`` per block entry (0 where the entry enters no row), rounded down.
 
     Row ``p`` contributes ``kappa_p / (1/pi_e + 1/q)`` to each entry ``e`` it holds, with
@@ -360,14 +372,14 @@ def _spread(bars: np.ndarray, det: np.ndarray) -> tuple[float, float]:
     return top, mean
 
 
-def _sc_bars(rows: _Rows, det: np.ndarray, eps: float, log_E: float, full: np.ndarray,
-             start: np.ndarray | None = None, shrink: bool = True):
+def _remainder_bars(rows: _Rows, det: np.ndarray, eps: float, log_E: float,
+                    full: np.ndarray, start: np.ndarray | None = None, shrink: bool = True):
     """SC bars ``sqrt(2 eps / D_e(R))`` (module docstring, :func:`_box_bars`); ``eps`` is
     the gap relative to the excess, ``log_E`` the log of the excess."""
     two_eps = 2.0 * eps * math.exp(rows.margin()) * (1 + 16 * EPS)
 
     def bars_at(R):
-        D = _sc_floor(rows, R, log_E)
+        D = _floor(rows, R, log_E)
         with np.errstate(divide="ignore"):
             out = np.sqrt(two_eps / D)
         out *= 1 + 4 * EPS
@@ -376,9 +388,9 @@ def _sc_bars(rows: _Rows, det: np.ndarray, eps: float, log_E: float, full: np.nd
     return _box_bars(bars_at, det, full, start, shrink)
 
 
-# ---------------------------------------------------------------------- negatives-only
-def _neg_bars(rows: _Rows, det: np.ndarray, eps: float, log_E: float,
-              full: np.ndarray, grad_share: np.ndarray, level_gap: float):
+# ------------------------------------------------------------ rows without (negatives-only)
+def _laplacian_bars(rows: _Rows, det: np.ndarray, eps: float, log_E: float,
+                    full: np.ndarray, grad_share: np.ndarray, level_gap: float):
     """Negatives-only bars: row differences (effective resistances) plus the pinned mean.
 
     ``grad_share`` holds the gradient at ``B_hat`` per block entry ``p <= q`` (symmetric
@@ -521,16 +533,16 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
     if exg_s == 0:
         return 0.0
     log_eps_s = math.log(exg_s) + log_E
-    if rows.kind == "sc":
+    if rows.remainder:
         # sigma_p: mass on other classes, increasing in every cosine of the row. Its lower
         # bound is taken over a class-level box that holds every class Gram within
         # eps_c + eps_s of the optimum (the same argument with eps_c + eps_s for eps).
         cls = rows if np.all(rows.m == 1) else _Rows(
-            rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B, rows.kind,
+            rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B, rows.curvature,
             rows.lowest, per_class=True)
         full = _full_radius(cls)
         start = R * math.sqrt((exg + exg_s) / exg) * 1.5 if cls is rows and exg > 0 else None
-        _, Rc = _sc_bars(cls, det, exg + exg_s, log_E, full, start, shrink=False)
+        _, Rc = _remainder_bars(cls, det, exg + exg_s, log_E, full, start, shrink=False)
         zl, _ = cls.corners(Rc)
         top = _row_logsumexp(zl)
         log_sigma = np.where(act, top - np.logaddexp(0.0, top), 0.0) - cls.margin()
@@ -556,9 +568,9 @@ def _full_radius(rows: _Rows) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- entry point
-def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *, loss: str = "sc",
-                relaxation: str = "elliptope", log_excess: float | None = None,
-                grad: np.ndarray | None = None,
+def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *,
+                loss: Loss | str = "sc", relaxation: Relaxation | str = "elliptope",
+                log_excess: float | None = None, grad: np.ndarray | None = None,
                 sample_excess_gap: float = math.nan) -> CosineBars:
     """Proven intervals for the optimal cosines, from a certified block-form answer.
 
@@ -573,10 +585,11 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *, loss: str = 
     excess_gap : float
         Its certified gap over **class** Grams relative to the excess loss at ``B`` (the
         class-level certificate of :func:`scconvex.certify.certify`).
-    loss : {"sc", "negatives-only"}
-        The loss (name of a :mod:`scconvex.losses` object).
-    relaxation : {"elliptope", "dnn"}
-        The feasible set the gap was certified over.
+    loss : Loss or str
+        The loss (or its registered name); it must supply
+        :meth:`~scconvex.losses.base.Loss.curvature_rows`.
+    relaxation : Relaxation or str
+        The feasible set the gap was certified over (or its registered name).
     log_excess : float, optional
         ``log`` of the excess loss at ``B`` as the certificate computed it (recomputed
         when omitted).
@@ -605,19 +618,23 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *, loss: str = 
     >>> bool(bars.max_half_width < 1e-5), bars.unique
     (True, True)
     """
-    from .losses import get_loss
-
-    if loss not in KINDS:
-        raise ValueError(f"no curvature floor for the loss {loss!r}")
+    loss = get_loss(loss) if isinstance(loss, str) else loss
+    relaxation = (get_relaxation(relaxation) if isinstance(relaxation, str)
+                  else relaxation)
+    curvature = loss.curvature_rows(sizes, counts, tau)
+    if curvature is None:
+        raise InvalidInputError(f"no cosine bars for the {loss.name!r} loss: it has no "
+                                "curvature rows")
     sizes = np.asarray(sizes, dtype=int)
     counts = np.asarray(counts, dtype=int)
     B = np.asarray(B, dtype=float)
     g = sizes.size
-    lowest = 0.0 if relaxation == "dnn" else -1.0
-    pinned = relaxation == "elliptope"
-    terms = get_loss(loss).block_terms(B, sizes, counts, tau)
-    log_E = terms.log_excess if log_excess is None else float(log_excess)
-    rows = _Rows(sizes, counts, tau, B, loss, lowest)
+    lowest = float(relaxation.lowest_cosine)
+    pinned = bool(relaxation.pins_single_classes)
+    if log_excess is None:
+        log_excess = loss.block_terms(B, sizes, counts, tau).log_excess
+    log_E = float(log_excess)
+    rows = _Rows(sizes, counts, tau, B, curvature, lowest)
     det = _determined(rows)
     cos = _cosine_entries(g, sizes)
     full = _full_radius(rows)
@@ -632,11 +649,11 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *, loss: str = 
     elif not math.isfinite(exg) or exg < 0:
         bars = np.full((g, g), np.inf)
         radius = full
-    elif loss == "sc":
-        bars, radius = _sc_bars(rows, det, exg, log_E, full)
+    elif curvature.remainder:
+        bars, radius = _remainder_bars(rows, det, exg, log_E, full)
     else:
-        share, level = _neg_level(rows, B, grad, exg, log_E)
-        bars, radius = _neg_bars(rows, det, exg, log_E, full, share, level)
+        share, level = _laplacian_level(rows, B, grad, exg, log_E)
+        bars, radius = _laplacian_bars(rows, det, exg, log_E, full, share, level)
     bars = np.where(cos, bars, 0.0)
     fin = det & np.isfinite(bars)
     # Rounded outwards: B -+ bar in float64 may land inside the exact interval (a bar of
@@ -648,7 +665,7 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *, loss: str = 
     _singleton_intervals(rows, np.where(det, radius, 0.0), det, pinned, lo, hi)
     half = np.where(cos & ~det, np.maximum(hi - B, B - lo), bars)
     half = np.where(cos, half, 0.0)
-    unique, reason = _uniqueness(rows, loss, pinned)
+    unique, reason = _uniqueness(rows, pinned)
     delta = _collapse_delta(rows, radius, det, log_E, exg, float(sample_excess_gap))
     return CosineBars(half_width=half, lower=lo, upper=hi,
                       radius=np.where(det, radius, np.nan), determined=det, cosines=cos,
@@ -656,7 +673,7 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *, loss: str = 
                       sample_excess_gap=float(sample_excess_gap))
 
 
-def _neg_level(rows: _Rows, B, grad, exg: float, log_E: float):
+def _laplacian_level(rows: _Rows, B, grad, exg: float, log_E: float):
     """Gradient shares per entry and ``eps / W`` for the negatives-only bars."""
     if grad is None:
         logpi, _ = rows.log_shares(np.zeros_like(B))
@@ -691,10 +708,10 @@ def _no_anchor(g, cos, lo, hi, exg, exg_s) -> CosineBars:
                       collapse_delta=0.0, excess_gap=exg, sample_excess_gap=float(exg_s))
 
 
-def _uniqueness(rows: _Rows, loss: str, pinned: bool) -> tuple[bool | None, str]:
+def _uniqueness(rows: _Rows, pinned: bool) -> tuple[bool | None, str]:
     singles = int(np.sum(~rows.active))
     convex = ("the loss is strictly convex in every cosine with a class of two or more "
-              "samples" if loss == "sc" else
+              "samples" if rows.remainder else
               "the loss is strictly convex in the cosines with a class of two or more "
               "samples up to a uniform shift, along which it is linear")
     collapse = "every optimal sample Gram is class-collapsed"
@@ -706,3 +723,95 @@ def _uniqueness(rows: _Rows, loss: str, pinned: bool) -> tuple[bool | None, str]
                       f"the cosines between the {singles} single-sample classes")
     return None, (f"not proven: the cosines between the {singles} single-sample classes "
                   "enter no term, and on this relaxation nothing pins them")
+
+
+# ---------------------------------------------------------------------- for the pipeline
+def model_bars(model, X: np.ndarray, cert, scert) -> CosineBars | None:
+    """The bars of a certified answer ``X`` of ``model`` (None when its loss supplies no
+    curvature rows).
+
+    ``cert`` and ``scert`` are its certificates (:func:`scconvex.certificates.certify.certify`).
+    At a dense level (samples) the bars are those of the answer's class Gram, from that
+    Gram's own certificate over class Grams; ``collapse_delta`` uses the sample-level gap.
+    """
+    from ..problem.model import build_model
+    from .certify import certify
+
+    spec = model.spec
+    if model.loss.curvature_rows(model.sizes, model.block_counts, spec.tau) is None:
+        return None
+    if model.level.dense:
+        cls = build_model(spec, CLASS)
+        M = model.level.class_gram(model, X)
+        cert = certify(cls, M)[0]
+        model, X = cls, M
+    return cosine_bars(model.sizes, model.block_counts, spec.tau, X, cert.excess_gap,
+                       loss=model.loss, relaxation=model.relaxation,
+                       sample_excess_gap=scert.excess_gap)
+
+
+def check_claims(claimed, bars: CosineBars | None, unique) -> list[str]:
+    """Reasons to reject a file's ``cosine_bounds`` and ``unique`` against the bars
+    recomputed from its geometry (empty when every claim is proven).
+
+    A claimed bar narrower than the recomputed one, an interval of a cosine between
+    single-sample classes that does not contain the recomputed one, a smaller
+    ``collapse_delta``, or a ``unique`` other than the recomputed proof (``null`` claims
+    nothing) is a rejection.
+    """
+    reasons = []
+    proven = None if bars is None else bars.unique
+    if unique is not None and unique != proven:
+        reasons.append(f"claimed unique {unique!r} is not what the geometry proves "
+                       f"({proven!r})")
+    if claimed is None:
+        return reasons
+    if bars is None:
+        return reasons + ["claimed cosine_bounds, but no bars can be proven for this file "
+                          "(no certified answer, or a loss without curvature rows)"]
+    if not isinstance(claimed, dict):
+        return reasons + ["malformed certificate: cosine_bounds is not an object"]
+    g = bars.half_width.shape[0]
+    try:
+        half = np.array(claimed.get("half_width"), dtype=float)
+        intervals = [tuple(row) for row in claimed.get("intervals", [])]
+        delta = float(claimed.get("collapse_delta", "nan"))
+        top = float(claimed.get("max_half_width", "nan"))
+    except (TypeError, ValueError):
+        return reasons + ["malformed certificate: cosine_bounds is not numeric"]
+    if half.shape != (g, g):
+        return reasons + [f"malformed certificate: cosine_bounds.half_width has shape "
+                          f"{half.shape}, the geometry needs {(g, g)}"]
+    cos = bars.cosines
+    narrow = cos & ~(half >= bars.half_width)
+    if np.any(narrow):
+        p, q = np.argwhere(narrow)[0]
+        reasons.append(f"tampered values: claimed bar {float(half[p, q])!r} of cosine "
+                       f"({p}, {q}) is narrower than the proven "
+                       f"{float(bars.half_width[p, q])!r}")
+    if not top >= bars.max_half_width:
+        reasons.append(f"tampered values: claimed max_half_width {top!r} is below the "
+                       f"proven {bars.max_half_width!r}")
+    if not (delta >= bars.collapse_delta or math.isnan(bars.collapse_delta)):
+        reasons.append(f"tampered values: claimed collapse_delta {delta!r} is below the "
+                       f"proven {bars.collapse_delta!r}")
+    want = {(int(a), int(b)) for a, b in zip(*np.nonzero(np.triu(cos & ~bars.determined)),
+                                             strict=True)}
+    seen = set()
+    for row in intervals:
+        try:
+            a, b, lo, hi = int(row[0]), int(row[1]), float(row[2]), float(row[3])
+        except (TypeError, ValueError, IndexError):
+            return reasons + ["malformed certificate: cosine_bounds.intervals"]
+        seen.add((a, b))
+        if (a, b) not in want:
+            reasons.append(f"malformed certificate: interval for ({a}, {b}), which is not "
+                           "a cosine between single-sample classes")
+        elif not (lo <= bars.lower[a, b] and hi >= bars.upper[a, b]):
+            reasons.append(f"tampered values: claimed interval [{lo!r}, {hi!r}] of cosine "
+                           f"({a}, {b}) is narrower than the proven "
+                           f"[{float(bars.lower[a, b])!r}, {float(bars.upper[a, b])!r}]")
+    if want - seen:
+        reasons.append(f"malformed certificate: no interval for the cosines "
+                       f"{sorted(want - seen)[:3]} between single-sample classes")
+    return reasons

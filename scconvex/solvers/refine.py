@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .loss import block_weights
+from ..levels.blocks import block_gram, from_block_gram
+from ..losses.base import CurvatureRows, block_weights
 
 MAX_UNKNOWNS = 2500
 """Dense Gauss-Newton on at most this many unknowns (``g`` times the rank)."""
@@ -53,7 +54,7 @@ class Polished:
 class _Kkt:
     """Scaled KKT residual of a rank-``r`` factor of the block Gram (complex-safe)."""
 
-    def __init__(self, sizes, counts, tau, negatives_only: bool, sphere: np.ndarray,
+    def __init__(self, sizes, counts, tau, curvature: CurvatureRows, sphere: np.ndarray,
                  radius2: np.ndarray) -> None:
         self.m = np.asarray(sizes, dtype=float)
         self.s = np.asarray(counts, dtype=float)
@@ -64,14 +65,9 @@ class _Kkt:
         self.enters = (w > 0) & self.active[:, None]
         with np.errstate(divide="ignore"):
             logw = np.log(np.where(w > 0, w, 1.0))
-        n = float(np.sum(self.m * self.s))
-        if negatives_only:
-            base = np.log(np.maximum(n - self.s, 1.0))
-            self.shift = -1.0
-        else:
-            base = np.log(np.where(self.active, self.s - 1.0, 1.0))
-            self.shift = 1.0
-        self.negatives_only = negatives_only
+        base = np.asarray(curvature.offset, dtype=float)
+        self.shift = float(curvature.center)
+        self.remainder = curvature.remainder
         self.offset = np.where(self.enters, logw - base[:, None], 0.0)
         self.root = np.sqrt(np.outer(self.m, self.m))
         self.free = self.m >= 2
@@ -92,11 +88,12 @@ class _Kkt:
         tot = np.sum(e, axis=1)
         tot = np.where(self.active, tot, 1.0)
         pi = e / tot[:, None]
-        if self.negatives_only:
-            sig = np.ones(self.g)
-        else:
+        if self.remainder:
+            # The row is log(1 + sum e^z): the shares carry the factor sum / (1 + sum).
             r = np.log(tot) + top
             sig = 1.0 / (1.0 + np.exp(-r))
+        else:
+            sig = np.ones(self.g)
         D = (self.m * self.s * np.where(self.active, sig, 0.0))[:, None] * pi / self.tau
         C = 0.5 * (D + D.T) / self.root
         diag = np.zeros(self.g, dtype=C.dtype)
@@ -116,19 +113,17 @@ class _Kkt:
         return np.concatenate([R.ravel(), norms[self.sphere]]), scale
 
 
-def polish(sizes, counts, tau: float, B: np.ndarray, *, negatives_only: bool = False,
-           rank: int | None = None, max_steps: int = 20) -> Polished:
+def polish(model, B: np.ndarray, *, rank: int | None = None,
+           max_steps: int = 20) -> Polished:
     """Gauss-Newton on the scaled KKT equations from the block variable ``B``.
 
     Parameters
     ----------
-    sizes, counts : array_like of int
-        The blocks of the model (:mod:`scconvex.model`).
-    tau : float
+    model : Model
+        A class- or group-level model whose loss has curvature rows
+        (:meth:`scconvex.losses.base.Loss.curvature_rows`).
     B : ndarray, shape (g, g)
         A feasible answer (block form).
-    negatives_only : bool
-        The loss (SC otherwise).
     rank : int, optional
         Rank of the factor (default: the numerical rank of ``Q``, eigenvalues above
         ``1e-9`` of the largest).
@@ -137,10 +132,14 @@ def polish(sizes, counts, tau: float, B: np.ndarray, *, negatives_only: bool = F
     Returns
     -------
     Polished
+        ``B`` None when the loss has no curvature rows or the problem is too large.
     """
-    from .model import block_gram, from_block_gram
-
-    sizes = np.asarray(sizes)
+    sizes = np.asarray(model.sizes)
+    counts = np.asarray(model.block_counts)
+    tau = model.spec.tau
+    curvature = model.loss.curvature_rows(sizes, counts, tau)
+    if curvature is None:
+        return Polished(None, math.nan, math.nan, 0, "not attempted: no curvature rows")
     B = np.asarray(B, dtype=float)
     Q = block_gram(B, sizes)
     lam, V = np.linalg.eigh(0.5 * (Q + Q.T))
@@ -155,7 +154,7 @@ def polish(sizes, counts, tau: float, B: np.ndarray, *, negatives_only: bool = F
     sphere = (sizes == 1) | (np.diag(B) >= 1.0 - 1e-9)
     radius2 = np.where(sphere, np.where(sizes == 1, 1.0, m), 1.0)
     U[sphere] *= np.sqrt(radius2[sphere] / np.sum(U[sphere] ** 2, axis=1))[:, None]
-    kkt = _Kkt(sizes, counts, tau, negatives_only, sphere, radius2)
+    kkt = _Kkt(sizes, counts, tau, curvature, sphere, radius2)
     F, scale = kkt.residual(U)
     start = best = float(np.max(np.abs(F)))
     best_U = U.copy()
