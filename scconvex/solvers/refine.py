@@ -108,7 +108,10 @@ class _Kkt:
         R = CU - np.where(self.sphere, nu, 0.0)[:, None] * U
         norms = np.sum(U * U, axis=1) - self.radius2
         if scale is None:
-            scale = (np.abs(C.real) @ np.abs(U.real)).max(axis=1) + 1e-300
+            scale = (np.abs(C.real) @ np.abs(U.real)).max(axis=1)
+            # A row of (near) zeros, e.g. a block whose classes sum to zero, is measured
+            # against the largest row rather than against itself.
+            scale = np.maximum(scale, 1e-12 * float(np.max(scale, initial=0.0)) + 1e-300)
         R = R / scale[:, None]
         return np.concatenate([R.ravel(), norms[self.sphere]]), scale
 
@@ -155,23 +158,39 @@ def polish(model, B: np.ndarray, *, rank: int | None = None,
     radius2 = np.where(sphere, np.where(sizes == 1, 1.0, m), 1.0)
     U[sphere] *= np.sqrt(radius2[sphere] / np.sum(U[sphere] ** 2, axis=1))[:, None]
     kkt = _Kkt(sizes, counts, tau, curvature, sphere, radius2)
-    F, scale = kkt.residual(U)
+    with np.errstate(all="ignore"):
+        F, scale = kkt.residual(U)
+    if not np.all(np.isfinite(F)):
+        return Polished(None, math.nan, math.nan, 0, "not attempted: residual not finite")
     start = best = float(np.max(np.abs(F)))
     best_U = U.copy()
     n = U.size
     steps = 0
     for steps in range(1, max_steps + 1):  # noqa: B007 (reported)
         J = np.empty((F.size, n))
-        for v in range(n):
-            Uc = U.astype(complex)
-            Uc.flat[v] += 1j * STEP
-            J[:, v] = kkt.residual(Uc, scale)[0].imag / STEP
-        delta = np.linalg.lstsq(J, -F, rcond=1e-13)[0]
-        U = U + delta.reshape(U.shape)
-        F, _ = kkt.residual(U, scale)
-        res = float(np.max(np.abs(F)))
+        with np.errstate(all="ignore"):
+            for v in range(n):
+                Uc = U.astype(complex)
+                Uc.flat[v] += 1j * STEP
+                J[:, v] = kkt.residual(Uc, scale)[0].imag / STEP
+        if not (np.all(np.isfinite(J)) and np.all(np.isfinite(F))):
+            break
+        # Columns scaled to unit norm too: a flat direction is a column of tiny entries,
+        # which an unscaled least-squares solve would cut off as noise.
+        norms = np.sqrt(np.sum((J / np.max(np.abs(J), initial=1.0)) ** 2, axis=0))
+        norms = np.where(norms > 0, norms * np.max(np.abs(J), initial=1.0), 1.0)
+        delta = (np.linalg.lstsq(J / norms, -F, rcond=1e-13)[0] / norms).reshape(U.shape)
+        # Backtracking: far from the solution a full step can overshoot.
+        for step in (1.0, 0.5, 0.25, 0.125, 1 / 16, 1 / 64):
+            trial = U + step * delta
+            with np.errstate(all="ignore"):
+                F_trial, _ = kkt.residual(trial, scale)
+            res = float(np.max(np.abs(F_trial)))
+            if res < best:  # False for nan
+                break
         if not res < best:
             break
+        U, F = trial, F_trial
         best, best_U = res, U.copy()
         if res <= 1e-15:
             break
