@@ -301,7 +301,7 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         if (bars is not None and bars.max_half_width > REFINE_BARS and not model.level.dense
                 and time.perf_counter() < deadline):
             t1 = time.perf_counter()
-            better = _refine(model, X, rounder, bars)
+            better = _refine(model, X, rounder, bars, spectrum.rank(RANK_TOL))
             timings["refine"] = time.perf_counter() - t1
             if better is not None:
                 rounded, spectrum, polished = better
@@ -320,9 +320,9 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
         gap_tol=tols[0], excess_tol=tols[1], bars=bars)
 
 
-def _refine(model: Model, X: np.ndarray, rounder: Rounder, bars: CosineBars):
+def _refine(model: Model, X: np.ndarray, rounder: Rounder, bars: CosineBars, rank: int):
     """The polished answer, rounded, certified and with narrower bars; or None."""
-    out = polish(model, X)
+    out = polish(model, X, class_rank=max(rank, 1))
     if out.B is None:
         return None
     rounded = rounder(out.B)
