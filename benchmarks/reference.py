@@ -159,3 +159,112 @@ def step_cosines(m1: int, s1: int, m2: int, s2: int, tau: float, *, dps: int = 4
     ref = step_reference(m1, s1, m2, s2, tau, dps=dps)
     return tuple(float(ref[key]) if ref[key] is not None else math.nan
                  for key in ("a1", "a2", "b"))
+
+
+# ---------------------------------------------------------------------- general class level
+def _mp_gradient(M, counts, tau, negatives_only=False):
+    """Row partials ``dE/dM_cj`` (row ``c`` only) of the class-level excess, in mpmath;
+    works for real and complex entries (complex-step derivatives)."""
+    k = len(counts)
+    n = sum(counts)
+    G = [[mp.mpf(0)] * k for _ in range(k)]
+    for c in range(k):
+        if counts[c] < 2:
+            continue
+        shift = -1 if negatives_only else 1
+        terms = [counts[j] * mp.exp((M[c][j] - shift) / tau) if j != c else 0
+                 for j in range(k)]
+        base = 0 if negatives_only else counts[c] - 1
+        den = base + mp.fsum(terms)
+        for j in range(k):
+            if j != c:
+                G[c][j] = counts[c] * terms[j] / (tau * den)
+    del n
+    return G
+
+
+def _kkt_residual(U, counts, tau, negatives_only=False):
+    """``S U`` (``S = C - Diag(nu)``, ``nu_i = (C M)_ii``) and ``|u_i|^2 - 1``, flattened."""
+    k = len(U)
+    r = len(U[0])
+    M = [[mp.fsum(U[i][a] * U[j][a] for a in range(r)) for j in range(k)] for i in range(k)]
+    G = _mp_gradient(M, counts, tau, negatives_only)
+    C = [[(G[i][j] + G[j][i]) / 2 for j in range(k)] for i in range(k)]
+    out = []
+    for i in range(k):
+        CU = [mp.fsum(C[i][j] * U[j][a] for j in range(k)) for a in range(r)]
+        nu = mp.fsum(CU[a] * U[i][a] for a in range(r))
+        out += [CU[a] - nu * U[i][a] for a in range(r)]
+    out += [mp.fsum(U[i][a] ** 2 for a in range(r)) - 1 for i in range(k)]
+    return out
+
+
+def class_reference(counts, tau: float, start, *, rank: int | None = None, dps: int = 50,
+                    negatives_only: bool = False, max_steps: int = 30):
+    """Optimal class Gram of a small problem to about ``dps - 15`` digits (mpmath).
+
+    Gauss-Newton on the KKT equations ``S U = 0``, ``|u_i| = 1`` of a rank-``r`` factor
+    ``M = U U^T``, started from a float64 class Gram ``start`` (any solver's answer: it
+    only seeds the iteration and fixes the rank). The result is then checked: ``S`` must
+    be PSD, which makes ``M`` a KKT point of the convex problem, hence its minimum.
+
+    Returns
+    -------
+    M : ndarray of mpmath numbers, shape (k, k)
+    min_eig : mpmath number
+        Smallest eigenvalue of ``S`` at ``M`` (>= -10**(-dps/2) relative).
+
+    Raises
+    ------
+    RuntimeError
+        When the iteration does not converge or ``S`` is not PSD.
+    """
+    k = len(counts)
+    start = np.asarray(start, dtype=float)
+    lam, V = np.linalg.eigh(0.5 * (start + start.T))
+    if rank is None:
+        rank = int(np.sum(lam > 1e-9 * lam[-1]))
+    U0 = V[:, -rank:] * np.sqrt(np.maximum(lam[-rank:], 0.0))
+    U0 /= np.linalg.norm(U0, axis=1, keepdims=True)
+    with mp.workdps(dps):
+        tau_m = mp.mpf(tau)
+        U = [[mp.mpf(float(x)) for x in row] for row in U0]
+        nvar = k * rank
+        h = mp.mpf(10) ** (-dps)
+        tol = mp.mpf(10) ** (-dps + 15)
+        for _ in range(max_steps):
+            F = _kkt_residual(U, counts, tau_m, negatives_only)
+            scale = max(abs(x) for x in _kkt_residual(U, counts, tau_m, negatives_only)[:1]
+                        + [mp.mpf(1)])
+            if max(abs(x) for x in F) <= tol * scale:
+                break
+            J = mp.matrix(len(F), nvar)
+            for v in range(nvar):
+                i, a = divmod(v, rank)
+                Uc = [[mp.mpc(x) for x in row] for row in U]
+                Uc[i][a] += mp.mpc(0, h)
+                Fc = _kkt_residual(Uc, counts, tau_m, negatives_only)
+                for e, val in enumerate(Fc):
+                    J[e, v] = mp.im(val) / h
+            step = mp.lu_solve(J.T * J + mp.eye(nvar) * mp.mpf(10) ** (-2 * dps // 3),
+                               J.T * mp.matrix(F))
+            for v in range(nvar):
+                i, a = divmod(v, rank)
+                U[i][a] -= step[v]
+        else:
+            raise RuntimeError("Gauss-Newton did not converge")
+        M = [[mp.fsum(U[i][a] * U[j][a] for a in range(rank)) for j in range(k)]
+             for i in range(k)]
+        G = _mp_gradient(M, counts, tau_m, negatives_only)
+        S = mp.matrix(k, k)
+        for i in range(k):
+            for j in range(k):
+                S[i, j] = (G[i][j] + G[j][i]) / 2 if i != j else 0
+        for i in range(k):
+            S[i, i] = -mp.fsum(S[i, j] * M[i][j] for j in range(k))
+        eig = mp.eigsy(S, eigvals_only=True)
+        low = min(eig)
+        top = max(abs(x) for x in eig)
+        if low < -mp.mpf(10) ** (-dps // 2) * top:
+            raise RuntimeError(f"not a minimum: S has eigenvalue {low}")
+        return np.array(M, dtype=object), low

@@ -6,9 +6,10 @@ Usage::
 
 Each row runs ``scconvex.solve`` with default options (``level="auto"``,
 ``solver="auto"``) and reports the status, the certified gaps (relative to the loss and to
-the excess loss, the larger of the class-level and sample-level one), whether the cosines
-are determined, and the wall time. A refusal (InvalidInputError) is reported with its
-message. Times are from a loaded 2-core machine and only indicate the order of magnitude.
+the excess loss, the larger of the class-level and sample-level one), the uniqueness proof
+and the widest proven cosine bar, and the wall time. A refusal (InvalidInputError) is
+reported with its message. Times are from a loaded 2-core machine and only indicate the
+order of magnitude.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ REGIMES = [
 
 
 def main() -> None:
-    print("| regime | level | solver | status | rel. gap | excess gap | cosines | time |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| regime | level | solver | status | rel. gap | excess gap | unique | widest bar "
+          "| time |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, make in REGIMES:
         t0 = time.perf_counter()
         try:
@@ -62,15 +64,14 @@ def main() -> None:
             spec, level = made if isinstance(made, tuple) else (made, None)
             res = solve(spec, level=level)
         except InvalidInputError as exc:
-            print(f"| {name} | | | refused: {exc} | | | | {time.perf_counter() - t0:.2f} s |")
+            print(f"| {name} | | | refused: {exc} | | | | | {time.perf_counter() - t0:.2f} s |")
             continue
         rel = max(res.rel_gap, res.sample_rel_gap)
         ex = max(res.certificate.excess_gap, res.sample_certificate.excess_gap)
-        u = res.uniqueness
-        cos = "determined" if res.unique else (
-            "not unique" if u.free_pairs else f"not determined (~{min(u.resolution, 2):.1g})")
+        proof = {True: "proven", False: "proven not", None: "not proven"}[res.unique]
+        bar = "-" if res.bars is None else f"{res.bars.max_half_width:.1e}"
         print(f"| {name} | {res.level} | {res.solver} | {res.status} | {rel:.1e} | {ex:.1e} "
-              f"| {cos} | {res.seconds:.2f} s |", flush=True)
+              f"| {proof} | {bar} | {res.seconds:.2f} s |", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ import numpy as np
 from ._version import __version__
 from .errors import InvalidInputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version of the certificate file format: 2 adds ``cosine_bounds`` and the uniqueness
+proof (``unique``, ``uniqueness.reason``) and ``measures.bounds``; version 1 files hold
+none of these and are verified without them."""
 
 
 def version() -> str:

@@ -54,6 +54,22 @@ def honest_claims(data: dict) -> dict:
                 sample_lower_bound=smp.lower_bound, sample_gap=smp.gap,
                 sample_rel_gap=smp.rel_gap, sample_excess_gap=smp.excess_gap,
                 min_eigenvalue=spectrum.min, rank=spectrum.rank(RANK_TOL))
+    # The claims about the optimum's geometry, as the forged geometry proves them.
+    from scconvex.certificates.bars import model_bars
+    from scconvex.certificates.measures import geometry_of, summary
+    from scconvex.files import jsonable
+    from scconvex.levels import CLASS
+
+    bars = model_bars(model, X, cls, smp)
+    level = CLASS if model.level.dense else model.level
+    data.update(jsonable({
+        "unique": None if bars is None else bars.unique,
+        "uniqueness": None if bars is None else {"unique": bars.unique,
+                                                 "reason": bars.reason},
+        "cosine_bounds": None if bars is None else {"level": level.name, **bars.to_dict()},
+        "measures": summary(geometry_of(data), counts=model.spec.counts, rank=data["rank"],
+                            bounds=None if bars is None else (bars.lower, bars.upper)),
+    }))
     return data
 
 

@@ -18,7 +18,7 @@ import pytest
 import scconvex.studies.atlas as atlas_module
 from scconvex.features.tightness import tightness
 from scconvex.problem.spec import ProblemSpec
-from scconvex.studies.atlas import Atlas, make_record, problem_key, verify_atlas
+from scconvex.studies.atlas import ATLAS_SCHEMA, Atlas, make_record, problem_key, verify_atlas
 from scconvex.studies.sweep import build_points, run_sweep
 
 STEP = {"step_k": 4, "rho": 0.5, "n_min": 3, "R": "2", "tau": "0.1", "dims": "2,3",
@@ -266,7 +266,7 @@ def test_old_format_atlas_opens_and_verifies(atlas_file, tmp_path, capsys):
     with Atlas(old, create=True) as atlas:
         run_sweep(build_points({**STEP, "dims": "4", "restarts": 1}), atlas, workers=0)
         schema = atlas.conn.execute("SELECT value FROM meta WHERE name = 'schema'")
-        assert schema.fetchone()[0] == "2"
+        assert schema.fetchone()[0] == str(ATLAS_SCHEMA)
         (result,) = verify_atlas(atlas)
     assert result.ok, result.reasons
     assert len(result.rederived) == 1 and "d=4" in result.rederived[0]

@@ -99,15 +99,24 @@ def test_three_classes_match_plane_reference(tau):
     assert res.unique
 
 
-def test_huge_temperature_is_certified_but_flagged_not_determined():
-    # At tau = 1e4 the loss is almost linear in the cosines: the loss is certified, but a
-    # change of the cosines by 1e-3 is at the level of float64 rounding of the excess.
-    res = solve(ProblemSpec((5, 3, 2), 1e4))
+@pytest.mark.parametrize("tau", [1e4, 1e6])
+def test_huge_temperature_is_bracketed_honestly(tau):
+    # At huge tau the loss is almost linear in the cosines: certified, and the optimum is
+    # unique (a proof), but the certified gap pins the cosines only so far: the bars say
+    # how far, and contain the 50-digit optimum. At 1e6 they span the whole range, and the
+    # message says the cosines are not determined.
+    from reference import class_reference
+
+    res = solve(ProblemSpec((5, 3, 2), tau))
     check_bounds(res, etf(3), np.eye(3))
-    assert not res.unique
-    assert res.uniqueness.resolution > 1e-3
-    assert "not determined" in res.message and "not determined" in res.to_dict()[
-        "uniqueness"]["note"]
+    truth, _ = class_reference((5, 3, 2), tau, res.class_gram, dps=50)
+    truth = np.array([[float(x) for x in row] for row in truth])
+    bars = res.bars
+    assert res.unique is True
+    assert np.all((truth >= bars.lower - 1e-15) & (truth <= bars.upper + 1e-15))
+    assert bars.max_half_width > 1e-6
+    if bars.max_half_width > 1e-3:
+        assert "not determined" in res.message
 
 
 @pytest.mark.parametrize("tau", [1e-4, 1e4])
@@ -239,20 +248,14 @@ def test_singleton_group_level_matches_class_level():
     np.testing.assert_allclose(group.class_gram, cls.class_gram, atol=1e-6)
 
 
-def test_free_singleton_cosines_are_reported_not_unique():
-    # A feasible optimum-like point where two singletons keep a free component: built by
-    # hand, so that the check is tested on a geometry with a known answer.
-    from scconvex.certificates.uniqueness import free_singletons
-    from scconvex.problem.model import build_model
-
-    model = build_model(ProblemSpec((4, 1, 1), 0.5), "class")
-    # Singletons orthogonal to the large class: each keeps all of its length free, and
-    # their mutual cosine can be anything in [-1, 1].
-    npairs, width = free_singletons(model, np.eye(3))
-    assert npairs == 1 and width == pytest.approx(2.0)
-    # Singletons opposite the large class: their cosine is forced to 1.
-    M = np.array([[1.0, -1.0, -1.0], [-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]])
-    assert free_singletons(model, M) == (0, 0.0)
+def test_single_sample_classes_are_pinned_by_the_optimum():
+    # Counts 4,1,1: the cosine between the two single-sample classes enters no term, yet
+    # the optimum is unique (docs/theory.md section 10.3): both sit opposite the large
+    # class, at cosine 1 to each other, and the proven interval says so.
+    res = solve(ProblemSpec((4, 1, 1), 0.5), level="class")
+    assert res.unique is True and "KKT" in res.bars.reason
+    assert res.bars.lower[1, 2] > 1 - 1e-6
+    np.testing.assert_allclose(res.class_gram[0, 1:], -1.0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------- sample level

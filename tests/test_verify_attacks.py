@@ -24,6 +24,7 @@ from conftest import honest_claims
 from scconvex import ProblemSpec, solve
 from scconvex.certificates.certify import certify
 from scconvex.certificates.verify import verify_data
+from scconvex.files import SCHEMA_VERSION
 from scconvex.problem.model import build_model
 
 
@@ -160,7 +161,8 @@ def test_claimed_lower_bound_just_above_certified_is_rejected(genuine, field):
     dict(min_eigenvalue=0.5), dict(rank=1), dict(level="group"),
     dict(status="uncertified"), dict(status="failed"), dict(status="OPTIMAL"),
     dict(gap_tol=1e-20), dict(excess_tol=1e-20), dict(gap_tol="x"), dict(k=True),
-    dict(counts=[9, 3, 4, True]), dict(kind="scconvex.tightness"), dict(schema_version=2),
+    dict(counts=[9, 3, 4, True]), dict(kind="scconvex.tightness"),
+    dict(schema_version=SCHEMA_VERSION + 1),
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_tampered_claim_is_rejected(genuine, change):
     report = verify_data(_changed(genuine, **change))

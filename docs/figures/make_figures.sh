@@ -21,6 +21,11 @@ $SC sweep --step-k 10 --rho 0.5 --n-min 5 --R logspace:1:1e4:40 --tau logspace:0
 $SC plot "$DB/grid.sqlite" --kind phase --out $OUT/phase.png
 $SC plot "$DB/grid.sqlite" --kind cosines --where tau=0.02 --out $OUT/cosines_tau002.png
 
+# The uniqueness map: 13 values of R in [1, 1e6] x 10 values of tau in [0.02, 5].
+$SC sweep --step-k 10 --rho 0.5 --n-min 5 --R logspace:1:1e6:13 --tau logspace:0.02:5:10 \
+    --atlas "$DB/uniq.sqlite" --workers 2
+$SC plot "$DB/uniq.sqlite" --kind uniqueness --out $OUT/uniqueness.png
+
 # Tightness rows: STEP k = 4, R = 10, d = 2, 3, 4, 8 restarts each.
 $SC sweep --step-k 4 --rho 0.5 --n-min 5 --R 10 --tau logspace:0.05:2:8 --dims 2,3,4 \
     --restarts 8 --atlas "$DB/tight.sqlite" --workers 2

@@ -20,6 +20,11 @@ Measures:
 * ``rank``: as reported by the solve; ``min_tight_dim``: smallest ``d`` whose tightness
   row is tight (``None`` without tightness rows).
 
+Given proven intervals of the cosines of the optimum (the cosine bars,
+:mod:`scconvex.certificates.bars`), :func:`measure_bounds` turns them into proven
+intervals of the optimum's measures: every scalar measure is monotone in each cosine, or
+(``etf_distance``) a norm of the distance to a fixed matrix.
+
 Majority and minority: for a STEP problem, the first ``round(rho k)`` classes and the rest
 (passed in by the caller). Otherwise the sorted distinct counts are cut at their largest
 ratio ``s_i / s_{i+1}``: classes above the cut are the majority, below it the minority
@@ -137,7 +142,8 @@ def _pair_weights(geo: BlockGeometry) -> np.ndarray:
 
 def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
             counts: Sequence[int] | None = None, rank: int | None = None,
-            tight_dims: Sequence[int] | None = None) -> dict:
+            tight_dims: Sequence[int] | None = None,
+            bounds: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Summary measures of a geometry (see the module docstring).
 
     Parameters
@@ -150,6 +156,11 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
     rank : int, optional
     tight_dims : sequence of int, optional
         Dimensions found tight by tightness rows.
+    bounds : (ndarray, ndarray), optional
+        Proven lower and upper bounds of the optimum's cosines in the block form of
+        ``geo``; they give ``bounds`` (:func:`measure_bounds`). Without them ``bounds``
+        is None: the measures describe the answer only, and nothing about the optimum's
+        measures is checked.
 
     Returns
     -------
@@ -174,7 +185,9 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
     angles = np.degrees(np.arccos(np.clip(geo.gram, -1.0, 1.0)))
     angles[~present] = math.nan
     tight = sorted(int(d) for d in tight_dims) if tight_dims else []
+    proven = None if bounds is None else measure_bounds(geo, *bounds, minority)
     return {
+        "bounds": proven,
         "etf_distance": dist,
         "cos_min": float(cos.min()), "cos_max": float(cos.max()),
         "cos_mean": float(np.sum(W * geo.gram) / W.sum()),
@@ -189,3 +202,46 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
         "rank": None if rank is None else int(rank),
         "min_tight_dim": tight[0] if tight else None,
     }
+
+
+def measure_bounds(geo: BlockGeometry, lower: np.ndarray, upper: np.ndarray,
+                   minority: np.ndarray) -> dict:
+    """Proven intervals ``[low, high]`` of the optimum's scalar measures.
+
+    ``lower`` and ``upper`` bound the optimum's cosines entrywise (block form of ``geo``).
+    The means are linear in the cosines with non-negative weights, ``cos_min``/``cos_max``
+    and the angles monotone; ``etf_distance`` takes the nearest and the farthest value of
+    each interval from the ETF cosine. Rounded outwards by ``1e-12``.
+    """
+    k = geo.k
+    lo_geo = BlockGeometry(np.asarray(lower, dtype=float), geo.sizes, geo.block_of)
+    hi_geo = BlockGeometry(np.asarray(upper, dtype=float), geo.sizes, geo.block_of)
+    W = _pair_weights(geo)
+    present = W > 0
+    etf = -1.0 / (k - 1)
+    near = np.where((lo_geo.gram <= etf) & (etf <= hi_geo.gram), 0.0,
+                    np.minimum(np.abs(lo_geo.gram - etf), np.abs(hi_geo.gram - etf)))
+    far = np.maximum(np.abs(lo_geo.gram - etf), np.abs(hi_geo.gram - etf))
+    majority = ~minority
+    out = {
+        "etf_distance": (math.sqrt(float(np.sum(W * near ** 2))),
+                         math.sqrt(float(np.sum(W * far ** 2)))),
+        "cos_min": (float(lo_geo.gram[present].min()), float(hi_geo.gram[present].min())),
+        "cos_max": (float(lo_geo.gram[present].max()), float(hi_geo.gram[present].max())),
+        "cos_mean": (float(np.sum(W * lo_geo.gram) / W.sum()),
+                     float(np.sum(W * hi_geo.gram) / W.sum())),
+    }
+    for name, a, b in (("cos_maj_maj", majority, majority), ("cos_min_min", minority, minority),
+                       ("cos_maj_min", majority, minority)):
+        out[name] = (_pair_mean(lo_geo, a, b), _pair_mean(hi_geo, a, b))
+    mm = out["cos_min_min"]
+    out["minority_collapse"] = (1.0 - mm[1], 1.0 - mm[0])
+    cmax, cmin = out["cos_max"], out["cos_min"]
+    out["angle_min_deg"] = (_degrees(cmax[1]), _degrees(cmax[0]))
+    out["angle_max_deg"] = (_degrees(cmin[1]), _degrees(cmin[0]))
+    return {name: [lo - 1e-12, hi + 1e-12] if math.isfinite(lo) and math.isfinite(hi)
+            else [lo, hi] for name, (lo, hi) in out.items()}
+
+
+def _degrees(c: float) -> float:
+    return float(np.degrees(np.arccos(min(1.0, max(-1.0, c)))))

@@ -1,104 +1,26 @@
-"""Is the optimal geometry determined? Singleton classes and flat losses.
+"""The exact curvature of the block-form SC loss over the cosines (a diagnostic).
 
-A certificate proves that the *loss* of an answer is within its gap of the optimum. Whether
-that pins down the *cosines* is a separate question, with two ways to fail:
-
-* **Not unique.** Classes of one sample have no anchor, so the cosine between two such
-  classes enters no term of the loss: only the PSD constraint touches it. Given the optimal
-  cosines of the other classes, the class Gram ``M`` is fixed on every pair with a class of
-  two or more samples (the loss is strictly convex in those entries, MATH.md section 4:
-  each is an argument of some ``log(n_c - 1 + sum exp)`` term), and the cosines among
-  singleton classes may take any value that keeps ``M`` PSD. With ``A`` the Gram of the
-  other classes and ``c_i`` the cosines of singleton ``i`` to them, singleton ``i`` keeps a
-  free component of squared length ``r_i = 1 - c_i^T A^+ c_i``; the cosine of two
-  singletons ``i, j`` can move by ``sqrt(r_i r_j)`` either way. If two singletons have
-  ``r_i > 0`` the optimum is not unique.
-* **Not determined in float64.** Where the loss is nearly flat along some direction (a huge
-  imbalance ratio puts tiny weights on the minority cosines; a huge ``tau`` makes the loss
-  almost linear), a point within the certified gap can be far from the optimum. With
-  ``mu`` the smallest curvature of the excess loss (relative to it) over the cosines that
-  enter the loss and ``e`` the certified gap relative to the excess, a point within the
-  gap lies within about ``sqrt(2 e / mu)`` of the optimum along that direction: a
-  quadratic model, an *estimate* rather than a proof.
-
-:func:`assess` reports both, for class- and group-level variables.
+The proven statements about the optimal cosines, their intervals and the uniqueness of
+the optimum, are in :mod:`scconvex.certificates.bars` (docs/theory.md section 10): they
+superseded the quadratic-model estimate this module used to make. What is left is the
+dense Hessian of the excess loss (relative to it) over the cosines that enter the loss,
+``O(P^2)`` memory for ``P`` such cosines: an independent check of the floors the bars
+use (``tests/test_bars.py``) and a tool to look at the flattest direction of a problem.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh
 
 from ..losses.sc import block_terms
-from ..problem.model import Model, block_gram
-
-RESOLUTION_TOL = 1e-3
-"""Cosines estimated to move by more than this within the certified gap are reported as not
-determined."""
-
-SINGLETON_TOL = 1e-6
-"""A singleton class whose free squared component ``r_i`` exceeds this counts as free."""
+from ..problem.model import Model
 
 MAX_PAIRS = 600
-"""The curvature is computed on a dense Hessian over cosine pairs; above this many pairs
-(about 34 blocks) it is not assessed (``resolution`` is nan)."""
-
-_FLOOR = 64 * np.finfo(float).eps
-"""Relative resolution of the excess loss itself: a gap below it means nothing more."""
-
-
-@dataclass(frozen=True)
-class Uniqueness:
-    """Whether the cosines of an answer are determined.
-
-    Attributes
-    ----------
-    unique : bool
-        False when some cosines do not enter the loss and are not fixed by the PSD
-        constraint, or when the loss is too flat to pin them to :data:`RESOLUTION_TOL`.
-    resolution : float
-        Estimated largest cosine change within the certified gap along the flattest
-        direction of the loss (nan if not assessed, inf if the loss is flat).
-    free_pairs : int
-        Pairs of singleton classes whose cosine is free.
-    note : str
-        One sentence for the message; empty when the cosines are determined.
-    """
-
-    unique: bool
-    resolution: float
-    free_pairs: int
-    note: str
-
-    def to_dict(self) -> dict:
-        return {"unique": self.unique, "resolution": self.resolution,
-                "free_pairs": self.free_pairs, "note": self.note}
-
-
-def free_singletons(model: Model, B: np.ndarray) -> tuple[int, float]:
-    """Number of singleton-class pairs with a free cosine, and the widest free range.
-
-    Works on the block Gram ``Q`` (the class Gram at class level): at group level every
-    class of one sample is a block of its own (:func:`scconvex.problem.model.build_model`).
-    """
-    single = model.block_counts == 1
-    if np.sum(single) < 2:
-        return 0, 0.0
-    Q = block_gram(B, model.sizes)
-    rest = ~single
-    A = Q[np.ix_(rest, rest)]
-    C = Q[np.ix_(rest, single)]
-    coef = np.linalg.lstsq(A, C, rcond=1e-10)[0] if np.any(rest) else np.zeros_like(C)
-    r = np.clip(1.0 - np.einsum("ij,ij->j", C, coef), 0.0, 1.0)
-    free = r > SINGLETON_TOL
-    nfree = int(np.sum(free))
-    if nfree < 2:
-        return 0, 0.0
-    top = np.sort(r[free])[-2:]
-    return nfree * (nfree - 1) // 2, float(2.0 * math.sqrt(top[0] * top[1]))
+"""The Hessian is dense over cosine pairs; above this many pairs (about 34 blocks) it is
+not formed."""
 
 
 def relative_hessian(model: Model, B: np.ndarray):
@@ -149,29 +71,3 @@ def relative_curvature(model: Model, B: np.ndarray) -> float:
     if H is None:
         return math.inf if rows.size == 0 else math.nan
     return float(eigh(H, eigvals_only=True, subset_by_index=[0, 0], check_finite=False)[0])
-
-
-def assess(model: Model, B: np.ndarray, excess_gap: float) -> Uniqueness:
-    """Assess a class- or group-level answer ``B`` whose certified gap relative to the
-    excess loss is ``excess_gap`` (see the module docstring)."""
-    npairs, width = free_singletons(model, B)
-    mu = relative_curvature(model, B)
-    gap = max(float(excess_gap), _FLOOR) if math.isfinite(excess_gap) else math.inf
-    if math.isnan(mu):
-        resolution = math.nan
-    elif mu <= 0:
-        resolution = math.inf
-    else:
-        resolution = math.sqrt(2.0 * gap / mu)
-    notes = []
-    if npairs:
-        notes.append(f"not unique: {npairs} cosine(s) between classes of one sample enter "
-                     f"no term of the loss and can move over a range up to {width:.3g} "
-                     "without changing it; the printed values are one optimum of many")
-    if resolution >= 2.0:
-        notes.append("not determined: the loss is flat to float64 precision along some "
-                     "direction, so the certified gap does not pin the cosines down at all")
-    elif resolution > RESOLUTION_TOL:
-        notes.append(f"not determined: the loss is so flat that cosines within the "
-                     f"certified gap may differ from the optimum by about {resolution:.2g}")
-    return Uniqueness(not notes, resolution, npairs, "; ".join(notes))

@@ -27,7 +27,9 @@ from ..files import SCHEMA_VERSION
 from ..levels import LEVELS, RANK_TOL, Level, same_json
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
+from .bars import CosineBars, check_claims, model_bars
 from .certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, Certificate, certify
+from .measures import BlockGeometry, summary
 from .repair import gram_spectrum
 
 FEASIBILITY_TOL = 1e-10
@@ -64,8 +66,17 @@ DESCRIPTION_FIELDS = ("tau", "counts", "n", "k")
 """Top-level copies of the spec that must match it exactly."""
 
 NOT_TRUSTED = ("solver", "message", "raw_status", "iterations", "repair_shift", "seconds",
-               "timings", "rank_tol", "scconvex_version")
+               "timings", "rank_tol", "scconvex_version", "uniqueness.reason")
 """Fields that are reported context only: never compared and never used."""
+
+MEASURE_RTOL = 1e-9
+"""Relative agreement required of a claimed measure with its recomputation (a measure is
+a short sum over the stored cosines)."""
+
+BOUNDS_SCHEMA = 2
+"""From this schema version on a file's ``cosine_bounds``, ``unique`` and
+``measures.bounds`` are claims that the verifier re-derives (version 1 files held an
+estimate under ``unique``, which is not read)."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,7 @@ class _Recomputed:
     """Everything the verdict rests on, recomputed from the stored geometry."""
 
     model: Model
+    X: np.ndarray
     cert: Certificate
     scert: Certificate
     lam: float
@@ -249,8 +261,10 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
                      min_eigenvalue=lam)
     reasons = _derived_gram(data, model, X)
     cert, scert = certify(model, X)
-    rec = _Recomputed(model, cert, scert, lam, spectrum.rank(RANK_TOL))
+    rec = _Recomputed(model, X, cert, scert, lam, spectrum.rank(RANK_TOL))
     reasons += _check_claims(data, claimed, spec, rec, tol, excess_tol)
+    bars = model_bars(model, X, cert, scert)
+    reasons += _check_geometry_claims(data, schema, rec, bars)
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons
     return VerifyReport(
@@ -259,7 +273,11 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         sample_lower_bound=scert.lower_bound, rel_gap=cert.rel_gap,
         sample_rel_gap=scert.rel_gap, excess_gap=cert.excess_gap,
         sample_excess_gap=scert.excess_gap, min_eigenvalue=lam, rank=rec.rank, tol=tol,
-        excess_tol=excess_tol, details={"gap": cert.gap, "sample_gap": scert.gap})
+        excess_tol=excess_tol, details={
+            "gap": cert.gap, "sample_gap": scert.gap,
+            "unique": None if bars is None else bars.unique,
+            "max_half_width": math.nan if bars is None else bars.max_half_width,
+            "collapse_delta": math.nan if bars is None else bars.collapse_delta})
 
 
 def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.ndarray]:
@@ -348,6 +366,93 @@ def _check_claims(data: dict, claimed: dict, spec: ProblemSpec, rec: _Recomputed
         reasons.append(f"tampered values: claimed rank {rank!r} but the geometry has "
                        f"rank {rec.rank}")
     return reasons
+
+
+def _check_geometry_claims(data: dict, schema: int, rec: _Recomputed,
+                           bars: CosineBars | None) -> list[str]:
+    """The claims about the optimal geometry: the bars and the uniqueness proof (from
+    :data:`BOUNDS_SCHEMA` on), and the measures with their proven intervals."""
+    reasons = []
+    if schema >= BOUNDS_SCHEMA:
+        unique = data.get("unique")
+        if unique is not None and not isinstance(unique, bool):
+            reasons.append(f"malformed certificate: unique {unique!r} is not a boolean")
+            unique = None
+        stated = data.get("uniqueness")
+        if isinstance(stated, dict) and stated.get("unique") != unique:
+            reasons.append("tampered values: uniqueness.unique differs from unique")
+        reasons += check_claims(data.get("cosine_bounds"), bars, unique)
+    reasons += _check_measures(data.get("measures"), schema, rec, bars)
+    return reasons
+
+
+def _check_measures(claimed, schema: int, rec: _Recomputed,
+                    bars: CosineBars | None) -> list[str]:
+    """Every claimed measure must equal its recomputation from the stored geometry, and
+    claimed intervals of the optimum's measures must contain the proven ones."""
+    if claimed is None:
+        return []
+    if not isinstance(claimed, dict):
+        return ["malformed certificate: measures is not an object"]
+    model = rec.model
+    if model.level.dense:
+        M = model.level.class_gram(model, rec.X)
+        geo = BlockGeometry(M, np.ones(model.spec.k, dtype=int), np.arange(model.spec.k))
+    else:
+        geo = BlockGeometry(rec.X, np.asarray(model.sizes), np.asarray(model.block_of))
+    proven = None if bars is None else (bars.lower, bars.upper)
+    want = summary(geo, counts=model.spec.counts, rank=rec.rank, bounds=proven)
+    reasons = []
+    bounds = claimed.get("bounds")
+    for key in claimed:
+        if key not in want:
+            reasons.append(f"malformed certificate: unknown measure {key!r}")
+    for key, value in want.items():
+        if key == "bounds":
+            continue
+        if key not in claimed:
+            reasons.append(f"malformed certificate: measure {key!r} is missing")
+        elif not _same_measure(claimed[key], value):
+            reasons.append(f"tampered values: claimed measure {key} {claimed[key]!r} but "
+                           f"the geometry gives {value!r}")
+    if schema >= BOUNDS_SCHEMA and bounds is not None:
+        if want["bounds"] is None:
+            reasons.append("claimed measures.bounds, but no bars are proven for this file")
+        elif not isinstance(bounds, dict):
+            reasons.append("malformed certificate: measures.bounds is not an object")
+        else:
+            for key, (lo, hi) in want["bounds"].items():
+                got = bounds.get(key)
+                try:
+                    c_lo, c_hi = float(got[0]), float(got[1])
+                except (TypeError, ValueError, IndexError, KeyError):
+                    reasons.append(f"malformed certificate: measures.bounds.{key}")
+                    continue
+                # The intervals are rounded outwards by 1e-12: a claim inside that margin
+                # still contains the exact bound.
+                if not (c_lo <= lo + 1e-12 and c_hi >= hi - 1e-12) and not (
+                        math.isnan(lo) and math.isnan(c_lo)):
+                    reasons.append(f"tampered values: claimed interval of measure {key} "
+                                   f"[{c_lo!r}, {c_hi!r}] is narrower than the proven "
+                                   f"[{lo!r}, {hi!r}]")
+    return reasons
+
+
+def _same_measure(claim, value) -> bool:
+    """A claimed measure against its recomputation: numbers to :data:`MEASURE_RTOL`
+    (nan as "nan"), integers and None exactly, lists elementwise."""
+    if isinstance(value, list):
+        return (isinstance(claim, list) and len(claim) == len(value)
+                and all(map(_same_measure, claim, value)))
+    if value is None or isinstance(value, int):
+        return claim == value and type(claim) is type(value)
+    if isinstance(claim, str) and claim in ("nan", "inf", "-inf"):
+        claim = float(claim)
+    if isinstance(claim, bool) or not isinstance(claim, (int, float)):
+        return False
+    if math.isnan(value):
+        return math.isnan(claim)
+    return abs(claim - value) <= MEASURE_RTOL * max(1.0, abs(value))
 
 
 def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:

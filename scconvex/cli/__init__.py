@@ -289,6 +289,14 @@ def _cmd_verify(args) -> int:
               f"{report.rel_gap:.2e} ({report.level} level), {report.sample_rel_gap:.2e} "
               f"(sample level) <= {tol:.1e}; relative to the excess loss "
               f"{report.excess_gap:.2e}, {report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
+        widest = report.details.get("max_half_width", math.nan)
+        if math.isfinite(widest):
+            proof = {True: "unique", False: "not unique", None: "uniqueness not proven"}[
+                report.details.get("unique")]
+            from ..certificates.bars import round_up
+
+            print(f"  proven: every optimal cosine within {float(round_up(widest)):.2e} of the "
+                  f"stored one; {proof}; claimed bars, uniqueness and measures re-derived")
     if not report.ok:
         print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
         return 1

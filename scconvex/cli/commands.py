@@ -87,7 +87,7 @@ def add_commands(sub) -> None:
     p.add_argument("atlas", help="atlas file (or compare JSON for --kind trajectory)")
     p.add_argument("--kind", required=True,
                    choices=("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape",
-                            "trajectory"))
+                            "trajectory", "uniqueness"))
     p.add_argument("--out", required=True, metavar="FILE.png|.pdf|.svg")
     p.add_argument("--key", help="row (key prefix) for --kind gram and sphere")
     p.add_argument("--dim", type=int, default=None, help="2 or 3 for --kind sphere")

@@ -128,6 +128,34 @@ def block_grad(terms: BlockTerms, sizes, counts, tau: float) -> np.ndarray:
     return (sizes * counts * terms.sig)[:, None] * terms.prob / tau
 
 
+@dataclass(frozen=True)
+class CurvatureRows:
+    """The anchor rows of a block-form loss, as the cosine bars need them.
+
+    Row ``p`` (``s_p >= 2``) is ``phi(log(remainder + sum_q e^{z_pq}))`` with
+    ``z_pq = log w_pq - offset_p + (B_pq - center) / tau`` (the template of the module
+    docstring): its Hessian in the row's cosines is ``kappa_p (diag(pi) - pi pi^T)`` with
+    ``kappa_p = m_p s_p / tau^2`` and the shares ``pi_q = e^{z_pq} / (remainder + sum)``.
+    With ``remainder = 1`` (SC: the anchor's positives) the shares leave
+    ``q_p = 1 / (1 + sum) > 0`` and every cosine of the row has its own curvature floor;
+    with ``remainder = 0`` (negatives only) they sum to one and the row is flat along a
+    uniform shift (:mod:`scconvex.certificates.bars`, docs/theory.md section 10).
+
+    Attributes
+    ----------
+    offset : ndarray, shape (g,)
+        ``h_p``.
+    center : float
+        ``c``.
+    remainder : bool
+        Whether the row's log-sum-exp has the constant 1 (a positive remainder share).
+    """
+
+    offset: np.ndarray
+    center: float
+    remainder: bool
+
+
 # ---------------------------------------------------------------------- the protocol
 @dataclass(frozen=True)
 class Loss:
@@ -150,9 +178,6 @@ class Loss:
     """Whether a batch-wise version is supported (:mod:`scconvex.losses.batched`)."""
     linearised = False
     """Whether :meth:`cvxpy_linearised_objective` offers a log-linearised objective."""
-    assess_uniqueness = False
-    """Whether :mod:`scconvex.certificates.uniqueness` can judge how well a certified
-    answer determines the cosines (it uses the curvature of the SC loss)."""
     block_template = True
     """Whether :meth:`block_terms` follows the row template of this module, on which the
     block certificates are built. A loss that reduces at class level without it supplies
@@ -214,6 +239,11 @@ class Loss:
     def log_slope(self, r: np.ndarray) -> np.ndarray:
         """``log phi'(r)`` for active rows (used to scale certificates by the excess)."""
         raise NotImplementedError
+
+    def curvature_rows(self, sizes, counts, tau: float) -> CurvatureRows | None:
+        """Its anchor rows for the certified cosine bars (:class:`CurvatureRows`), or None
+        when the loss has no block form of the template (no bars are proven then)."""
+        return None
 
     def block_grad(self, terms: BlockTerms, sizes, counts, tau: float) -> np.ndarray:
         """Row-wise ``dL/dB`` (see :func:`block_grad`); the same for every loss of the

@@ -13,7 +13,7 @@ from scipy.special import logsumexp
 
 from ..checks import check_tau
 from ..errors import InvalidInputError
-from .base import BlockTerms, Loss, as_finite, as_labels, block_weights
+from .base import BlockTerms, CurvatureRows, Loss, as_finite, as_labels, block_weights
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,12 @@ class NegativesOnly(Loss):
         n = float(np.sum(counts))
         act = counts >= 2
         return float(np.sum(counts[act] * (np.log(n - counts[act]) - 2.0 / tau)))
+
+    def curvature_rows(self, sizes, counts, tau):
+        # log sum_q w e^{(B + 1)/tau} - log(n - s_p): no constant in the logarithm.
+        counts = np.asarray(counts, dtype=float)
+        n = float(np.sum(np.asarray(sizes, dtype=float) * counts))
+        return CurvatureRows(np.log(np.maximum(n - counts, 1.0)), -1.0, False)
 
     def block_terms(self, B, sizes, counts, tau):
         B = np.asarray(B, dtype=float)

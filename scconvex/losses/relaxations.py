@@ -44,8 +44,13 @@ class Relaxation:
     name: str
     description: str
 
-    assess_uniqueness = True
-    """Whether :mod:`scconvex.certificates.uniqueness` applies (it assumes no extra cone)."""
+    lowest_cosine = -1.0
+    """The smallest cosine a feasible point can have (the cosine bars clip their boxes to
+    it, :mod:`scconvex.certificates.bars`)."""
+    pins_single_classes = True
+    """Whether the KKT conditions fix the cosines between classes of one sample (they do on
+    the elliptope, where the multiplier ``S`` is PSD with the gradient off its diagonal;
+    docs/theory.md section 10.3)."""
     spheres = True
     """Whether the set is the elliptope itself, so that the non-convex solver on products
     of spheres (:mod:`scconvex.features.nonconvex`) explores exactly its rank-d points."""
@@ -88,7 +93,10 @@ class DoublyNonnegative(Relaxation):
     exact because the set is invariant under permutations of classes (``docs/variants.md``).
     """
 
-    assess_uniqueness = False
+    lowest_cosine = 0.0
+    # The multiplier of X >= 0 can cancel the gradient between a single-sample class and
+    # the others, and then nothing pins the cosines between single-sample classes.
+    pins_single_classes = False
     spheres = False
 
     def make_feasible(self, model, X):

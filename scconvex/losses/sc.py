@@ -34,6 +34,7 @@ from ..errors import InvalidInputError
 from ..levels.blocks import q_gradient
 from .base import (
     BlockTerms,
+    CurvatureRows,
     Loss,
     as_finite,
     as_labels,
@@ -654,7 +655,6 @@ class SupCon(Loss):
 
     batchable = True
     linearised = True
-    assess_uniqueness = True
 
     def sample_value_grad(self, G, labels, tau):
         return sc_loss_gram_grad(G, labels, tau)
@@ -671,6 +671,11 @@ class SupCon(Loss):
 
     def block_terms(self, B, sizes, counts, tau):
         return block_terms(B, sizes, counts, tau)
+
+    def curvature_rows(self, sizes, counts, tau):
+        # log((s_p - 1) + sum_q w e^{(B - 1)/tau}) = log(s_p - 1) + log(1 + sum e^z).
+        counts = np.asarray(counts, dtype=float)
+        return CurvatureRows(np.log(np.where(counts >= 2, counts - 1.0, 1.0)), 1.0, True)
 
     def log_slope(self, r):
         return -np.logaddexp(0.0, -np.asarray(r, dtype=float))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..files import SCHEMA_VERSION, jsonable, version
-from ..levels import RANK_TOL
+from ..levels import CLASS, RANK_TOL
 from ..problem.spec import DEFAULT_LOSS, DEFAULT_RELAXATION
 from ..resources import check_memory, class_gram_bytes
 
@@ -31,7 +33,14 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
       diagonal); this determines the class Gram exactly;
     * ``class_gram``: the ``k x k`` cosines between class means, written when
       ``k <= CLASS_GRAM_MAX`` or ``full_gram`` (always at class and sample level);
-    * ``sample_gram`` (sample level): the ``n x n`` Gram matrix.
+    * ``sample_gram`` (sample level): the ``n x n`` Gram matrix;
+    * ``cosine_bounds`` (a certified answer whose loss has curvature rows): the proven
+      bar of every cosine in the block form of ``level`` (the solved level; the class
+      level for a sample-level solve), the intervals of the cosines between single-sample
+      classes, and ``collapse_delta`` (:mod:`scconvex.certificates.bars`); ``unique`` and
+      ``uniqueness`` state the uniqueness proof and its reason;
+    * ``measures``: summary measures of the answer, and in ``measures.bounds`` proven
+      intervals of the optimum's (None when there are no bars).
     """
     spec = res.spec
     level = res.model.level
@@ -74,7 +83,9 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
         "timings": dict(res.timings),
         "class_gram": res.class_gram if with_class else None,
         "unique": res.unique,
-        "uniqueness": None if res.uniqueness is None else res.uniqueness.to_dict(),
+        "uniqueness": None if res.bars is None else {"unique": res.bars.unique,
+                                                     "reason": res.bars.reason},
+        "cosine_bounds": _cosine_bounds(res),
     }
     if res.variable is not None:
         # The solved level's geometry, where the verifier reads it (at class level it is
@@ -86,11 +97,21 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
     return jsonable(out)
 
 
+def _cosine_bounds(res) -> dict | None:
+    if res.bars is None:
+        return None
+    level = CLASS if res.model.level.dense else res.model.level
+    return {"level": level.name, **res.bars.to_dict()}
+
+
 def _measures(out: dict, res) -> dict | None:
     from ..certificates.measures import geometry_of, summary
 
     geo = geometry_of(out)
-    return None if geo is None else summary(geo, counts=res.spec.counts, rank=res.rank)
+    if geo is None:
+        return None
+    bounds = None if res.bars is None else (res.bars.lower, res.bars.upper)
+    return summary(geo, counts=res.spec.counts, rank=res.rank, bounds=bounds)
 
 
 def _cert_field(cert, name: str) -> float:
@@ -128,21 +149,23 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"   to excess {sample_excess:.3e}   (all n x n Grams)",
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
-    if res.unique is False:
-        # Say it before the cosines, which are then one optimum among many (or imprecise).
-        lines.append(f"  cosines {res.uniqueness.note}")
+    lines += _bars_lines(res)
     if res.model.level.compressed and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)
     k = spec.k
     if k <= max_classes:
         M = res.class_gram
-        lines.append("  cosines between class means:")
+        bars = _class_bars(res)
+        lines.append("  cosines between class means" + (" (+- proven bar):" if bars is not None
+                                                       else ":"))
         width = max(len(str(c)) for c in spec.counts) + 3
-        head = " " * (width + 2) + "".join(f"{'c' + str(j):>10}" for j in range(k))
+        cell = 10 if bars is None else 19
+        head = " " * (width + 2) + "".join(f"{'c' + str(j):>{cell}}" for j in range(k))
         lines.append(head)
         for i in range(k):
-            row = "".join(f"{M[i, j]:>10.6f}" for j in range(k))
+            row = "".join(_cell(M[i, j], None if bars is None or i == j else bars[i, j],
+                                bars is not None) for j in range(k))
             lines.append(f"  {'c' + str(i):<{width}}{row}")
     else:
         # Summarise from the solved variable: lifting a group answer to k x k could need
@@ -156,6 +179,51 @@ def format_result(res, *, max_classes: int = 12) -> str:
     return "\n".join(lines)
 
 
+def _bar_text(bar: float) -> str:
+    """A proven bar rounded up to one digit: a printed bar never understates it."""
+    from ..certificates.bars import round_up
+
+    return "+- inf" if not math.isfinite(bar) else f"+- {float(round_up(bar, 1)):.0e}"
+
+
+def _cell(value: float, bar: float | None, with_bars: bool) -> str:
+    """A cosine, and its proven bar when there is one (``-0.178300 +- 2e-09``)."""
+    if bar is None:
+        return f"{value:>10.6f}" + (" " * 9 if with_bars else "")
+    return f"{value:>10.6f} {_bar_text(bar):>8}"
+
+
+def _class_bars(res):
+    """The ``k x k`` proven half-widths (None without bars)."""
+    if res.bars is None:
+        return None
+    model = res.model
+    if model.level.dense:
+        return res.bars.half_width
+    return res.bars.half_width[np.ix_(model.block_of, model.block_of)]
+
+
+def _bars_lines(res) -> list[str]:
+    """The proven bars and the uniqueness proof, one line each."""
+    bars = res.bars
+    if bars is None:
+        return []
+    proof = {True: "unique (proven)", False: "not unique (proven)",
+             None: "uniqueness not proven"}[bars.unique]
+    delta = bars.collapse_delta
+    collapse = ("" if not math.isfinite(delta) else
+                f"; within-class cosines >= 1 - {_up(delta)} within the sample gap")
+    return [f"  cosines     {proof}; every cosine within {_up(bars.max_half_width)} of the "
+            f"optimum{collapse}"]
+
+
+def _up(x: float) -> str:
+    """``x`` rounded up to two digits, printed (a bound never understated)."""
+    from ..certificates.bars import round_up
+
+    return f"{float(round_up(x, 2)):.1e}"
+
+
 def _cosine_range(res) -> tuple[float, float]:
     """Smallest and largest cosine between two different class means, without lifting."""
     off = res.model.level.cosines(res.model, res.variable)
@@ -165,17 +233,22 @@ def _cosine_range(res) -> tuple[float, float]:
 def _group_table(res) -> list[str]:
     model = res.model
     B = res.variable
+    bars = None if res.bars is None else res.bars.half_width
     out = []
     g = len(model.sizes)
+
+    def bar(p, q):
+        return "" if bars is None else f" {_bar_text(bars[p, q])}"
+
     for p in range(g):
         label = f"n={model.block_counts[p]} (x{model.sizes[p]})"
         if model.sizes[p] >= 2:
-            out.append(f"    within  {label:<18} {B[p, p]:>12.8f}")
+            out.append(f"    within  {label:<18} {B[p, p]:>12.8f}{bar(p, p)}")
     for p in range(g):
         for q in range(p + 1, g):
             a = f"n={model.block_counts[p]}"
             b = f"n={model.block_counts[q]}"
-            out.append(f"    between {a + ' / ' + b:<18} {B[p, q]:>12.8f}")
+            out.append(f"    between {a + ' / ' + b:<18} {B[p, q]:>12.8f}{bar(p, q)}")
     return out
 
 

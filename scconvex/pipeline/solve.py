@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates.bars import CosineBars, model_bars, round_up
 from ..certificates.certify import (
     DEFAULT_EXCESS_TOL,
     DEFAULT_GAP_TOL,
@@ -26,7 +27,6 @@ from ..certificates.certify import (
     badness,
 )
 from ..certificates.repair import gram_spectrum
-from ..certificates.uniqueness import Uniqueness, assess
 from ..checks import check_tolerance
 from ..errors import InvalidInputError, ResourceLimitError, ScconvexError, SolveFailedError
 from ..levels import AUTO, CLASS, GROUP, SAMPLE
@@ -35,6 +35,7 @@ from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
 from ..resources import check_memory, solve_bytes
 from ..solvers import BACKENDS, Backend, RawResult, get_backend
+from ..solvers.refine import polish
 from ..threads import blas_threads, check_threads, choose_threads
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,18 @@ STATUSES = ("optimal", "uncertified", "failed")
 certified gap is larger; ``failed``: the backend produced no usable point."""
 
 SOLVERS = ("auto", "native", "clarabel", "scs")
+
+REFINE_BARS = 1e-6
+"""A certified answer whose widest proven cosine bar is above this is polished
+(:func:`scconvex.solvers.refine.polish`, small models only); the polished answer is kept
+when it is certified and its bars are narrower."""
+
+REFINE_GAIN = 0.5
+"""The polished answer replaces the solver's only when its widest bar is at most this
+fraction of the solver's."""
+
+DETERMINED = 1e-3
+"""Above this widest bar the message says the cosines are not determined."""
 
 __all__ = ["DEFAULT_EXCESS_TOL", "DEFAULT_GAP_TOL", "RANK_TOL", "SOLVERS", "STATUSES",
            "SolveResult", "solve"]
@@ -82,7 +95,8 @@ class SolveResult:
     seconds : float
         Wall time of the whole pipeline.
     timings : dict
-        Seconds per stage (``solve``, ``repair_and_certify``).
+        Seconds per stage (``solve``, ``repair_and_certify``, ``bars``; ``refine`` when
+        the answer was polished, :data:`REFINE_BARS`).
     raw_status : str
         What the backend said, before certification.
     iterations : int
@@ -91,9 +105,11 @@ class SolveResult:
         Largest entry change of the repair.
     gap_tol, excess_tol : float
         The tolerances the status was judged by.
-    uniqueness : Uniqueness or None
-        Whether the cosines are determined (:func:`scconvex.certificates.uniqueness.assess`);
-        see also :attr:`unique`. None when the answer is not certified.
+    bars : CosineBars or None
+        Proven intervals of the optimal cosines and the uniqueness proof
+        (:func:`scconvex.certificates.bars.model_bars`); None when the answer is not
+        certified or the loss has no curvature rows. At sample level they are the bars
+        of the answer's class Gram.
     """
 
     spec: ProblemSpec
@@ -113,7 +129,7 @@ class SolveResult:
     repair_shift: float = math.nan
     gap_tol: float = DEFAULT_GAP_TOL
     excess_tol: float = DEFAULT_EXCESS_TOL
-    uniqueness: Uniqueness | None = None
+    bars: CosineBars | None = None
 
     @property
     def level(self) -> str:
@@ -166,11 +182,10 @@ class SolveResult:
 
     @property
     def unique(self) -> bool | None:
-        """False when the certified answer does not determine the cosines: some do not
-        enter the loss, or the loss is too flat (see
-        :mod:`scconvex.certificates.uniqueness`); None when the answer is not certified
-        (then nothing is determined)."""
-        return None if self.uniqueness is None else self.uniqueness.unique
+        """Whether the optimal geometry is unique, as a proof (``bars.reason`` says why):
+        True or False proven, None when not proven (an uncertified answer, or cosines
+        between classes of one sample that the relaxation does not pin)."""
+        return None if self.bars is None else self.bars.unique
 
     @property
     def success(self) -> bool:
@@ -279,16 +294,65 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                        "most that much")
     if raw.message:
         message += f" [{solver}: {raw.message}]"
-    # Only a certified answer has a gap small enough for the question to matter.
-    unique = _assess(model, X, scert) if ok else None
-    if unique is not None and unique.note:
-        message += f"; {unique.note}"
+    bars = None
+    if ok:
+        t0 = time.perf_counter()
+        bars = model_bars(model, X, cert, scert)
+        if (bars is not None and bars.max_half_width > REFINE_BARS and not model.level.dense
+                and time.perf_counter() < deadline):
+            t1 = time.perf_counter()
+            better = _refine(model, X, rounder, bars, spectrum.rank(RANK_TOL))
+            timings["refine"] = time.perf_counter() - t1
+            if better is not None:
+                rounded, spectrum, polished = better
+                message += (f"; polished on the KKT equations (widest cosine bar "
+                            f"{_up(bars.max_half_width)} -> {_up(polished.max_half_width)})")
+                X, shift, cert, scert = (rounded.X, rounded.shift, rounded.cert,
+                                         rounded.sample_cert)
+                lam, bars = spectrum.min, polished
+        timings["bars"] = time.perf_counter() - t0
+        message += _bars_note(bars)
     return SolveResult(
         spec=spec, model=model, solver=solver, status=status, message=message, variable=X,
         certificate=cert, sample_certificate=scert, rank=spectrum.rank(RANK_TOL),
         min_eigenvalue=lam, seconds=time.perf_counter() - t_start, timings=timings,
         raw_status=raw.status, iterations=raw.iterations, repair_shift=shift,
-        gap_tol=tols[0], excess_tol=tols[1], uniqueness=unique)
+        gap_tol=tols[0], excess_tol=tols[1], bars=bars)
+
+
+def _refine(model: Model, X: np.ndarray, rounder: Rounder, bars: CosineBars, rank: int):
+    """The polished answer, rounded, certified and with narrower bars; or None."""
+    out = polish(model, X, class_rank=max(rank, 1))
+    if out.B is None:
+        return None
+    rounded = rounder(out.B)
+    if rounded.worst > 1:
+        return None
+    spectrum = gram_spectrum(model, rounded.X)
+    polished = model_bars(model, rounded.X, rounded.cert, rounded.sample_cert)
+    # Kept only for a clear gain: the polished point's gap may be a little larger.
+    if spectrum.min < 0 or polished is None or not (
+            polished.max_half_width < REFINE_GAIN * bars.max_half_width):
+        return None
+    return rounded, spectrum, polished
+
+
+def _up(x: float) -> str:
+    """``x`` rounded up to two digits, printed: a printed bound never understates."""
+    return f"{float(round_up(x, 2)):.1e}"
+
+
+def _bars_note(bars: CosineBars | None) -> str:
+    """What the message says about the bars and uniqueness of a certified answer."""
+    if bars is None:
+        return "; cosine bars not available for this loss"
+    text = f"; cosines proven to within {_up(bars.max_half_width)} of the optimum"
+    if bars.max_half_width > DETERMINED:
+        text += (" (not determined to 1e-3: the loss is so flat along some cosines that "
+                 "the certified gap pins them only that far)")
+    if bars.unique is not True:
+        text += f"; uniqueness {bars.reason}"
+    return text
 
 
 def level_hint(model: Model, backend: Backend) -> str:
@@ -333,15 +397,6 @@ def certify_seconds(model: Model) -> float:
         np.linalg.eigvalsh(A)
         best = min(best, time.perf_counter() - t0)
     return CERTIFY_EIGS * best * (m / m0) ** 3
-
-
-def _assess(model: Model, X: np.ndarray, scert: Certificate) -> Uniqueness | None:
-    if not (model.loss.assess_uniqueness and model.relaxation.assess_uniqueness):
-        return None  # the curvature of scconvex.certificates.uniqueness is that of SC
-    if model.level.dense:
-        cls = build_model(model.spec, CLASS)
-        return assess(cls, model.level.class_gram(model, X), scert.excess_gap)
-    return assess(model, X, scert.excess_gap)
 
 
 def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",

@@ -34,8 +34,9 @@ from ..errors import InvalidInputError
 from ..files import dumps, jsonable
 from ..levels import get_level
 
-ATLAS_SCHEMA = 2
-"""Schema 2 added the ``features`` and ``features_note`` columns of the tightness table."""
+ATLAS_SCHEMA = 3
+"""Schema 2 added the ``features`` and ``features_note`` columns of the tightness table;
+schema 3 the cosine-bar columns of the solves table (:data:`BAR_COLUMNS`)."""
 
 CLASS_GRAM_MAX = 64
 """Largest ``k`` whose ``k x k`` class Gram is stored in its own column."""
@@ -66,8 +67,15 @@ SOLVE_COLUMNS: tuple[tuple[str, str], ...] = (
     *((name, "REAL") for name in MEASURE_COLUMNS),
     ("versions", "TEXT"), ("block_gram", "TEXT"), ("class_gram", "TEXT"),
     ("measures", "TEXT"), ("certificate", "TEXT"),
+    ("max_bar", "REAL"), ("unique_proof", "INTEGER"), ("collapse_delta", "REAL"),
 )
 """Columns of the ``solves`` table (name, SQL type)."""
+
+BAR_COLUMNS = ("max_bar", "unique_proof", "collapse_delta")
+"""Columns of schema 3, copied from the certificate's ``cosine_bounds`` and ``unique``: the
+widest proven cosine bar, the uniqueness proof (1 proven unique, 0 proven not unique, NULL
+not proven) and the proven within-class ``collapse_delta`` (NULL without bars). An older
+atlas opens without them and gets them, empty, on its first write."""
 
 TIGHTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("key", "TEXT"), ("d", "INTEGER"), ("restarts", "INTEGER"), ("seed", "INTEGER"),
@@ -228,10 +236,17 @@ class Atlas:
         return added
 
     def _upgrade(self) -> None:
-        """Add the schema-2 columns to an older atlas (inside the caller's transaction)."""
+        """Add the columns of later schemas to an older atlas (inside the caller's
+        transaction)."""
         missing = [n for n in ADDED_TIGHTNESS_COLUMNS if n not in self._tightness_columns]
         for name in missing:
             self.conn.execute(f"ALTER TABLE tightness ADD COLUMN {name} TEXT")
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(solves)")}
+        types = dict(SOLVE_COLUMNS)
+        for name in BAR_COLUMNS:
+            if name not in have:
+                self.conn.execute(f"ALTER TABLE solves ADD COLUMN {name} {types[name]}")
+                missing.append(name)
         if missing:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                               (str(ATLAS_SCHEMA),))
@@ -328,10 +343,12 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
     geo = geometry_of(result)
     tight = [t["d"] for t in tightness_rows if t["tight"]]
     measures = None
+    bounds = result.get("cosine_bounds")
     if geo is not None:
         minority = point.get("minority")
         measures = summary(geo, None if minority is None else np.asarray(minority, bool),
-                           counts=spec["counts"], rank=result["rank"], tight_dims=tight)
+                           counts=spec["counts"], rank=result["rank"], tight_dims=tight,
+                           bounds=_claimed_intervals(bounds, geo))
     from ..problem.inputs import format_counts
 
     row = {
@@ -350,6 +367,7 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
                        and geo.k <= CLASS_GRAM_MAX else None),
         "measures": None if measures is None else dumps(measures),
         "certificate": dumps(result),
+        **_bar_columns(result),
     }
     for name in ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
                  "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
@@ -364,6 +382,32 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
                    **_features_columns(t)}
                   for t in tightness_rows]
     return {"solve": row, "tightness": tight_rows}
+
+
+def _bar_columns(cert: dict) -> dict:
+    """The :data:`BAR_COLUMNS` of a certificate (None where it claims no bars)."""
+    bounds = cert.get("cosine_bounds")
+    unique = cert.get("unique")
+    return {"max_bar": None if bounds is None else _float(bounds.get("max_half_width")),
+            "unique_proof": None if unique is None else int(bool(unique)),
+            "collapse_delta": None if bounds is None else _float(bounds.get("collapse_delta"))}
+
+
+def _claimed_intervals(bounds: dict | None, geo):
+    """The intervals of the optimum's cosines that a certificate's ``cosine_bounds`` claim
+    (``geo`` +- the bars, the listed intervals of the cosines between single-sample
+    classes), within ``[-1, 1]``; None without bars. Verified claims are proven bounds."""
+    if bounds is None:
+        return None
+    half = np.asarray(bounds["half_width"], dtype=float)
+    if half.shape != geo.gram.shape:
+        raise InvalidInputError("cosine_bounds do not match the geometry")
+    lower = np.clip(geo.gram - half, -1.0, 1.0)
+    upper = np.clip(geo.gram + half, -1.0, 1.0)
+    for p, q, lo, hi in bounds.get("intervals", []):
+        lower[p, q] = lower[q, p] = max(float(lo), -1.0)
+        upper[p, q] = upper[q, p] = min(float(hi), 1.0)
+    return lower, upper
 
 
 def _features_columns(t: dict) -> dict:
@@ -661,15 +705,43 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
     stored_measures = json.loads(row["measures"]) if row.get("measures") else {}
     minority = (step_minority(geo.k, row["rho"]) if row.get("family") == "step"
                 and row.get("rho") is not None else None)
-    fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"))
+    fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"),
+                    bounds=_claimed_intervals(cert.get("cosine_bounds"), geo))
     for name in MEASURE_COLUMNS:
         want = _float(fresh[name])
         if not (_close(row.get(name), want, 1e-9)
                 and _close(_float(stored_measures.get(name)), want, 1e-9)):
             reasons.append(f"measure {name} differs from the certificate's geometry")
+    # The proven intervals of the measures follow from the certificate's bars, which
+    # verify_data re-derives below (a row without them claims none).
+    stored_bounds = stored_measures.get("bounds") if stored_measures else None
+    if stored_bounds is not None or fresh["bounds"] is not None:
+        if not _same_bounds(stored_bounds, fresh["bounds"]):
+            reasons.append("measure bounds differ from those of the certificate's bars")
+    for name, value in _bar_columns(cert).items():
+        if row.get(name, value) != value and not _close(row.get(name), value, 1e-12,
+                                                        relative=True):
+            reasons.append(f"column {name} ({row.get(name)!r}) differs from the "
+                           f"certificate ({value!r})")
     if status == "optimal":
         reasons.extend(report.reasons)
     return outcome()
+
+
+def _same_bounds(stored, fresh) -> bool:
+    """Stored measure intervals against those re-derived (nan equals nan)."""
+    if not isinstance(stored, dict) or fresh is None or set(stored) != set(fresh):
+        return False
+    for name, pair in fresh.items():
+        got = stored[name]
+        if not isinstance(got, list) or len(got) != 2:
+            return False
+        for a, b in zip(map(_float, got), pair, strict=True):
+            b = _float(b)  # non-finite (a measure without minority classes) as None
+            if not (a is None and b is None or a is not None and b is not None
+                    and _close(a, b, 1e-9)):
+                return False
+    return True
 
 
 def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
@@ -694,7 +766,7 @@ EXPORT_COLUMNS = ("key", "family", "dataset", "k", "n", "R", "rho", "n_min", "n_
                   "excess_loss", "lower_bound", "gap", "rel_gap", "excess_gap",
                   "sample_lower_bound", "sample_gap", "sample_rel_gap", "sample_excess_gap",
                   "gap_tol", "excess_tol", "seconds", "rank", "min_tight_dim",
-                  *MEASURE_COLUMNS)
+                  *MEASURE_COLUMNS, *BAR_COLUMNS)
 """Columns of ``atlas export``; the tolerances are there so that a row certified under
 looser tolerances than the defaults is visible in the table, not only in its certificate."""
 

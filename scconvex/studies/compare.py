@@ -27,10 +27,11 @@ class counts and temperature, with a proof for the part that is proven:
   simplex ETF: largest entry difference, Frobenius norm of the difference (both over
   off-diagonal entries, each pair counted once), a per-pair table and a table by
   count group (majority / minority under STEP). Grams are compared, never features, so a
-  rotation of the features changes nothing. When the optimum is not unique
+  rotation of the features changes nothing. ``M*`` carries proven bars (every optimal
+  cosine lies within ``optimum_resolution`` of it, :mod:`scconvex.certificates.bars`), so
+  a distance to it is known to that accuracy; where uniqueness is not proven
   (:attr:`scconvex.pipeline.solve.SolveResult.unique`), ``M*`` is one optimum and the
-  distances are to it, an upper bound on the distance to the set of optima; the
-  comparison says so.
+  distances are to it; the comparison says so.
 """
 
 from __future__ import annotations
@@ -183,9 +184,10 @@ class Comparison:
         ``batch_size``, ``epochs`` and ``batch_seed`` of the mini-batch objective (None:
         full batch). The batches themselves are in ``spec`` (and in ``--certificate``).
     optimum_unique : bool or None
-        Whether the certified optimum determines its cosines (None if not certified).
+        Whether the optimum is proven unique (None: not proven, or not certified).
     optimum_resolution : float
-        How far cosines within the certified gap may be from the optimum (estimate).
+        The widest proven cosine bar of ``M*``: every optimal cosine is within this of it
+        (nan without bars).
     notes : tuple of str
         Sentences that qualify the numbers (not resolved, not unique, not certified).
     result : SolveResult
@@ -639,7 +641,7 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
     M_opt = result.class_gram
     eye = np.eye(k)
     etf = np.full((k, k), -1.0 / (k - 1)) + (1.0 + 1.0 / (k - 1)) * eye
-    uniq = result.uniqueness
+    bars = result.bars
     notes = []
     resolved = gap > value.error
     if not resolved:
@@ -654,10 +656,13 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
     elif result.status != "optimal":
         notes.append(f"the optimum is not certified ({result.status}): the lower bound "
                      "still holds, but the optimum's Gram may be inaccurate")
-    if uniq is not None and not uniq.unique:
-        notes.append(f"the optimum is not unique or not determined ({uniq.note}); the "
-                     "distances are to one optimum, an upper bound on the distance to "
-                     "the set of optima")
+    if bars is not None and bars.unique is not True:
+        notes.append(f"the optimum's uniqueness is {bars.reason}; the distances are to one "
+                     "optimum, an upper bound on the distance to the set of optima")
+    if bars is not None and bars.max_half_width > 1e-3:
+        notes.append(f"the optimum's cosines are proven only to within "
+                     f"{bars.max_half_width:.2g}: distances to it below that are not "
+                     "resolved")
     return Comparison(
         spec=spec, class_names=names, n=n, d=d, loss=value.value, loss_error=value.error,
         precision=precision, lower_bound=lower, optimum_loss=float(result.loss),
@@ -668,7 +673,7 @@ def compare(features, labels, tau: float, *, class_names: Sequence[str] | None =
         to_optimum=gram_distance_offdiag(M, M_opt), to_etf=gram_distance_offdiag(M, etf),
         to_orthogonal=gram_distance_offdiag(M, eye),
         optimum_unique=result.unique,
-        optimum_resolution=math.nan if uniq is None else float(uniq.resolution),
+        optimum_resolution=math.nan if bars is None else float(bars.max_half_width),
         nonnegative=bool(stats.min_entry >= 0), notes=tuple(notes), result=result,
         batch_scheme=None if batches is None else {"batch_size": batch_size, "epochs": epochs,
                                                    "batch_seed": batch_seed},

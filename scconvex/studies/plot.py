@@ -9,7 +9,8 @@ Kinds:
 
 * ``cosines``: named cosines (STEP: majority-majority, minority-minority,
   majority-minority; otherwise min, mean, max) against ``R`` on a log axis, one set of
-  curves per ``tau``;
+  curves per ``tau``, with the proven interval of each (``measures.bounds``, from the
+  cosine bars) as an error bar where it is wide enough to see;
 * ``tau``: the same against ``tau``, one set per ``R``;
 * ``gram``: heatmap of one class Gram;
 * ``sphere``: class means factored into ``d = 2`` or ``3``, on the circle or sphere;
@@ -20,6 +21,9 @@ Kinds:
   the optimality gap relative to the optimum's excess, the largest cosine error against the
   certified optimum and against the ETF, and NC1; for one comparison, the trained and the
   certified class Grams side by side.
+* ``uniqueness``: the uniqueness map over the ``(R, tau)`` grid: the widest proven cosine
+  bar of each certified answer (how well float64 determines the optimum), with every cell
+  whose uniqueness is not proven crossed out.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np
 from ..errors import InvalidInputError, missing_extra
 from ..files import write_bytes
 
-KINDS = ("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape")
+KINDS = ("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape", "uniqueness")
 """Kinds drawn from an atlas; ``trajectory`` (:func:`trajectory_figure`) is drawn from the
 JSON of ``scconvex compare``."""
 NAMED = ("cos_maj_maj", "cos_min_min", "cos_maj_min")
@@ -47,6 +51,10 @@ STYLES = {"cos_maj_maj": "-", "cos_min_min": "--", "cos_maj_min": ":", "cos_min"
           "cos_mean": "--", "cos_max": ":"}
 GAP_FLOOR = 1e-18
 """Gaps of exactly 0 are drawn at this value on the log axis."""
+VISIBLE_BAR = 2e-3
+"""Error bars are drawn where the interval is at least this fraction of the y range."""
+BAR_FLOOR = 1e-16
+"""Bars of exactly 0 are drawn at this value on the log colour scale."""
 SPHERE_MAX_K = 12
 
 
@@ -80,6 +88,7 @@ def _curves(ax, rows: list[dict], x: str, by: str) -> None:
     names = _cosine_names(rows)
     groups = sorted({r[by] for r in rows})
     colors = _colors(len(groups))
+    span = _y_span(rows, names)
     for color, value in zip(colors, groups, strict=True):
         sub = sorted((r for r in rows if r[by] == value), key=lambda r: r[x])
         xs = [r[x] for r in sub]
@@ -87,11 +96,40 @@ def _curves(ax, rows: list[dict], x: str, by: str) -> None:
             ys = [np.nan if r[name] is None else r[name] for r in sub]
             ax.plot(xs, ys, STYLES[name], color=color, marker=".",
                     label=f"{LABELS[name]}, {by}={value:g}", gid=f"{name}|{by}={value!r}")
+            _error_bars(ax, xs, ys, [_bounds(r, name) for r in sub], span, color,
+                        f"bar|{name}|{by}={value!r}")
     ax.set_xscale("log")
     k = rows[0]["k"]
     ax.axhline(-1.0 / (k - 1), color="0.6", lw=0.8, zorder=0)
     ax.set_ylabel("cosine between class means")
     ax.legend(fontsize=6, ncol=max(1, len(groups) // 4), loc="best")
+
+
+def _bounds(row: dict, name: str) -> tuple[float, float] | None:
+    """The proven interval of a measure of the optimum (None without bars)."""
+    bounds = json.loads(row["measures"]).get("bounds") if row.get("measures") else None
+    pair = None if not bounds else bounds.get(name)
+    if pair is None or any(not isinstance(v, (int, float)) for v in pair):
+        return None
+    return float(pair[0]), float(pair[1])
+
+
+def _y_span(rows: list[dict], names) -> float:
+    values = [r[n] for r in rows for n in names if r[n] is not None]
+    return (max(values) - min(values)) if len(values) > 1 else 1.0
+
+
+def _error_bars(ax, xs, ys, bounds, span: float, color, gid: str) -> None:
+    """The proven intervals as error bars, where they are wide enough to see."""
+    keep = [(x, y, b) for x, y, b in zip(xs, ys, bounds, strict=True)
+            if b is not None and not math.isnan(y) and b[1] - b[0] >= VISIBLE_BAR * span]
+    if not keep:
+        return
+    x, y, b = zip(*keep, strict=True)
+    low = [yy - bb[0] for yy, bb in zip(y, b, strict=True)]
+    high = [bb[1] - yy for yy, bb in zip(y, b, strict=True)]
+    ax.errorbar(x, y, yerr=[low, high], fmt="none", ecolor=color, elinewidth=0.8,
+                capsize=2, gid=gid)
 
 
 def _colors(n: int):
@@ -182,6 +220,38 @@ def phase_figure(rows: list[dict]):
     ax.set_xlabel("imbalance ratio R")
     ax.set_ylabel("temperature tau")
     ax.set_title(_title(rows) + ": minority collapse (1 = collapsed)", fontsize=9)
+    return fig
+
+
+def uniqueness_figure(rows: list[dict]):
+    """The uniqueness map over (R, tau): the widest proven cosine bar of each certified
+    answer on a log colour scale; cells whose uniqueness is not proven are crossed out,
+    and cells without bars (an atlas from before them) are left empty."""
+    rows = _one_config(rows, "uniqueness")
+    Rs = sorted({r["R"] for r in rows})
+    taus = sorted({r["tau"] for r in rows})
+    bars = {(r["R"], r["tau"]): (None if r.get("max_bar") is None
+                                 else math.log10(max(r["max_bar"], BAR_FLOOR)))
+            for r in rows}
+    Z = _grid(Rs, taus, bars)
+    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    mesh = _heatmap(fig, ax, Rs, taus, Z, "log10 widest proven cosine bar", True, True,
+                    cmap="viridis", vmin=min(-8.0, float(np.nanmin(Z, initial=-8.0))),
+                    vmax=max(0.0, float(np.nanmax(Z, initial=0.0))))
+    mesh.set_gid("max_bar")
+    open_cells = [(r["R"], r["tau"]) for r in rows
+                  if r.get("max_bar") is not None and r.get("unique_proof") != 1]
+    if open_cells:
+        ax.scatter(*zip(*open_cells, strict=True), marker="x", color="red", s=30,
+                   gid="not_proven", label="uniqueness not proven")
+        ax.legend(fontsize=7, loc="upper left")
+    proven = sum(1 for r in rows if r.get("unique_proof") == 1)
+    ax.set_xlabel("imbalance ratio R")
+    ax.set_ylabel("temperature tau")
+    ax.set_title(f"{_title(rows)}: optimum proven unique in {proven} of {len(rows)} cells\n"
+                 "colour: widest proven bar, how far float64 pins the optimal cosines",
+                 fontsize=8)
     return fig
 
 
@@ -318,7 +388,7 @@ def make_figure(atlas, kind: str, *, where: Sequence[tuple[str, str]] = (),
     if kind == "landscape":
         return landscape_figure(rows, atlas.tightness_rows())
     return {"cosines": cosines_figure, "tau": tau_figure, "gap": gap_figure,
-            "phase": phase_figure}[kind](rows)
+            "phase": phase_figure, "uniqueness": uniqueness_figure}[kind](rows)
 
 
 def compare_gram_figure(data: dict):
