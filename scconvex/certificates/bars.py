@@ -462,7 +462,10 @@ def _singleton_intervals(rows: _Rows, R: np.ndarray, det: np.ndarray, pinned: bo
     single = np.flatnonzero(~rows.active)
     act = np.flatnonzero(rows.active)
     t = single.size
-    if t < 2:
+    # A block of several single-sample classes (the group level has one) holds the cosine
+    # between two of them on its diagonal.
+    multi = rows.m[single] >= 2
+    if t < 2 and not np.any(multi):
         return
     low = np.full((t, t), -1.0)
     high = np.ones((t, t))
@@ -507,12 +510,19 @@ def _singleton_intervals(rows: _Rows, R: np.ndarray, det: np.ndarray, pinned: bo
         # The formula holds with i and j swapped too.
         low = np.maximum(low, low.T)
         high = np.minimum(high, high.T)
+        # Two classes i, j of one block of single-sample classes: every w_qi x_qj term
+        # equals w_qi x_qi, so the numerator is the denominator and the cosine is 1
+        # (docs/theory.md, section 4): they coincide.
+        same = np.flatnonzero(ok & multi)
+        low[same, same] = 1.0 - 8 * EPS
+        high[same, same] = 1.0
     cur_lo, cur_hi = lo[np.ix_(single, single)], hi[np.ix_(single, single)]
     new_lo = np.maximum(cur_lo, low)
     new_hi = np.maximum(np.minimum(cur_hi, high), new_lo)
-    off = ~np.eye(t, dtype=bool)
-    lo[np.ix_(single, single)] = np.where(off, new_lo, cur_lo)
-    hi[np.ix_(single, single)] = np.where(off, new_hi, cur_hi)
+    write = ~np.eye(t, dtype=bool)
+    write[np.diag_indices(t)] = multi
+    lo[np.ix_(single, single)] = np.where(write, new_lo, cur_lo)
+    hi[np.ix_(single, single)] = np.where(write, new_hi, cur_hi)
 
 
 # ---------------------------------------------------------------------- collapse
@@ -709,7 +719,7 @@ def _no_anchor(g, cos, lo, hi, exg, exg_s) -> CosineBars:
 
 
 def _uniqueness(rows: _Rows, pinned: bool) -> tuple[bool | None, str]:
-    singles = int(np.sum(~rows.active))
+    singles = int(np.sum(rows.m[~rows.active]))  # classes, not blocks
     convex = ("the loss is strictly convex in every cosine with a class of two or more "
               "samples" if rows.remainder else
               "the loss is strictly convex in the cosines with a class of two or more "
