@@ -16,7 +16,7 @@ from ..levels.blocks import GramSpectrum, block_min_eig, block_spectrum, sign_ve
 from ..problem.model import Model
 
 __all__ = ["GramSpectrum", "block_min_eig", "block_spectrum", "gram_spectrum",
-           "min_eigenvalue", "repair", "sign_rounding", "sign_vector"]
+           "min_eigenvalue", "repair", "repaired", "sign_rounding", "sign_vector"]
 
 
 def min_eigenvalue(model: Model, X: np.ndarray) -> float:
@@ -51,7 +51,16 @@ def sign_rounding(X: np.ndarray, tol: float = SIGN_ROUNDING_TOL) -> np.ndarray |
 
 
 def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarray, float]:
-    """Return a feasible version of ``X`` and how far it moved (max abs entry change).
+    """Return a feasible version of ``X`` and how far it moved (max abs entry change)
+    (:func:`repaired`, without the spectrum)."""
+    return repaired(model, X, drop=drop)[:2]
+
+
+def repaired(model: Model, X: np.ndarray, *,
+             drop: float = 0.0) -> tuple[np.ndarray, float, GramSpectrum]:
+    """Return a feasible version of ``X``, how far it moved (max abs entry change) and
+    its spectrum (:func:`gram_spectrum` of the returned point, computed to show it
+    feasible: callers need not decompose it again).
 
     Parameters
     ----------
@@ -75,13 +84,13 @@ def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarra
     if not np.all(np.isfinite(X)):
         raise SolveFailedError("solver returned non-finite values")
     Y = 0.5 * (X + X.T)
-    lam = _feasible(model, Y) if drop == 0 else None
-    if lam is not None and lam >= 0:
+    spectrum = _feasible(model, Y) if drop == 0 else None
+    if spectrum is not None and spectrum.min >= 0:
         # Re-projecting would only add rounding (and can move an exact optimum on the
         # boundary, e.g. two antipodal classes, off it).
-        return Y, float(np.max(np.abs(Y - X)))
-    if lam is None or lam < -NEAR_FEASIBLE:
-        lam = None
+        return Y, float(np.max(np.abs(Y - X))), spectrum
+    if spectrum is None or spectrum.min < -NEAR_FEASIBLE:
+        spectrum = None
         Y = model.level.project(model, Y, drop)
         # The extra cone of the relaxation (e.g. X >= 0); the mixing below keeps it,
         # because the all-orthogonal point lies in it.
@@ -92,8 +101,9 @@ def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarra
     # A point whose Gram (of class means, or of samples) is the identity.
     identity = model.level.orthonormal(model)
     for _ in range(5):
-        if lam is None:
-            lam = min_eigenvalue(model, Y)
+        if spectrum is None:
+            spectrum = gram_spectrum(model, Y)
+        lam = spectrum.min
         if lam >= 0:
             break
         # Mixing with the orthogonal geometry (class Gram I) lifts every eigenvalue of the
@@ -101,8 +111,10 @@ def repair(model: Model, X: np.ndarray, *, drop: float = 0.0) -> tuple[np.ndarra
         # The floor covers the rounding error of the eigenvalue computation itself.
         t = min(1.0, 2.0 * (-lam) / (1.0 - lam) + 16 * np.finfo(float).eps * model.dim)
         Y = (1.0 - t) * Y + t * identity
-        lam = None
-    return Y, float(np.max(np.abs(Y - X)))
+        spectrum = None
+    if spectrum is None:
+        spectrum = gram_spectrum(model, Y)
+    return Y, float(np.max(np.abs(Y - X))), spectrum
 
 
 NEAR_FEASIBLE = 1e-10
@@ -111,12 +123,11 @@ NEAR_FEASIBLE = 1e-10
 projection."""
 
 
-def _feasible(model: Model, Y: np.ndarray) -> float | None:
-    """The smallest eigenvalue of ``Y`` when it meets the constraints other than PSD, else
-    None."""
+def _feasible(model: Model, Y: np.ndarray) -> GramSpectrum | None:
+    """The spectrum of ``Y`` when it meets the constraints other than PSD, else None."""
     fixed = model.level.fixed_diagonal(model)
     d = np.diag(Y)
     if not (np.all(d[fixed] == 1.0) and np.all(d[~fixed] <= 1.0)
             and model.relaxation.violation(model, Y) == 0.0):
         return None
-    return min_eigenvalue(model, Y)
+    return gram_spectrum(model, Y)
