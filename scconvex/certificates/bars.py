@@ -298,8 +298,11 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     a floor of 0: a bar of inf).
     """
     c, a, a_div, up, down = rows.linear()
+    # In place where it can be: at g = 3000 each g x g array is 71 MB, and this is the
+    # peak of the whole pipeline's memory.
     Rt = R / rows.tau
-    grow = np.exp(np.minimum(Rt, up))
+    grow = np.minimum(Rt, up)
+    np.exp(grow, out=grow)
     shrink = np.exp(-np.minimum(Rt, down, out=Rt), out=Rt)
     grow *= a
     with np.errstate(divide="ignore"):
@@ -307,7 +310,7 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     pref = np.exp(np.where(rows.active, rows.logkappa - log_E + c - logden - rows.margin(),
                            -np.inf))
     shrink *= a_div  # A_e^- / (e^c div) per entry
-    F = np.exp(c)[:, None] * shrink
+    F = np.multiply(np.exp(c)[:, None], shrink, out=grow)
     F += 1.0
     np.divide(shrink, F, out=F)
     F *= pref[:, None]
@@ -547,9 +550,14 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
         # sigma_p: mass on other classes, increasing in every cosine of the row. Its lower
         # bound is taken over a class-level box that holds every class Gram within
         # eps_c + eps_s of the optimum (the same argument with eps_c + eps_s for eps).
-        cls = rows if np.all(rows.m == 1) else _Rows(
-            rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B, rows.curvature,
-            rows.lowest, per_class=True)
+        if np.all(rows.m == 1):
+            cls = rows
+        else:
+            # The block rows' cached terms are not needed any more: free them before the
+            # class rows make theirs (4 g x g arrays, 280 MB at g = 3000).
+            rows._linear = None
+            cls = _Rows(rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B,
+                        rows.curvature, rows.lowest, per_class=True)
         full = _full_radius(cls)
         start = R * math.sqrt((exg + exg_s) / exg) * 1.5 if cls is rows and exg > 0 else None
         _, Rc = _remainder_bars(cls, det, exg + exg_s, log_E, full, start, shrink=False)
