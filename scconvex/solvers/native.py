@@ -1,13 +1,28 @@
-"""The native backend: Burer-Monteiro factorisation, Riemannian L-BFGS and certificates.
+"""The native backend: Newton steps in the block Gram or its factor, and certificates.
 
 The class and group levels share one variable, the ``g x g`` block Gram ``Q`` of
 :func:`scconvex.levels.blocks.block_gram` (``Q = M`` at class level), so both are solved the
-same way:
+same way. Above :data:`SMALL` blocks (option ``variable``) the run is in ``Q`` itself:
+
+* **Gram route** (:mod:`scconvex.solvers.corank`): a coarser model (blocks of similar
+  counts merged, ``g / 8`` blocks) is solved first, recursively, and its class Gram, which
+  is feasible as it is, is read off at the fine blocks: a point of rank ``g - 1`` with a
+  certified gap near ``1e-2``. Truncated Newton steps on the manifold of PSD matrices of
+  rank ``g - 1`` follow, each a few passes over ``g x g`` arrays and one Cholesky
+  factorisation (no ``g x g x r`` product): the face-curvature part of the Hessian is
+  inverted exactly by a Woodbury preconditioner, so conjugate gradients take one or two
+  products per step, and a Cholesky factorisation tests the certificate instead of an
+  eigenvalue solve. A stall or a failed step there (an optimum of lower rank) hands the
+  point to the factor below.
+
+Otherwise (and after such a hand-over) the factor:
 
 * **factor** ``Q = W W^T`` with ``W`` of shape ``(g, r)``. A block of one class needs
   ``Q_pp = 1``: its row of ``W`` lives on the unit sphere. A block of ``m_p >= 2`` classes
   needs ``0 <= Q_pp <= m_p``: its row is free. (The upper bound, ``a_p <= 1``, is never
-  active: the loss increases with every cosine.)
+  active: the loss increases with every cosine.) A block of single-sample classes is held
+  at ``a_p = 1`` and solved as one unit vector (the cost's ``geometry``,
+  :func:`scconvex.losses.base.native_geometry`).
 * **cost**: ``F(Q) = log(L - sum_c n_c log(n_c - 1))``, the logarithm of the *excess* loss,
   evaluated entirely in log space (MATH.md section 6). It has the minimisers of the loss,
   and its scale does not depend on ``tau``: at ``tau = 0.01`` the excess is about
