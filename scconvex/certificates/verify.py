@@ -25,6 +25,7 @@ from ..checks import check_tolerance
 from ..errors import InvalidInputError
 from ..files import SCHEMA_VERSION
 from ..levels import LEVELS, RANK_TOL, Level, same_json
+from ..losses.relaxations import FACTOR_KEY, FACTOR_TOL
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
 from .bars import CosineBars, check_claims, model_bars
@@ -108,6 +109,14 @@ class VerifyReport:
         Tolerances the gaps were judged against.
     details : dict
         Absolute gaps ``gap`` and ``sample_gap``.
+    nonnegative_dimension : int or None
+        ``dnn`` relaxation: the dimension of the stored non-negative factor ``H``, checked
+        (``H >= 0``, ``H H^T`` equal to the geometry, and ``H H^T`` within both tolerances
+        of the certified lower bound): non-negative (ReLU) features in that dimension
+        attain the optimum. None when the file stores no factor (then only the DNN lower
+        bound is proven, see :attr:`notes`) or for other relaxations.
+    notes : tuple of str
+        What a passing verification does not prove about this file.
     """
 
     ok: bool
@@ -126,10 +135,13 @@ class VerifyReport:
     tol: float = DEFAULT_GAP_TOL
     excess_tol: float = DEFAULT_EXCESS_TOL
     details: dict = field(default_factory=dict)
+    nonnegative_dimension: int | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary: the fields above plus the recomputed details."""
-        return {"ok": self.ok, "reasons": list(self.reasons), "level": self.level,
+        return {"ok": self.ok, "reasons": list(self.reasons), "notes": list(self.notes),
+                "nonnegative_dimension": self.nonnegative_dimension, "level": self.level,
                 "loss": self.loss, "excess_loss": self.excess_loss,
                 "lower_bound": self.lower_bound, "sample_lower_bound": self.sample_lower_bound,
                 "rel_gap": self.rel_gap, "sample_rel_gap": self.sample_rel_gap,
@@ -267,6 +279,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     reasons += _check_geometry_claims(data, schema, rec, bars)
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons
+    factor_reasons, dimension, notes = _check_factor(data, rec, tol, excess_tol)
+    reasons += factor_reasons
     return VerifyReport(
         ok=not reasons, reasons=tuple(reasons), level=level.name, loss=cert.loss,
         excess_loss=cert.excess_loss, lower_bound=cert.lower_bound,
@@ -277,7 +291,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             "gap": cert.gap, "sample_gap": scert.gap,
             "unique": None if bars is None else bars.unique,
             "max_half_width": math.nan if bars is None else bars.max_half_width,
-            "collapse_delta": math.nan if bars is None else bars.collapse_delta})
+            "collapse_delta": math.nan if bars is None else bars.collapse_delta},
+        nonnegative_dimension=dimension, notes=tuple(notes))
 
 
 def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.ndarray]:
@@ -473,6 +488,66 @@ def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:
             reasons.append(f"gap too large: gap relative to the excess loss "
                            f"{cert.excess_gap:.3e} {where} > {excess_tol:.1e}")
     return reasons
+
+
+def _check_factor(data: dict, rec: _Recomputed, tol: float, excess_tol: float
+                  ) -> tuple[list[str], int | None, list[str]]:
+    """The non-negative factor a ``dnn`` file stores: ``(reasons, dimension, notes)``.
+
+    A stored factor ``H`` must be non-negative, reproduce the geometry (``H H^T`` within
+    ``FACTOR_TOL`` per entry, unit rows) and claim its own dimension; the Gram of its
+    unit-scaled rows, a point that non-negative features attain exactly, must be within
+    both tolerances of the certified lower bounds (its loss is recomputed). A file without
+    a factor proves the DNN lower bound only, and the report says so.
+    """
+    model = rec.model
+    relaxation = model.relaxation
+    if FACTOR_KEY not in relaxation.report_keys:
+        return [], None, []
+    try:
+        factor = relaxation.load_factor(model, data)
+    except InvalidInputError as exc:
+        return [f"malformed certificate: {exc}"], None, []
+    if factor is None:
+        return [], None, [
+            "non-negative (ReLU) features not proven: the file stores no non-negative "
+            "factor of its geometry, so only the DNN lower bound is proven (a doubly "
+            "non-negative Gram need not be the Gram of non-negative features)"]
+    reasons = []
+    entry = data[FACTOR_KEY]
+    if factor.min_entry < 0:
+        reasons.append(f"tampered values: {FACTOR_KEY} has a negative entry "
+                       f"({factor.min_entry:.3e}): not the features of a ReLU")
+    X = rec.X
+    residual = factor.residual(X)
+    if not residual <= FACTOR_TOL:
+        reasons.append(f"tampered values: {FACTOR_KEY} does not reproduce the geometry "
+                       f"(|H H^T - X| or a feature's norm off by {residual:.3e} > "
+                       f"{FACTOR_TOL:.0e})")
+    claimed = entry.get("residual")
+    if isinstance(claimed, bool) or not isinstance(claimed, (int, float)) or not _close(
+            float(claimed), residual, 1e-12 + GAP_RTOL * residual):
+        reasons.append(f"tampered values: claimed {FACTOR_KEY}.residual {claimed!r} but the "
+                       f"factor gives {residual!r}")
+    claim = entry.get("dimension")
+    if isinstance(claim, bool) or claim != factor.dimension:
+        reasons.append(f"tampered values: claimed {FACTOR_KEY}.dimension {claim!r} but the "
+                       f"factor uses {factor.dimension}")
+    if reasons:
+        return reasons, None, []
+    fcert, fscert = certify(model, factor.gram())
+    for own, cert in ((fcert, rec.cert), (fscert, rec.scert)):
+        # The factor's Gram against the bound certified at the stored geometry; the
+        # excess difference is formed from the two excesses (no cancellation).
+        gap = max((own.excess_loss - cert.excess_loss) + cert.gap, 0.0)
+        rel = gap / abs(own.loss) if own.loss else (0.0 if gap == 0 else math.inf)
+        ex = (0.0 if gap == 0 else gap / own.excess_loss if own.excess_loss > 0
+              else math.inf)
+        if not (rel <= tol and ex <= excess_tol):
+            reasons.append(f"the Gram of {FACTOR_KEY} is not certified: its loss is "
+                           f"{gap:.3e} above the lower bound over {cert.level} Grams "
+                           f"(relative {rel:.2e}, to the excess {ex:.2e})")
+    return reasons, (None if reasons else factor.dimension), []
 
 
 def _check_status(data: dict, rec: _Recomputed, gap_reasons: list[str]) -> list[str]:

@@ -297,6 +297,12 @@ def _cmd_verify(args) -> int:
 
             print(f"  proven: every optimal cosine within {float(round_up(widest)):.2e} of the "
                   f"stored one; {proof}; claimed bars, uniqueness and measures re-derived")
+        if report.nonnegative_dimension is not None:
+            print(f"verified: non-negative (ReLU) features in d = "
+                  f"{report.nonnegative_dimension} attain it (the stored factor H >= 0, "
+                  f"H H^T = the geometry)")
+        for note in report.notes:
+            print(f"note: {note}")
     if not report.ok:
         print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
         return 1

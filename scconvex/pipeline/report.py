@@ -133,7 +133,8 @@ def format_result(res, *, max_classes: int = 12) -> str:
     if ((spec.loss, spec.relaxation) != (DEFAULT_LOSS, DEFAULT_RELAXATION)
             or spec.batches is not None):
         batches = "" if spec.batches is None else f"   batches {len(spec.batches)}"
-        lines.insert(2, f"  variant     loss {spec.loss}   relaxation {spec.relaxation}{batches}")
+        features = res.model.relaxation.label or f"relaxation {spec.relaxation}"
+        lines.insert(2, f"  variant     loss {spec.loss}   {features}{batches}")
     if res.status == "failed":
         lines.append(f"  {res.message}")
         return "\n".join(lines)
@@ -150,6 +151,7 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
     lines += _bars_lines(res)
+    lines += res.model.relaxation.report_lines(res)
     if res.model.level.compressed and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)
