@@ -372,3 +372,11 @@ def test_verify_checks_the_loss_of_the_factor(monkeypatch):
         build_model(spec, "class"), data).residual(np.eye(5))
     report = verify_data(data)
     assert not report.ok and any("is not certified" in r for r in report.reasons)
+
+
+def test_report_names_relu_features():
+    from scconvex.pipeline.report import format_result
+
+    text = format_result(solve(ProblemSpec((3, 2, 1, 1), 0.5, relaxation="dnn")))
+    assert "non-negative features (ReLU)" in text and "relaxation dnn" not in text
+    assert "features H >= 0 in d = 3" in text
