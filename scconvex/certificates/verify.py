@@ -79,6 +79,48 @@ BOUNDS_SCHEMA = 2
 ``measures.bounds`` are claims that the verifier re-derives (version 1 files held an
 estimate under ``unique``, which is not read)."""
 
+CHECKED_FIELDS = ("kind", "schema_version", "spec", "level", "status", "rank", "gap_tol",
+                  "excess_tol", "measures", "cosine_bounds", "unique", "uniqueness",
+                  CLAIMED_NUMBERS, DESCRIPTION_FIELDS)
+"""Top-level fields that are read or recomputed and compared (with the geometry of each
+level, ``class_gram`` and the relaxation's own fields, e.g. ``nonnegative_factor``)."""
+
+NOT_VERIFIED_KEY = "not_verified"
+"""The one top-level key whose content is never checked: a file puts there what its
+writer reports but ``verify`` does not recompute, so that no unchecked number sits next to
+checked ones."""
+
+LEGACY_NOT_VERIFIED = ("unique", "uniqueness")
+"""Top-level fields that a file of a schema before :data:`BOUNDS_SCHEMA` holds as an
+estimate: not read, and listed as not verified in the report's notes."""
+
+
+def _field_names() -> frozenset[str]:
+    names = set(NOT_TRUSTED) | {CLASS_GRAM_KEY} | {level.key for level in LEVELS.values()}
+    for item in CHECKED_FIELDS:
+        names.update((item,) if isinstance(item, str) else item)
+    return frozenset(names)
+
+
+def _field_reasons(data: dict, model: Model, schema: int) -> tuple[list[str], list[str]]:
+    """Every top-level key is checked, context, or under :data:`NOT_VERIFIED_KEY`:
+    ``(reasons, notes)``. An unknown key is a rejection: it would be a number that looks
+    verified and is not."""
+    known = _field_names() | set(model.relaxation.report_keys)
+    unknown = sorted(key for key in data if key not in known and key != NOT_VERIFIED_KEY)
+    reasons = [f"unchecked field {key!r}: verify neither recomputes it nor is it context; "
+               f"a writer puts such fields under {NOT_VERIFIED_KEY!r}" for key in unknown]
+    unchecked = [key for key in LEGACY_NOT_VERIFIED
+                 if schema < BOUNDS_SCHEMA and data.get(key) is not None]
+    extra = data.get(NOT_VERIFIED_KEY)
+    if extra is not None and not isinstance(extra, dict):
+        reasons.append(f"malformed certificate: {NOT_VERIFIED_KEY!r} is not an object")
+    elif extra:
+        unchecked += sorted(extra)
+    notes = ([f"not verified (reported by the solve, never checked): {', '.join(unchecked)}"]
+             if unchecked else [])
+    return reasons, notes
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -271,7 +313,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
                      f"(violation {violation:.3e})", tol, excess_tol, level=level.name,
                      min_eigenvalue=lam)
-    reasons = _derived_gram(data, model, X)
+    reasons, field_notes = _field_reasons(data, model, schema)
+    reasons += _derived_gram(data, model, X)
     cert, scert = certify(model, X)
     rec = _Recomputed(model, X, cert, scert, lam, spectrum.rank(RANK_TOL))
     reasons += _check_claims(data, claimed, spec, rec, tol, excess_tol)
@@ -292,7 +335,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             "unique": None if bars is None else bars.unique,
             "max_half_width": math.nan if bars is None else bars.max_half_width,
             "collapse_delta": math.nan if bars is None else bars.collapse_delta},
-        nonnegative_dimension=dimension, notes=tuple(notes))
+        nonnegative_dimension=dimension, notes=tuple(notes + field_notes))
 
 
 def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.ndarray]:

@@ -195,6 +195,9 @@ class DoublyNonnegative(Relaxation):
         if not isinstance(entry, dict) or not isinstance(entry.get("found"), bool):
             raise InvalidInputError(f"{FACTOR_KEY!r} must be an object with a boolean "
                                     "'found'")
+        unknown = sorted(set(entry) - {"found", "dimension", "residual", "own", "shared"})
+        if unknown:
+            raise InvalidInputError(f"{FACTOR_KEY!r} has unchecked fields {unknown}")
         if not entry["found"]:
             if entry.get("own") is not None or entry.get("shared") is not None:
                 raise InvalidInputError(f"{FACTOR_KEY!r} says found: false but holds a "
