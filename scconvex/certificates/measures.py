@@ -85,15 +85,18 @@ class BlockGeometry:
 def geometry_of(data: dict) -> BlockGeometry | None:
     """Block geometry of a solve result dictionary (``SolveResult.to_dict()``).
 
-    Uses the ``groups`` entry at group level and the ``class_gram`` otherwise; ``None``
-    when the result holds no geometry (a failed solve).
+    Uses the ``groups`` entry at group level, the cosines of ``class_means`` at sample
+    level (the block means in ``class_gram`` are not the cosines between the class means
+    when the sample Gram is not collapsed) and the ``class_gram`` otherwise; ``None`` when
+    the result holds no geometry (a failed solve).
     """
     groups = data.get("groups")
     if isinstance(groups, dict) and groups.get("gram") is not None:
         return BlockGeometry(np.asarray(groups["gram"], dtype=float),
                              np.asarray(groups["sizes"], dtype=int),
                              np.asarray(groups["block_of"], dtype=int))
-    M = data.get("class_gram")
+    means = data.get("class_means")
+    M = means.get("cosines") if isinstance(means, dict) else data.get("class_gram")
     if M is None:
         return None
     M = np.asarray(M, dtype=float)

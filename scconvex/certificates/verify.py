@@ -81,7 +81,7 @@ estimate under ``unique``, which is not read)."""
 
 CHECKED_FIELDS = ("kind", "schema_version", "spec", "level", "status", "rank", "gap_tol",
                   "excess_tol", "measures", "cosine_bounds", "unique", "uniqueness",
-                  CLAIMED_NUMBERS, DESCRIPTION_FIELDS)
+                  "class_means", CLAIMED_NUMBERS, DESCRIPTION_FIELDS)
 """Top-level fields that are read or recomputed and compared (with the geometry of each
 level, ``class_gram`` and the relaxation's own fields, e.g. ``nonnegative_factor``)."""
 
@@ -357,16 +357,48 @@ data at the other levels)."""
 
 
 def _derived_gram(data: dict, model: Model, X: np.ndarray) -> list[str]:
-    """A stored class Gram derived from the geometry (group, sample level) must equal it."""
+    """A stored class Gram derived from the geometry (group, sample level) must equal it,
+    and so must the class means a sample-level file stores."""
+    reasons = _class_means(data, model, X)
     if model.level.key == CLASS_GRAM_KEY or data.get(CLASS_GRAM_KEY) is None:
-        return []
+        return reasons
     try:
         M = _matrix(data, CLASS_GRAM_KEY, model.spec.k)
     except InvalidInputError as exc:
-        return [f"malformed certificate: {exc}"]
+        return reasons + [f"malformed certificate: {exc}"]
     if np.max(np.abs(M - model.level.class_gram(model, X))) > FEASIBILITY_TOL:
-        return [f"tampered values: class_gram does not match the {model.level.name} "
-                "geometry"]
+        return reasons + [f"tampered values: class_gram does not match the "
+                          f"{model.level.name} geometry"]
+    return reasons
+
+
+def _class_means(data: dict, model: Model, X: np.ndarray) -> list[str]:
+    """``class_means`` (sample level): the cosines between the class means and their
+    lengths, recomputed from the sample Gram (NaN where a mean has length 0)."""
+    stored = data.get("class_means")
+    if stored is None:
+        return []
+    k = model.spec.k
+    if not model.level.dense:
+        return [f"malformed certificate: class_means belong to a sample-level file, not "
+                f"a {model.level.name}-level one"]
+    if not isinstance(stored, dict) or set(stored) != {"cosines", "norms"}:
+        return ["malformed certificate: class_means must hold 'cosines' and 'norms'"]
+    cosines, norms = model.level.class_means(model, X)
+    raw = stored["cosines"]
+    rows = ([[math.nan if x == "nan" else x for x in row] for row in raw]
+            if isinstance(raw, list) and all(isinstance(row, list) for row in raw) else None)
+    if rows is None or not all(map(_number_row, rows + [stored["norms"]])):
+        return ["malformed certificate: class_means is not numeric"]
+    cos_claim = np.array(rows, dtype=float)
+    norm_claim = np.array(stored["norms"], dtype=float)
+    if norm_claim.shape != (k,) or cos_claim.shape != (k, k):
+        return ["malformed certificate: class_means has the wrong shape"]
+    same_nan = np.array_equal(np.isnan(cos_claim), np.isnan(cosines))
+    both = ~np.isnan(cosines)
+    if not (same_nan and np.all(np.abs(norm_claim - norms) <= FEASIBILITY_TOL)
+            and np.all(np.abs(cos_claim[both] - cosines[both]) <= FEASIBILITY_TOL)):
+        return ["tampered values: class_means do not match the sample geometry"]
     return []
 
 
@@ -454,7 +486,9 @@ def _check_measures(claimed, schema: int, rec: _Recomputed,
         return ["malformed certificate: measures is not an object"]
     model = rec.model
     if model.level.dense:
-        M = model.level.class_gram(model, rec.X)
+        # The cosines between the class means (the block means of G are not, unless G is
+        # collapsed), as the writer's measures are (measures.geometry_of).
+        M = model.level.class_means(model, rec.X)[0]
         geo = BlockGeometry(M, np.ones(model.spec.k, dtype=int), np.arange(model.spec.k))
     else:
         geo = BlockGeometry(rec.X, np.asarray(model.sizes), np.asarray(model.block_of))

@@ -1,0 +1,84 @@
+"""Right names for right numbers (issue 19, item 3).
+
+References are computed here from features: the stored sample Gram is factored, the class
+means are formed as means of feature vectors, and their cosines and lengths are taken
+directly, independently of the level code that the report uses.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from scconvex import ProblemSpec, solve
+from scconvex.certificates.verify import verify_data
+from scconvex.pipeline.report import format_result
+from scconvex.problem.batches import random_batches
+
+
+@pytest.fixture(scope="module")
+def batchwise():
+    """The issue's example: 6,6,2,2 at tau 0.5 in random batches of 4 (seed 0)."""
+    spec = ProblemSpec((6, 6, 2, 2), 0.5, batches=random_batches(16, 4, 0))
+    return solve(spec, level="sample")
+
+
+def _means_from_features(G, labels, k):
+    lam, V = np.linalg.eigh(G)
+    H = V * np.sqrt(np.maximum(lam, 0.0))
+    mu = np.array([H[labels == c].mean(axis=0) for c in range(k)])
+    norms = np.linalg.norm(mu, axis=1)
+    return mu @ mu.T / np.outer(norms, norms), norms
+
+
+def test_batchwise_report_prints_cosines_of_the_class_means(batchwise):
+    res = batchwise
+    assert res.success
+    cos, norms = _means_from_features(res.variable, res.spec.labels, res.spec.k)
+    # The classes have not collapsed, and the true cosines differ from the block means.
+    assert norms.max() < 0.8
+    assert abs(cos[0, 1] - res.class_gram[0, 1]) > 0.3
+    text = format_result(res)
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith("c")]
+    table = np.array([[float(x) for x in row[1:]] for row in rows[-4:]])
+    np.testing.assert_allclose(table, cos, atol=1e-6)
+    assert "not collapsed" in text
+    length = next(line for line in text.splitlines() if line.strip().startswith("length"))
+    np.testing.assert_allclose([float(x) for x in length.split()[1:]], norms, atol=1e-6)
+
+
+def test_batchwise_json_carries_verified_class_means(batchwise):
+    data = json.loads(json.dumps(batchwise.to_dict()))
+    cos, norms = _means_from_features(batchwise.variable, batchwise.spec.labels, 4)
+    np.testing.assert_allclose(data["class_means"]["cosines"], cos, atol=1e-10)
+    np.testing.assert_allclose(data["class_means"]["norms"], norms, atol=1e-10)
+    assert verify_data(data).ok
+    data["class_means"]["cosines"][2][3] = data["class_means"]["cosines"][3][2] = 0.25
+    report = verify_data(data)
+    assert not report.ok and "class_means" in report.reasons[0]
+
+
+def test_compare_batching_measures_the_class_means(batchwise):
+    from scconvex.studies.compare_batching import summarize
+
+    geo = summarize("batch-wise", batchwise)
+    cos, norms = _means_from_features(batchwise.variable, batchwise.spec.labels, 4)
+    etf = np.full((4, 4), -1 / 3) + np.eye(4) * (4 / 3)
+    assert geo.to_etf == pytest.approx(np.linalg.norm(cos - etf), abs=1e-9)
+    assert geo.to_orthogonal == pytest.approx(np.linalg.norm(cos - np.eye(4)), abs=1e-9)
+    np.testing.assert_allclose(geo.norms, norms, atol=1e-10)
+    assert "class_mean_cosines" in geo.to_dict() and "class_gram" not in geo.to_dict()
+
+
+def test_collapsed_answers_print_no_lengths():
+    text = format_result(solve(ProblemSpec((3, 3, 2), 0.5), level="sample"))
+    assert "not collapsed" not in text and "length" not in text
+
+
+def test_batchwise_measures_use_the_class_means(batchwise):
+    data = batchwise.to_dict()
+    cos, _ = _means_from_features(batchwise.variable, batchwise.spec.labels, 4)
+    off = cos[~np.eye(4, dtype=bool)]
+    measures = data["measures"]
+    assert measures["cos_max"] == pytest.approx(off.max(), abs=1e-9)
+    assert measures["cos_min"] == pytest.approx(off.min(), abs=1e-9)
