@@ -82,3 +82,63 @@ def test_batchwise_measures_use_the_class_means(batchwise):
     measures = data["measures"]
     assert measures["cos_max"] == pytest.approx(off.max(), abs=1e-9)
     assert measures["cos_min"] == pytest.approx(off.min(), abs=1e-9)
+
+
+# ---------------------------------------------------------------------- class names
+def _run(argv, capsys):
+    from scconvex.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_names_from_a_csv_counts_file_reach_table_and_json(tmp_path, capsys):
+    path = tmp_path / "counts.csv"
+    path.write_text("class,count\nairplane,50\nautomobile,30\nbird,12\n")
+    code, out, _ = _run(["solve", "--counts-file", str(path), "--tau", "0.5"], capsys)
+    assert code == 0
+    assert "airplane" in out and "bird" in out and " c0 " not in out
+    cert = tmp_path / "c.json"
+    code, out, _ = _run(["solve", "--counts-file", str(path), "--tau", "0.5", "--json",
+                         "--certificate", str(cert)], capsys)
+    data = json.loads(out)
+    assert data["spec"]["names"] == ["airplane", "automobile", "bird"]
+    assert verify_data(json.loads(cert.read_text())).ok
+
+
+def test_names_from_a_labels_file(tmp_path, capsys):
+    path = tmp_path / "labels.txt"
+    path.write_text("dog\ncat\ndog\ndog\ncat\nemu\n")
+    code, out, _ = _run(["solve", "--labels-file", str(path), "--tau", "0.5", "--json"],
+                        capsys)
+    assert code == 0
+    assert json.loads(out)["spec"]["names"] == ["cat", "dog", "emu"]
+
+
+def test_names_do_not_change_the_problem():
+    named = ProblemSpec((3, 2), 0.5, names=("a", "b"))
+    assert named == ProblemSpec((3, 2), 0.5)
+    assert ProblemSpec.from_dict(named.to_dict()).names == ("a", "b")
+    from scconvex import InvalidInputError
+
+    for bad in (("a",), ("a", "a"), ("a", ""), "ab", ("a", 3)):
+        with pytest.raises(InvalidInputError):
+            ProblemSpec((3, 2), 0.5, names=bad)
+
+
+def test_names_reach_the_sweep_and_the_gram_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from scconvex.studies.atlas import Atlas
+    from scconvex.studies.plot import make_figure
+    from scconvex.studies.sweep import build_points, run_sweep
+
+    path = tmp_path / "counts.csv"
+    path.write_text("airplane,50\nautomobile,30\nbird,12\n")
+    points = build_points({"counts_files": [str(path)], "tau": "0.5"})
+    assert points[0]["spec"]["names"] == ["airplane", "automobile", "bird"]
+    with Atlas(tmp_path / "a.sqlite", create=True) as atlas:
+        run_sweep(points, atlas, workers=0)
+        fig = make_figure(atlas, "gram")
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["airplane", "automobile", "bird"]

@@ -177,16 +177,8 @@ def format_result(res, *, max_classes: int = 12) -> str:
         lines.append("  cosines between class means" + (
             " (not collapsed: the means are shorter than 1)" if spread else
             " (+- proven bar)" if bars is not None else "") + ":")
-        width = max(len(str(c)) for c in spec.counts) + 3
-        cell = 10 if bars is None else 19
-        head = " " * (width + 2) + "".join(f"{'c' + str(j):>{cell}}" for j in range(k))
-        lines.append(head)
-        for i in range(k):
-            row = "".join(_cell(M[i, j], None if bars is None or i == j else bars[i, j],
-                                bars is not None) for j in range(k))
-            lines.append(f"  {'c' + str(i):<{width}}{row}")
-        if spread:
-            lines.append(f"  {'length':<{width}}" + "".join(f"{x:>10.6f}" for x in norms))
+        lines += matrix_table(M, class_labels(spec), "length" if spread else None, norms,
+                              bars=bars)
     else:
         # Summarise from the solved variable: lifting a group answer to k x k could need
         # far more memory than the solve (k = 1e5: 75 GiB).
@@ -242,6 +234,34 @@ def _up(x: float) -> str:
     from ..certificates.bars import round_up
 
     return f"{float(round_up(x, 2)):.1e}"
+
+
+NAME_WIDTH = 12
+"""Class names are cut to this many characters in tables."""
+
+
+def class_labels(spec) -> list[str]:
+    """Row and column labels of a class table: the class names (cut to
+    :data:`NAME_WIDTH` characters), or ``c0, c1, ...``."""
+    return [name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "~"
+            for name in spec.class_names]
+
+
+def matrix_table(M, labels: list[str], extra: str | None = None, values=(),
+                 bars=None) -> list[str]:
+    """Lines of a k x k table with class labels, optionally each off-diagonal entry with
+    its proven bar (``bars``, k x k half-widths), and optionally one more row labelled
+    ``extra`` holding ``values``."""
+    width = max(map(len, labels + [extra or ""])) + 2
+    cell = max(10 if bars is None else 19, max(map(len, labels)) + 2)
+    out = [" " * (width + 2) + "".join(f"{name:>{cell}}" for name in labels)]
+    for i, (name, row) in enumerate(zip(labels, M, strict=True)):
+        cells = (f"{x:>10.6f}" if bars is None else
+                 _cell(x, None if i == j else bars[i, j], True) for j, x in enumerate(row))
+        out.append(f"  {name:<{width}}" + "".join(f"{c:>{cell}}" for c in cells))
+    if extra is not None:
+        out.append(f"  {extra:<{width}}" + "".join(f"{x:>{cell}.6f}" for x in values))
+    return out
 
 
 def _cosine_range(res) -> tuple[float, float]:

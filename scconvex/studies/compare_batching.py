@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..pipeline.report import class_labels, matrix_table
 from ..problem.spec import ProblemSpec
 
 
@@ -94,10 +95,8 @@ def format_comparison(spec: ProblemSpec, pair: tuple[Geometry, Geometry], batche
             f"{geo.loss:.10g}, relative gap {geo.rel_gap:.2e}",
             f"  within-class spread {geo.spread:.3e}   distance to orthogonal frame "
             f"{geo.to_orthogonal:.4f}   distance to ETF {geo.to_etf:.4f}",
-            "  cosines between class means:",
+            "  cosines between class means, and their lengths (1: collapsed):",
         ]
-        for row in geo.cosines:
-            lines.append("    " + "".join(f"{x:>10.5f}" for x in row))
-        lines.append("  lengths of the class means (1: collapsed):")
-        lines.append("    " + "".join(f"{x:>10.5f}" for x in geo.norms))
+        lines += ["  " + line for line in matrix_table(geo.cosines, class_labels(spec),
+                                                        "length", geo.norms)]
     return "\n".join(lines)

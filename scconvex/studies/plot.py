@@ -305,13 +305,29 @@ def _row_title(row: dict) -> str:
     return f"counts {counts}, tau={row['tau']:g}"
 
 
+def _class_names(row: dict, k: int) -> list[str] | None:
+    """The class names of the row's problem (from its certificate's spec), if it has any."""
+    try:
+        names = json.loads(row.get("certificate") or "{}").get("spec", {}).get("names")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if not isinstance(names, list) or len(names) != k:
+        return None
+    return [str(x) for x in names]
+
+
 def gram_figure(row: dict):
-    """Heatmap of one class Gram (cosines between class means)."""
+    """Heatmap of one class Gram (cosines between class means); class names as tick
+    labels when the problem has them (up to 40 classes)."""
     M = _class_gram(row)
     fig = _figure(figsize=(5.2, 4.4), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(M, cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="cosine")
+    names = _class_names(row, len(M))
+    if names is not None and len(names) <= 40:
+        ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
     ax.set_xlabel("class")
     ax.set_ylabel("class")
     ax.set_title(_row_title(row), fontsize=9)
@@ -355,9 +371,12 @@ def sphere_figure(row: dict, dim: int | None = None):
         ax.scatter(U[:, 0], U[:, 1], U[:, 2], s=20 + 80 * counts / counts.max(),
                    c=np.log(counts), cmap="coolwarm", depthshade=False, gid="means")
         ax.set_box_aspect((1, 1, 1))
+    names = _class_names(row, k)
     for i in range(k):
-        ax.text(*(1.08 * U[i]), str(int(counts[i])), fontsize=7)
-    ax.set_title(f"{_row_title(row)}\nclass means in d={d} ({note}; label: samples)",
+        label = str(int(counts[i])) if names is None else f"{names[i]} ({int(counts[i])})"
+        ax.text(*(1.08 * U[i]), label, fontsize=7)
+    what = "samples" if names is None else "class (samples)"
+    ax.set_title(f"{_row_title(row)}\nclass means in d={d} ({note}; label: {what})",
                  fontsize=9)
     return fig
 

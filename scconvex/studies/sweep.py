@@ -27,8 +27,8 @@ from ..problem.inputs import (
     parse_counts,
     parse_ints,
     parse_values,
-    read_counts_file,
-    read_labels_file,
+    read_counts_table,
+    read_labels_classes,
 )
 from ..problem.spec import ProblemSpec
 
@@ -179,16 +179,16 @@ def build_points(settings: dict) -> list[dict]:
             for tau in taus:
                 spec = ProblemSpec.long_tail(k, ratio, n_max, tau, level=level)
                 problems.append((spec, {"family": "long_tail", "R": ratio, "n_max": n_max}))
-    datasets: list[tuple[str, tuple[int, ...]]] = []
+    datasets: list[tuple[str, tuple[int, ...], tuple[str, ...] | None]] = []
     for text in settings.get("counts") or []:
-        datasets.append((text, parse_counts(text)))
+        datasets.append((text, parse_counts(text), None))
     for path in settings.get("counts_files") or []:
-        datasets.append((os.path.basename(path), read_counts_file(path)))
+        datasets.append((os.path.basename(path), *read_counts_table(path)))
     for path in settings.get("labels_files") or []:
-        datasets.append((os.path.basename(path), read_labels_file(path)))
-    for name, counts in datasets:
+        datasets.append((os.path.basename(path), *read_labels_classes(path)))
+    for name, counts, names in datasets:
         for tau in taus:
-            spec = ProblemSpec(counts, tau, level=level)
+            spec = ProblemSpec(counts, tau, level=level, names=names)
             problems.append((spec, {"family": "counts", "dataset": name,
                                     "R": max(counts) / min(counts)}))
     if not problems:
