@@ -30,7 +30,7 @@ from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
 from .bars import CosineBars, check_claims, model_bars
 from .certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, Certificate, certify
-from .measures import BlockGeometry, summary
+from .measures import MEASURES_VERSION, BlockGeometry, summary
 from .repair import gram_spectrum
 
 FEASIBILITY_TOL = 1e-10
@@ -493,7 +493,10 @@ def _check_measures(claimed, schema: int, rec: _Recomputed,
     else:
         geo = BlockGeometry(rec.X, np.asarray(model.sizes), np.asarray(model.block_of))
     proven = None if bars is None else (bars.lower, bars.upper)
-    want = summary(geo, counts=model.spec.counts, rank=rec.rank, bounds=proven)
+    # Files written before measures_version existed hold the definitions of version 1.
+    version = MEASURES_VERSION if "measures_version" in claimed else 1
+    want = summary(geo, counts=model.spec.counts, rank=rec.rank, bounds=proven,
+                   version=version)
     reasons = []
     bounds = claimed.get("bounds")
     for key in claimed:

@@ -125,7 +125,6 @@ def build_points(settings: dict) -> list[dict]:
     list of dict
         One per distinct problem, each with ``key``, ``spec`` and the grid coordinates.
     """
-    from ..certificates.measures import step_minority
     from ..features.nonconvex import NONCONVEX_LEVELS
     from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, SOLVERS
     from .atlas import problem_key
@@ -167,8 +166,7 @@ def build_points(settings: dict) -> list[dict]:
             for tau in taus:
                 spec = ProblemSpec.step(k, rho, used, n_min, tau, level=level)
                 problems.append((spec, {"family": "step", "R": used, "rho": rho,
-                                        "n_min": n_min,
-                                        "minority": step_minority(k, rho).tolist()}))
+                                        "n_min": n_min}))
     if settings.get("long_tail_k") is not None or settings.get("n_max") is not None:
         if settings.get("long_tail_k") is None or settings.get("n_max") is None \
                 or settings.get("R") is None:
