@@ -142,3 +142,20 @@ def test_names_reach_the_sweep_and_the_gram_plot(tmp_path):
         fig = make_figure(atlas, "gram")
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks == ["airplane", "automobile", "bird"]
+
+
+def test_tightness_table_shows_rounding_below_zero_as_zero():
+    """Issue 19: the sample-level table printed gaps such as -9.7e-16."""
+    from dataclasses import replace
+
+    from scconvex.features.tightness import format_table, tightness
+
+    rep = tightness(ProblemSpec((4, 3, 2), 0.5), dims=[3], restarts=1, level="sample")
+    row = rep.rows[0]
+    shown = replace(rep, rows=(replace(row, rel_gap=-9.7e-16, excess_gap=-3.3e-15),))
+    line = format_table(shown).splitlines()[-2]
+    assert "-9.7e-16" not in line and "-3.3e-15" not in line
+    assert line.split()[2:4] == ["0", "0"]
+    # Far below zero is not rounding: shown as it is.
+    shown = replace(rep, rows=(replace(row, rel_gap=-1e-3),))
+    assert "-1.0e-03" in format_table(shown)
