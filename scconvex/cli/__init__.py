@@ -281,6 +281,10 @@ def _cmd_verify(args) -> int:
 
     tol = DEFAULT_GAP_TOL if args.tol is None else args.tol
     excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
+    if not os.path.lexists(args.file):
+        # A file name that names nothing is a usage error, as for --counts-file (exit 2);
+        # a file that exists and cannot be read or proven is a failed verification.
+        raise InvalidInputError(f"cannot read {args.file!r}: no such file")
     report = verify(args.file, tol=tol, excess_tol=excess_tol)
     if args.json:
         print(dumps(report.to_dict()))
@@ -405,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         from .commands import HANDLERS
@@ -431,8 +436,13 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         raise
     except MemoryError as exc:
+        batchwise = args is not None and any(
+            getattr(args, name, None) is not None for name in ("batches", "batch_size")
+        ) and args.command != "sweep"
+        # A batch-wise loss exists at sample level only: no coarser level to suggest.
+        level = "" if batchwise else "a coarser --level (group or class), "
         print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); try "
-              "--level group, a smaller problem, or see SCCONVEX_MEMORY_LIMIT", file=sys.stderr)
+              f"{level}a smaller problem, or see SCCONVEX_MEMORY_LIMIT", file=sys.stderr)
         return 1
     except Exception as exc:  # the last net: one line, never a traceback
         if os.environ.get(DEBUG_ENV):

@@ -39,6 +39,7 @@ import numpy as np
 from ..certificates.certify import dense_rounding
 from ..errors import InvalidInputError, SolveFailedError
 from ..levels import CLASS, get_level
+from ..losses import loss_of
 from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 from ..problem.model import class_sums
 from ..problem.spec import ProblemSpec
@@ -417,7 +418,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     rows_nc = get_level(level).rows(spec)
     check_memory(nonconvex_bytes(rows_nc, max(dims), restarts),
                  f"the non-convex {level}-level problem ({rows_nc} x {max(dims)} features)",
-                 "use smaller --dims" + (f" or --level {CLASS.name}" if per_sample else ""))
+                 "use smaller --dims" + (f" or --level {CLASS.name}" if per_sample
+                                         and CLASS in loss_of(spec).levels else ""))
     t_start = time.perf_counter()
     deadline = math.inf if time_limit is None else t_start + float(time_limit)
     if relaxed is None:

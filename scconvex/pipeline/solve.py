@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -370,6 +370,10 @@ def level_hint(model: Model, backend: Backend) -> str:
         rows = sides[smallest]
         return (f"use --level {smallest.name} ({rows} row{'s' if rows > 1 else ''} instead "
                 f"of {model.dim})")
+    if len(sides) == 1:
+        # E.g. a batch-wise loss: suggesting a level it refuses would send the user round.
+        return (f"{model.loss.description} is defined at the {model.level.name} level only: "
+                "a smaller problem is the way")
     return "no smaller level exists for these counts"
 
 
@@ -399,17 +403,25 @@ def certify_seconds(model: Model) -> float:
     return CERTIFY_EIGS * best * (m / m0) ** 3
 
 
-def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
+def solve(spec: ProblemSpec | Sequence[int], *, tau: float | None = None,
+          level: str | None = None, solver: str = "auto",
           options: Mapping[str, Any] | None = None,
           gap_tol: float = DEFAULT_GAP_TOL,
           excess_tol: float = DEFAULT_EXCESS_TOL,
-          threads: int | None = None) -> SolveResult:
+          threads: int | None = None, **spec_fields) -> SolveResult:
     """Solve the convex relaxation of an SC-loss problem and certify the answer.
 
     Parameters
     ----------
-    spec : ProblemSpec
-        Counts, temperature, loss, relaxation and (default) level.
+    spec : ProblemSpec or sequence of int
+        Counts, temperature, loss, relaxation and (default) level; or the class counts
+        alone, with ``tau`` (and any other :class:`ProblemSpec` field, e.g. ``loss`` or
+        ``relaxation``) as keywords: ``solve([20, 20, 2, 2], tau=0.1)``.
+    tau : float, optional
+        The temperature, when ``spec`` is a count vector (not allowed with a spec).
+    **spec_fields
+        Further fields of the spec built from a count vector (``loss``, ``relaxation``,
+        ``batches``, ``names``).
     level : {"auto", "group", "class", "sample"}, optional
         Overrides ``spec.level``. ``"auto"`` solves at group level when counts repeat and at
         class level otherwise, and retries at class level (up to
@@ -455,9 +467,10 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     >>> res = solve(ProblemSpec((5, 5, 5), tau=0.5))
     >>> res.status, round(res.loss, 8), round(float(res.class_gram[0, 1]), 6)
     ('optimal', 22.55406155, -0.5)
+    >>> solve([20, 20, 2, 2], tau=0.1).status
+    'optimal'
     """
-    if not isinstance(spec, ProblemSpec):
-        raise InvalidInputError(f"spec must be a ProblemSpec, got {type(spec).__name__}")
+    spec = _as_spec(spec, tau, spec_fields)
     if solver not in SOLVERS:
         raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
     tols = (check_tolerance(gap_tol, "gap_tol"), check_tolerance(excess_tol, "excess_tol"))
@@ -493,6 +506,25 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         return _with_message(res, f"{res.message}; the sample level was no better "
                              f"({other.message})")
     return res
+
+
+def _as_spec(spec, tau, fields: dict) -> ProblemSpec:
+    """The spec of :func:`solve`: ``spec`` itself, or one built from counts and ``tau``."""
+    if isinstance(spec, ProblemSpec):
+        if tau is not None or fields:
+            given = sorted(fields) + (["tau"] if tau is not None else [])
+            raise InvalidInputError(f"{', '.join(given)} belong(s) to the spec: give them to "
+                                    "ProblemSpec, or pass the counts instead of a spec")
+        return spec
+    if isinstance(spec, (str, bytes, Mapping)) or not isinstance(spec, (Sequence, np.ndarray)):
+        raise InvalidInputError(f"spec must be a ProblemSpec or a sequence of class counts, "
+                                f"got {type(spec).__name__}")
+    if tau is None:
+        raise InvalidInputError("solve(counts, tau=...) needs the temperature tau")
+    unknown = sorted(set(fields) - {"loss", "relaxation", "batches", "names"})
+    if unknown:
+        raise InvalidInputError(f"solve() got unexpected keyword(s) {unknown}")
+    return ProblemSpec(spec, tau, **fields)
 
 
 CLASS_FALLBACK_MAX = 200

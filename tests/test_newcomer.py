@@ -1,0 +1,58 @@
+"""The newcomer's list of issue 19 (item 4): rough edges hit while following the docs."""
+
+import pytest
+
+from scconvex import InvalidInputError, ProblemSpec, solve
+from scconvex.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---------------------------------------------------------------------- one-line calls
+def test_solve_accepts_counts_directly():
+    res = solve([20, 20, 2, 2], tau=0.1)
+    assert res.success and res.spec == ProblemSpec((20, 20, 2, 2), 0.1)
+    assert solve((3, 2, 1), tau=0.5, relaxation="dnn").spec.relaxation == "dnn"
+    with pytest.raises(InvalidInputError, match="needs the temperature"):
+        solve([3, 2])
+    with pytest.raises(InvalidInputError, match="belong"):
+        solve(ProblemSpec((3, 2), 0.5), tau=0.1)
+
+
+# ---------------------------------------------------------------------- exit codes
+@pytest.mark.parametrize("argv", [
+    ["solve", "--counts", "3,3,2", "--tau", "0.5", "--level", "sample", "--solver", "native"],
+    ["solve", "--counts", "3,3,2", "--tau", "0.5", "--relu", "--level", "sample",
+     "--solver", "native"],
+    ["verify", "/nonexistent/certificate.json"],
+    ["solve", "--counts-file", "/nonexistent/counts.txt", "--tau", "0.5"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    code, _, err = run(argv, capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- batch-wise refusals
+def test_batchwise_refusals_do_not_suggest_another_level(capsys, monkeypatch):
+    monkeypatch.setenv("SCCONVEX_MEMORY_LIMIT", "50MB")
+    code, _, err = run(["solve", "--counts", "600x2", "--tau", "0.5", "--batch-size", "4"],
+                       capsys)
+    assert code == 2 and "--level" not in err and "sample level only" in err
+    monkeypatch.delenv("SCCONVEX_MEMORY_LIMIT")
+
+    import scconvex.pipeline.solve as solve_module
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("test")
+
+    monkeypatch.setattr(solve_module, "solve", out_of_memory)
+    code, _, err = run(["solve", "--counts", "6,6,2,2", "--tau", "0.5", "--batch-size", "4"],
+                       capsys)
+    assert code == 1 and "out of memory" in err and "--level" not in err
+    code, _, err = run(["solve", "--counts", "6,6,2,2", "--tau", "0.5"], capsys)
+    assert "--level" in err   # a full-batch problem does have coarser levels
