@@ -1,5 +1,7 @@
 """The newcomer's list of issue 19 (item 4): rough edges hit while following the docs."""
 
+import json
+
 import pytest
 
 from scconvex import InvalidInputError, ProblemSpec, solve
@@ -56,3 +58,30 @@ def test_batchwise_refusals_do_not_suggest_another_level(capsys, monkeypatch):
     assert code == 1 and "out of memory" in err and "--level" not in err
     code, _, err = run(["solve", "--counts", "6,6,2,2", "--tau", "0.5"], capsys)
     assert "--level" in err   # a full-batch problem does have coarser levels
+
+
+# ---------------------------------------------------------------------- messages
+def test_uncertified_message_names_the_failing_gap_once_and_the_next_step(capsys):
+    """Issue 19: 'relative gap 9.52e-09 over sample Grams, 9.52e-09 over sample Grams ...
+    above tolerance 1.0e-06' where the excess gap failed and --level class certifies."""
+    res = solve(ProblemSpec((3, 3, 2), 0.02), level="sample")
+    assert res.status == "uncertified"
+    msg = res.message
+    assert "relative to the excess loss over sample Grams" in msg
+    assert msg.count("over sample Grams") == 1
+    assert "--level class" in msg
+    assert solve(ProblemSpec((3, 3, 2), 0.02), level="class").success
+    code, _, err = run(["solve", "--counts", "3,3,2", "--tau", "0.02", "--level", "sample"],
+                       capsys)
+    assert code == 1 and err.count("not certified") == 1 and "uncertified" not in err
+
+
+def test_sample_level_numbers_are_said_once(tmp_path, capsys):
+    cert = tmp_path / "c.json"
+    code, out, _ = run(["solve", "--counts", "3,2,2", "--tau", "0.5", "--level", "sample",
+                        "--certificate", str(cert)], capsys)
+    assert code == 0
+    res = json.loads(cert.read_text())
+    assert res["message"].count("over sample Grams") == 1
+    code, out, _ = run(["verify", str(cert)], capsys)
+    assert code == 0 and out.count("sample level") == 1

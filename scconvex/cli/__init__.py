@@ -264,7 +264,9 @@ def _cmd_solve(args) -> int:
     sys.stdout.flush()
     problems = []  # one stderr line, whatever went wrong
     if not res.success:
-        problems.append(f"{res.status}: {res.message}")
+        # An uncertified message says "not certified: ..." itself.
+        problems.append(res.message if res.status == "uncertified"
+                        else f"{res.status}: {res.message}")
     if write_failure is not None:
         problems.append(f"error: certificate not written to {args.certificate}: "
                         f"{write_failure}")
@@ -277,6 +279,7 @@ def _cmd_solve(args) -> int:
 def _cmd_verify(args) -> int:
     from ..certificates.verify import verify
     from ..files import dumps
+    from ..levels import get_level
     from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
 
     tol = DEFAULT_GAP_TOL if args.tol is None else args.tol
@@ -289,10 +292,16 @@ def _cmd_verify(args) -> int:
     if args.json:
         print(dumps(report.to_dict()))
     elif report.ok:
-        print(f"verified: loss {report.loss:.12g}; gap relative to the loss "
-              f"{report.rel_gap:.2e} ({report.level} level), {report.sample_rel_gap:.2e} "
-              f"(sample level) <= {tol:.1e}; relative to the excess loss "
-              f"{report.excess_gap:.2e}, {report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
+        if get_level(report.level).dense:  # one certificate: say its numbers once
+            gaps = (f"gap relative to the loss {report.rel_gap:.2e} (sample level) <= "
+                    f"{tol:.1e}; relative to the excess loss {report.excess_gap:.2e} <= "
+                    f"{excess_tol:.1e}")
+        else:
+            gaps = (f"gap relative to the loss {report.rel_gap:.2e} ({report.level} level), "
+                    f"{report.sample_rel_gap:.2e} (sample level) <= {tol:.1e}; relative to "
+                    f"the excess loss {report.excess_gap:.2e}, "
+                    f"{report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
+        print(f"verified: loss {report.loss:.12g}; {gaps}")
         widest = report.details.get("max_half_width", math.nan)
         if math.isfinite(widest):
             proof = {True: "unique", False: "not unique", None: "uniqueness not proven"}[

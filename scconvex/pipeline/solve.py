@@ -274,14 +274,10 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
           and math.isfinite(cert.loss))
     status = "optimal" if ok else "uncertified"
     if ok:
-        message = (f"certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
-                   f"{scert.rel_gap:.2e} over sample Grams")
+        message = "certified: relative gap " + ", ".join(
+            f"{c.rel_gap:.2e} over {c.level} Grams" for c in dict.fromkeys((cert, scert)))
     else:
-        message = (f"not certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
-                   f"{scert.rel_gap:.2e} over sample Grams (relative to the excess loss "
-                   f"{cert.excess_gap:.2e}, {scert.excess_gap:.2e}), above tolerance "
-                   f"{tols[0]:.1e} ({tols[1]:.1e} relative to the excess loss); "
-                   f"solver said {raw.status!r}")
+        message = _uncertified_message(model, solver, cert, scert, lam, tols, raw.status)
         if raw.status == "time_limit":
             limit_text = "" if limit is None else f" {float(limit):g} s"
             message = f"time limit{limit_text} reached before a certified answer; {message}"
@@ -353,6 +349,39 @@ def _bars_note(bars: CosineBars | None) -> str:
     if bars.unique is not True:
         text += f"; uniqueness {bars.reason}"
     return text
+
+
+def _uncertified_message(model: Model, solver: str, cert: Certificate, scert: Certificate,
+                         lam: float, tols: tuple[float, float], said: str) -> str:
+    """What failed (each failing gap once, with its tolerance) and what to try next."""
+    failed = []
+    for c in dict.fromkeys((cert, scert)):  # one certificate at sample level
+        where = f"over {c.level} Grams"
+        if not c.excess_gap <= tols[1]:
+            value = ("not bounded (the excess is not resolved in float64)"
+                     if c.excess_gap == math.inf else f"{c.excess_gap:.2e} > {tols[1]:.1e}")
+            failed.append(f"the gap relative to the excess loss {where} is {value}")
+        if not c.rel_gap <= tols[0]:
+            failed.append(f"the gap relative to the loss {where} is {c.rel_gap:.2e} > "
+                          f"{tols[0]:.1e}")
+    if lam < 0:
+        failed.append(f"the answer is not PSD (smallest eigenvalue {lam:.1e})")
+    if not failed:
+        failed.append(f"the loss is {cert.loss!r}")
+    excess_failed = any("excess" in f for f in failed)
+    coarser = [level for level in model.loss.levels if not level.dense]
+    if model.level.dense and coarser and excess_failed:
+        hint = (f"try --level {coarser[-1].name}: the excess loss is computed exactly there, "
+                "and it is what fails here")
+    elif solver != "native" and any(b.name == "native" and b.supports(model)
+                                    for b in BACKENDS.values()):
+        hint = "try --solver native (or auto)"
+    elif solver == "native":
+        hint = "try --solver clarabel"
+    else:
+        hint = ("try another --solver, or --gap-tol / --excess-tol if that accuracy "
+                "suffices")
+    return f"not certified: {'; '.join(failed)}; {hint} (solver said {said!r})"
 
 
 def level_hint(model: Model, backend: Backend) -> str:
