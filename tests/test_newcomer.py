@@ -85,3 +85,59 @@ def test_sample_level_numbers_are_said_once(tmp_path, capsys):
     assert res["message"].count("over sample Grams") == 1
     code, out, _ = run(["verify", str(cert)], capsys)
     assert code == 0 and out.count("sample level") == 1
+
+
+# ---------------------------------------------------------------------- one vocabulary
+def _options(parser):
+    import argparse
+
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out.update({f"{name} {k}".strip(): v for k, v in _options(sub).items()})
+        elif action.option_strings:
+            out.setdefault("", []).append(action)
+    return out
+
+
+def test_one_tolerance_vocabulary_with_old_names_as_aliases(tmp_path, capsys):
+    from scconvex.cli import _parser
+
+    shown = {}
+    for command, actions in _options(_parser()).items():
+        import argparse
+        flags = {f for a in actions if a.help != argparse.SUPPRESS for f in a.option_strings}
+        shown[command] = flags
+        assert not flags & {"--tol", "--rtol", "--excess-rtol"}, command
+    for command in ("solve", "verify", "tightness", "sweep"):
+        assert {"--gap-tol", "--excess-tol"} <= shown[command], command
+    assert "--gap-tol" in shown["atlas verify"]
+    # solve's --batch-size (loss batches) and the sweep's points per task differ in name.
+    assert "--batch-size" in shown["solve"] and "--batch-size" not in shown["sweep"]
+    assert "--task-size" in shown["sweep"]
+    cert = tmp_path / "c.json"
+    assert run(["solve", "--counts", "3,2", "--tau", "0.5", "--certificate", str(cert)],
+               capsys)[0] == 0
+    for flag in ("--tol", "--gap-tol"):   # the old name is still accepted
+        assert run(["verify", str(cert), flag, "1e-6"], capsys)[0] == 0
+        assert run(["verify", str(cert), flag, "1e-300"], capsys)[0] == 1
+
+
+def test_every_cli_argument_has_help():
+    """Issue 19: plot's atlas and sweep --long-tail-k had none."""
+    import argparse
+
+    from scconvex.cli import _parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}")
+            elif action.help is None or (isinstance(action.help, str)
+                                         and not action.help.strip()):
+                yield f"{path}: {action.option_strings or action.dest}"
+
+    missing = list(walk(_parser(), "scconvex"))
+    assert not missing, missing

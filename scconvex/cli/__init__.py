@@ -97,15 +97,18 @@ def _add_batches(p: argparse.ArgumentParser, required: bool = False) -> None:
                    help="seed of the random batches (default 0)")
 
 
-def _add_tolerances(p: argparse.ArgumentParser, loss_flag: str, excess_flag: str,
-                    what: str) -> None:
-    """The two tolerances of a certified verdict, with solve's defaults (None: default)."""
-    for flag, relative, default, solve_flag in (
-            (loss_flag, "the loss", "1e-6", "--gap-tol"),
-            (excess_flag, "the excess loss", "1e-3", "--excess-tol")):
-        p.add_argument(flag, type=float, default=None,
-                       help=f"{what} relative to {relative} (default {default}, as solve's "
-                            f"{solve_flag})")
+def add_tolerances(p: argparse.ArgumentParser, what: str, old: tuple[str, ...] = ()) -> None:
+    """``--gap-tol`` and ``--excess-tol``, the two tolerances of a certified verdict, with
+    the same names and defaults in every command (None: the default). ``old`` are earlier
+    names of the two flags, still accepted (not shown in the help)."""
+    for i, (flag, relative, default) in enumerate((
+            ("--gap-tol", "the loss", "1e-6"), ("--excess-tol", "the excess loss", "1e-3"))):
+        dest = flag[2:].replace("-", "_")
+        p.add_argument(flag, type=float, default=None, dest=dest,
+                       help=f"{what} relative to {relative} (default {default})")
+        if i < len(old) and old[i] != flag:
+            p.add_argument(old[i], type=float, default=None, dest=dest,
+                           help=argparse.SUPPRESS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,11 +123,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="model to solve (default auto: group when counts repeat, else class)")
     p.add_argument("--solver", choices=("auto", "native", "clarabel", "scs"), default="auto",
                    help="backend (default auto: native, falling back to clarabel)")
-    p.add_argument("--gap-tol", type=float, default=None,
-                   help="largest certified relative gap for success (default 1e-6)")
-    p.add_argument("--excess-tol", type=float, default=None,
-                   help="largest certified gap relative to the excess loss L - sum n_c "
-                        "log(n_c - 1) for success (default 1e-3)")
+    add_tolerances(p, "largest certified gap for success,")
     p.add_argument("--time-limit", type=float, default=None,
                    help="time limit in seconds for the whole solve, any solver (the auto "
                         "solver's clarabel fallback gets what is left)")
@@ -137,8 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_threads(p)
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
-    p.add_argument("file")
-    _add_tolerances(p, "--tol", "--excess-tol", "largest accepted recomputed gap")
+    p.add_argument("file", help="certificate file written by solve --certificate")
+    add_tolerances(p, "largest accepted recomputed gap,", old=("--tol",))
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("compare-batching",
@@ -151,10 +150,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_problem(p)
     p.add_argument("--dims", required=True, metavar="D1,D2,...", help="feature dimensions")
     p.add_argument("--restarts", type=int, default=10, help="random restarts per dimension")
-    p.add_argument("--level", choices=("class", "sample"), default="class")
-    p.add_argument("--seed", type=int, default=0)
-    _add_tolerances(p, "--rtol", "--excess-rtol",
-                    "tight when both gaps to the certified lower bound are within this:")
+    p.add_argument("--level", choices=("class", "sample"), default="class",
+                   help="non-convex problem over k class means (default) or n samples")
+    p.add_argument("--seed", type=int, default=0,
+                   help="root seed of the random restarts (default 0)")
+    add_tolerances(p, "tight when both gaps to the certified lower bound are within this:",
+                   old=("--rtol", "--excess-rtol"))
     p.add_argument("--time-limit", type=float, default=None,
                    help="time limit in seconds for the relaxed solve and the restarts; "
                         "dimensions not reached are reported as such (exit 1)")
@@ -282,7 +283,7 @@ def _cmd_verify(args) -> int:
     from ..levels import get_level
     from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
 
-    tol = DEFAULT_GAP_TOL if args.tol is None else args.tol
+    tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
     excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
     if not os.path.lexists(args.file):
         # A file name that names nothing is a usage error, as for --counts-file (exit 2);
@@ -352,8 +353,8 @@ def _cmd_tightness(args) -> int:
     dims = parse_ints(args.dims, "--dims")
     limit = _time_limit(args.time_limit)
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
-    tols = {name: value for name, value in (("rtol", args.rtol),
-                                            ("excess_rtol", args.excess_rtol))
+    tols = {name: value for name, value in (("rtol", args.gap_tol),
+                                            ("excess_rtol", args.excess_tol))
             if value is not None}
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
                        progress=tick, time_limit=limit, threads=args.threads, **tols)
@@ -446,8 +447,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise
     except MemoryError as exc:
         batchwise = args is not None and any(
-            getattr(args, name, None) is not None for name in ("batches", "batch_size")
-        ) and args.command != "sweep"
+            getattr(args, name, None) is not None for name in ("batches", "batch_size"))
         # A batch-wise loss exists at sample level only: no coarser level to suggest.
         level = "" if batchwise else "a coarser --level (group or class), "
         print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); try "

@@ -39,7 +39,7 @@ GRID_KEYS = ("step_k", "rho", "n_min", "long_tail_k", "n_max", "R", "tau", "coun
              "solver", "gap_tol", "excess_tol")
 """Settings of a sweep grid: the keys of a TOML spec and of :func:`build_points`."""
 
-RUN_KEYS = ("workers", "scheduler", "batch_size", "atlas")
+RUN_KEYS = ("workers", "scheduler", "task_size", "atlas")
 """Settings of how a sweep runs (also allowed in a TOML spec)."""
 
 MAX_BATCH = 50
@@ -70,6 +70,8 @@ def load_spec_file(path: str | os.PathLike) -> dict:
     if isinstance(data.get("sweep"), dict):
         data = data["sweep"]
     data = {k.replace("-", "_"): v for k, v in data.items()}
+    if "batch_size" in data and "task_size" not in data:
+        data["task_size"] = data.pop("batch_size")  # the earlier name of task_size
     unknown = set(data) - set(GRID_KEYS) - set(RUN_KEYS)
     if unknown:
         raise InvalidInputError(f"--spec {os.fspath(path)!r}: unknown settings "
@@ -305,7 +307,7 @@ def _batches(points: list[dict], workers: int, batch_size: int | None) -> list[l
         batch_size = 1 if workers == 0 else \
             max(1, min(MAX_BATCH, math.ceil(len(points) / (4 * workers))))
     if batch_size < 1:
-        raise InvalidInputError(f"--batch-size must be >= 1, got {batch_size}")
+        raise InvalidInputError(f"--task-size must be >= 1, got {batch_size}")
     return [points[i:i + batch_size] for i in range(0, len(points), batch_size)]
 
 
@@ -326,7 +328,8 @@ def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str
         Address of an existing dask scheduler (``tcp://HOST:PORT``); overrides
         ``workers``.
     batch_size : int, optional
-        Points per task; default about four tasks per worker, at most 50 points each.
+        Points per task (the command line's ``--task-size``); default about four tasks per
+        worker, at most 50 points each.
     progress : callable, optional
         Called with the number of points the atlas already holds (if any), then with the
         number of points of each stored batch.
