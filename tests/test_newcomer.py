@@ -141,3 +141,56 @@ def test_every_cli_argument_has_help():
 
     missing = list(walk(_parser(), "scconvex"))
     assert not missing, missing
+
+
+# ---------------------------------------------------------------------- "-" is standard output
+def _cli(args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "scconvex", *args], cwd=cwd,
+                          capture_output=True, timeout=300)
+
+
+def test_dash_means_standard_output(tmp_path):
+    from scconvex.certificates.verify import verify_data
+
+    proc = _cli(["solve", "--counts", "3,2", "--tau", "0.5", "--certificate", "-"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert verify_data(json.loads(proc.stdout)).ok   # the certificate alone, once
+    assert not (tmp_path / "-").exists()
+    proc = _cli(["solve", "--counts", "3,2", "--tau", "0.5", "--certificate", "-", "--json"],
+                tmp_path)
+    assert json.loads(proc.stdout)["status"] == "optimal"
+
+
+def test_dash_for_atlas_exports_and_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pyarrow")
+    import io
+
+    import pyarrow.parquet as pq
+
+    assert _cli(["sweep", "--counts", "3,2", "--tau", "0.5,1", "--atlas", "a.sqlite",
+                 "--workers", "0"], tmp_path).returncode == 0
+    proc = _cli(["atlas", "export", "a.sqlite", "--parquet", "-"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert pq.read_table(io.BytesIO(proc.stdout)).num_rows == 2
+    assert _cli(["atlas", "export", "a.sqlite", "--parquet", "-", "--csv", "-"],
+                tmp_path).returncode == 2
+    proc = _cli(["plot", "a.sqlite", "--kind", "gram", "--where", "tau=0.5", "--out", "-"],
+                tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"\x89PNG")
+    assert not (tmp_path / "-").exists()
+
+
+def test_parquet_export_runs_with_the_test_extra():
+    """pyarrow is in the test extra (it installs from the package index the README
+    uses), so the Parquet tests are not skipped where the tests are installed."""
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+
+    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert any(req.startswith("pyarrow") for req in
+               data["project"]["optional-dependencies"]["test"])

@@ -129,7 +129,8 @@ def _parser() -> argparse.ArgumentParser:
                         "solver's clarabel fallback gets what is left)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--certificate", metavar="FILE",
-                   help="write the result, a re-checkable certificate, as JSON")
+                   help="write the result, a re-checkable certificate, as JSON ('-': to "
+                        "standard output, instead of the report)")
     _add_batches(p)
     p.add_argument("--full-gram", action="store_true",
                    help="write the k x k class Gram in JSON even for k > 200 at group level")
@@ -240,7 +241,8 @@ def _cmd_solve(args) -> int:
     spec = _spec_from_args(args)
     limit = _time_limit(args.time_limit)
     options = None if limit is None else {"time_limit": limit}
-    if args.certificate is not None:
+    to_stdout = args.certificate == "-"  # "-" is standard output, as everywhere
+    if args.certificate is not None and not to_stdout:
         check_writable(args.certificate)  # refuse a bad target before a long solve
     if args.full_gram:
         check_memory(class_gram_bytes(spec.k), f"--full-gram ({spec.k} x {spec.k} cosines)",
@@ -253,12 +255,13 @@ def _cmd_solve(args) -> int:
                     gap_tol=gap_tol, excess_tol=excess_tol, threads=args.threads)
     data = res.to_dict(full_gram=args.full_gram)
     write_failure = None
-    if args.certificate is not None:
+    if args.certificate is not None and not to_stdout:
         try:
             write_json(args.certificate, data)
         except (OSError, ScconvexError) as exc:  # the result is still printed below
             write_failure = getattr(exc, "strerror", None) or str(exc)
-    if args.json:
+    if args.json or to_stdout:
+        # The certificate is the JSON result: on standard output it is printed once, alone.
         print(dumps(data))
     else:
         print(format_result(res))

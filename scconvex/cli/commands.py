@@ -86,7 +86,8 @@ def add_commands(sub) -> None:
     q.add_argument("atlas", help=ATLAS_HELP)
     q.add_argument("--csv", metavar="FILE", nargs="?", const="-",
                    help="CSV file (default, or '-': standard output)")
-    q.add_argument("--parquet", metavar="FILE", help="Parquet file (needs pyarrow)")
+    q.add_argument("--parquet", metavar="FILE",
+                   help="Parquet file ('-': standard output; needs pyarrow)")
     _add_where(q)
     q = asub.add_parser("verify", help="re-check every stored certificate")
     q.add_argument("atlas", help=ATLAS_HELP)
@@ -104,7 +105,8 @@ def add_commands(sub) -> None:
                             "trajectory", "uniqueness"),
                    help="the figure (docs/sweeps.md and docs/compare.md show each)")
     p.add_argument("--out", required=True, metavar="FILE.png|.pdf|.svg",
-                   help="image file; its suffix picks the format")
+                   help="image file; its suffix picks the format ('-': PNG to standard "
+                        "output)")
     p.add_argument("--key", help="row (key prefix) for --kind gram and sphere")
     p.add_argument("--dim", type=int, default=None, help="2 or 3 for --kind sphere")
     _add_where(p)
@@ -231,9 +233,14 @@ def _atlas_export(atlas, args) -> int:
     from ..studies.atlas import table, write_csv, write_parquet
 
     rows = table(atlas, _where(args.where))
+    csv_out = args.csv is not None or not args.parquet
+    if args.parquet == "-" and csv_out and args.csv in (None, "-"):
+        raise InvalidInputError("--parquet - and the CSV cannot both go to standard output; "
+                                "give --csv FILE")
     if args.parquet:
-        write_parquet(rows, args.parquet)
-    if args.csv is not None or not args.parquet:
+        write_parquet(rows, None if args.parquet == "-" else args.parquet,
+                      sys.stdout.buffer)
+    if csv_out:
         path = None if args.csv in (None, "-") else args.csv
         write_csv(rows, path, sys.stdout)
     return 0
@@ -270,15 +277,18 @@ def _atlas_verify(atlas, args) -> int:
 # ---------------------------------------------------------------------- plot
 def _cmd_plot(args) -> int:
     from ..studies.atlas import Atlas
-    from ..studies.plot import make_figure, save_figure, trajectory_figure
+    from ..studies.plot import figure_bytes, make_figure, save_figure, trajectory_figure
 
     if args.kind == "trajectory":
-        save_figure(trajectory_figure(_read_compare_json(args.atlas)), args.out)
-        print(f"wrote {args.out}")
+        fig = trajectory_figure(_read_compare_json(args.atlas))
+    else:
+        with Atlas(args.atlas) as atlas:
+            fig = make_figure(atlas, args.kind, where=_where(args.where), key=args.key,
+                              dim=args.dim)
+    if args.out == "-":  # a PNG on standard output, nothing else there
+        sys.stdout.flush()
+        sys.stdout.buffer.write(figure_bytes(fig, ".png"))
         return 0
-    with Atlas(args.atlas) as atlas:
-        fig = make_figure(atlas, args.kind, where=_where(args.where), key=args.key,
-                          dim=args.dim)
     save_figure(fig, args.out)
     print(f"wrote {args.out}")
     return 0

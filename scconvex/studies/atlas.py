@@ -823,8 +823,10 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None)
         write_text(path, buf.getvalue())
 
 
-def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    """Write export rows as Parquet, atomically (needs pyarrow: the ``parquet`` extra).
+def write_parquet(rows: Sequence[dict], path: str | os.PathLike | None,
+                  stream=None) -> None:
+    """Write export rows as Parquet to ``path`` (atomically) or to the binary ``stream``
+    (needs pyarrow: the ``parquet`` extra).
 
     The columns are those of the CSV export, in the same order; an empty cell of the CSV
     is a null here.
@@ -840,7 +842,11 @@ def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
     columns = {name: [rec.get(name) for rec in rows] for name in EXPORT_COLUMNS}
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns), sink)
-    write_bytes(path, sink.getvalue().to_pybytes())
+    if path is None:
+        stream.write(sink.getvalue().to_pybytes())
+        stream.flush()
+    else:
+        write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def show(atlas: Atlas, key: str) -> dict:

@@ -490,17 +490,23 @@ def _finite(x) -> float:
     return float(x) if isinstance(x, (int, float)) else math.nan
 
 
+def figure_bytes(fig, suffix: str) -> bytes:
+    """The figure as a ``.png``, ``.pdf`` or ``.svg`` file's bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=150, format=suffix[1:])
+    return buf.getvalue()
+
+
 def save_figure(fig, path: str | os.PathLike) -> None:
     """Write a figure as PNG, PDF or SVG (by suffix), atomically."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".png", ".pdf", ".svg"):
         raise InvalidInputError(f"--out must end in .png, .pdf or .svg, got {path!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=150, format=suffix[1:])
+    data = figure_bytes(fig, suffix)
     try:
         # The same atomic write as every other output (unique temporary file, removed on
         # error; the permissions of a replaced file kept).
-        write_bytes(path, buf.getvalue())
+        write_bytes(path, data)
     except OSError as exc:
         raise InvalidInputError(f"cannot write {path!r}: {exc.strerror}") from None
