@@ -194,3 +194,23 @@ def test_parquet_export_runs_with_the_test_extra():
     data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert any(req.startswith("pyarrow") for req in
                data["project"]["optional-dependencies"]["test"])
+
+
+# ---------------------------------------------------------------------- sweeps
+def test_sweep_records_a_refused_point_and_solves_the_rest(tmp_path, capsys):
+    """Issue 19: a long tail that rounds a class to 0 at large R rejected the whole sweep
+    without naming the point."""
+    argv = ["sweep", "--long-tail-k", "10", "--n-max", "100", "--R", "logspace:1:1000:8",
+            "--tau", "0.5", "--atlas", str(tmp_path / "a.sqlite"), "--workers", "0",
+            "--json"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["solved"] == 5 and len(summary["refused"]) == 3
+    first = summary["refused"][0]
+    assert "R=138.95" in first["point"] and "count must be >= 1" in first["reason"]
+    from scconvex.studies.sweep import build_points
+
+    with pytest.raises(InvalidInputError, match="R=138.95"):   # the library still refuses
+        build_points({"long_tail_k": 10, "n_max": 100, "R": "logspace:1:1000:8",
+                      "tau": "0.5"})

@@ -143,7 +143,8 @@ def _cmd_sweep(args) -> int:
     for name in ("workers", "scheduler", "task_size", "atlas"):
         if getattr(args, name) is not None:
             run[name] = getattr(args, name)
-    points = build_points(settings)
+    refused: list[dict] = []
+    points = build_points(settings, refused)
     bar = _progress_bar(args.json, len(points))
     with Atlas(run.get("atlas", "runs.sqlite"), create=True) as atlas:
         try:
@@ -154,6 +155,7 @@ def _cmd_sweep(args) -> int:
         finally:
             if bar:
                 bar.close()
+    summary.refused = refused
     if args.json:
         print(dumps(summary.to_dict()))
     else:

@@ -106,11 +106,16 @@ def _scalar(settings: dict, name: str, kind: type, default=None):
     return float(v)
 
 
-def build_points(settings: dict) -> list[dict]:
+def build_points(settings: dict, refused: list | None = None) -> list[dict]:
     """The points of a sweep grid.
 
     Parameters
     ----------
+    refused : list, optional
+        Where grid points that make no valid problem go, each as ``{"point": text,
+        "reason": message}`` (a long tail whose smallest class rounds to 0 samples at a
+        large ``R``); the other points are returned. Without it the first such point
+        raises.
     settings : dict
         Keys of :data:`GRID_KEYS`:
 
@@ -166,9 +171,12 @@ def build_points(settings: dict) -> list[dict]:
             n_maj = max(1, round(ratio * n_min))
             used = n_maj / n_min
             for tau in taus:
-                spec = ProblemSpec.step(k, rho, used, n_min, tau, level=level)
-                problems.append((spec, {"family": "step", "R": used, "rho": rho,
-                                        "n_min": n_min}))
+                spec = _grid_spec(refused, f"STEP k={k}, rho={rho:g}, n_min={n_min}, "
+                                  f"R={used:g}, tau={tau:g}", ProblemSpec.step, k, rho,
+                                  used, n_min, tau, level=level)
+                if spec is not None:
+                    problems.append((spec, {"family": "step", "R": used, "rho": rho,
+                                            "n_min": n_min}))
     if settings.get("long_tail_k") is not None or settings.get("n_max") is not None:
         if settings.get("long_tail_k") is None or settings.get("n_max") is None \
                 or settings.get("R") is None:
@@ -177,8 +185,12 @@ def build_points(settings: dict) -> list[dict]:
         n_max = _scalar(settings, "n_max", int)
         for ratio in parse_values(settings["R"], "--R"):
             for tau in taus:
-                spec = ProblemSpec.long_tail(k, ratio, n_max, tau, level=level)
-                problems.append((spec, {"family": "long_tail", "R": ratio, "n_max": n_max}))
+                spec = _grid_spec(refused, f"long tail k={k}, n_max={n_max}, R={ratio:g}, "
+                                  f"tau={tau:g}", ProblemSpec.long_tail, k, ratio, n_max,
+                                  tau, level=level)
+                if spec is not None:
+                    problems.append((spec, {"family": "long_tail", "R": ratio,
+                                            "n_max": n_max}))
     datasets: list[tuple[str, tuple[int, ...], tuple[str, ...] | None]] = []
     for text in settings.get("counts") or []:
         datasets.append((text, parse_counts(text), None))
@@ -191,6 +203,9 @@ def build_points(settings: dict) -> list[dict]:
             spec = ProblemSpec(counts, tau, level=level, names=names)
             problems.append((spec, {"family": "counts", "dataset": name,
                                     "R": max(counts) / min(counts)}))
+    if not problems and refused:
+        raise InvalidInputError(f"every point of the sweep is refused; the first, "
+                                f"{refused[0]['point']}: {refused[0]['reason']}")
     if not problems:
         raise InvalidInputError("the sweep has no problems: give a STEP grid (--step-k, "
                                 "--rho, --n-min, --R), a long-tail grid (--long-tail-k, "
@@ -208,6 +223,17 @@ def build_points(settings: dict) -> list[dict]:
                        "dataset": None, "R": None, "rho": None, "n_min": None,
                        "n_max": None, "minority": None, **coords})
     return points
+
+
+def _grid_spec(refused: list | None, point: str, make, *args, **kwargs):
+    """``make(*args, **kwargs)``, or None with the refusal recorded in ``refused``."""
+    try:
+        return make(*args, **kwargs)
+    except InvalidInputError as exc:
+        if refused is None:
+            raise InvalidInputError(f"{point}: {exc}") from None
+        refused.append({"point": point, "reason": str(exc)})
+        return None
 
 
 # ---------------------------------------------------------------------- worker side
@@ -254,6 +280,8 @@ class SweepSummary:
         Solved points whose status is not ``optimal``.
     errors : list of str
         Batches that raised (their points are not stored and will be retried).
+    refused : list of dict
+        Grid points that make no valid problem (``point``, ``reason``), not solved.
     interrupted : bool
     seconds : float
     workers : int
@@ -270,10 +298,15 @@ class SweepSummary:
     seconds: float = 0.0
     workers: int = 0
     batches: int = 0
+    refused: list = field(default_factory=list)
 
     @property
     def message(self) -> str:
         text = f"{self.solved} solved, {self.from_atlas} from the atlas"
+        if self.refused:
+            first = self.refused[0]
+            text += (f", {len(self.refused)} refused (first: {first['point']}: "
+                     f"{first['reason']})")
         if self.not_certified:
             text += f", {self.not_certified} not certified"
         if self.errors:
@@ -286,7 +319,8 @@ class SweepSummary:
         return {"points": self.points, "solved": self.solved, "from_atlas": self.from_atlas,
                 "not_certified": self.not_certified, "errors": list(self.errors),
                 "interrupted": self.interrupted, "seconds": self.seconds,
-                "workers": self.workers, "batches": self.batches, "message": self.message}
+                "workers": self.workers, "batches": self.batches,
+                "refused": list(self.refused), "message": self.message}
 
 
 def pending(points: Sequence[dict], atlas) -> list[dict]:
