@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from scconvex import InvalidInputError, ProblemSpec, solve
@@ -214,3 +215,66 @@ def test_sweep_records_a_refused_point_and_solves_the_rest(tmp_path, capsys):
     with pytest.raises(InvalidInputError, match="R=138.95"):   # the library still refuses
         build_points({"long_tail_k": 10, "n_max": 100, "R": "logspace:1:1000:8",
                       "tau": "0.5"})
+
+
+# ---------------------------------------------------------------------- figures
+@pytest.fixture(scope="module")
+def step_atlas(tmp_path_factory):
+    pytest.importorskip("matplotlib")
+    from scconvex.studies.atlas import Atlas
+    from scconvex.studies.sweep import build_points, run_sweep
+
+    path = tmp_path_factory.mktemp("fig") / "a.sqlite"
+    points = build_points({"step_k": 4, "rho": 0.5, "n_min": 2, "R": "1,10,100",
+                           "tau": "0.1,0.5,1"})
+    with Atlas(path, create=True) as a:
+        run_sweep(points, a, workers=0)
+    with Atlas(path) as a:
+        yield a
+
+
+def _luminance(rgba):
+    r, g, b = rgba[:3]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("kind", ["cosines", "tau", "gap"])
+def test_legends_tell_line_styles_and_colours_apart(step_atlas, kind):
+    """Issue 19: solid and dashed looked the same in the legend (short samples with
+    markers), and the tau = 1 colour was a faint yellow."""
+    from matplotlib.colors import to_rgba
+
+    from scconvex.studies.plot import make_figure
+
+    fig = make_figure(step_atlas, kind)
+    legends = [a for a in fig.axes[0].get_children()
+               if type(a).__name__ == "Legend"]
+    assert len(legends) == 2
+    styles, colours = legends
+    lines = styles.get_lines()
+    assert len({line.get_linestyle() for line in lines}) == len(lines)
+    assert all(line.get_marker() in ("None", None, "") for line in lines)
+    assert styles.handlelength >= 3
+    swatches = [to_rgba(line.get_color()) for line in colours.get_lines()]
+    assert len(set(swatches)) == len(swatches) == 3
+    assert all(_luminance(c) < 0.7 for c in swatches)   # none faint on white
+
+
+def test_phase_cells_are_centred_on_a_log_axis(step_atlas):
+    """Issue 19: linear midpoints on a log axis shrank a row to a sliver without a tick."""
+    from scconvex.studies.plot import cell_edges, make_figure
+
+    np.testing.assert_allclose(cell_edges([1, 10, 100], True),
+                               [10 ** -0.5, 10 ** 0.5, 10 ** 1.5, 10 ** 2.5])
+    np.testing.assert_allclose(cell_edges([1, 2, 4], False), [0.5, 1.5, 3, 5])
+    fig = make_figure(step_atlas, "phase")
+    ax = fig.axes[0]
+    coords = ax.collections[0].get_coordinates()   # (rows + 1, cols + 1, 2)
+    ys = np.log(coords[:, 0, 1])
+    widths = np.diff(ys)
+    assert np.all(widths > 0.3 * widths.max())      # no sliver
+    ticks = [float(t) for t in ax.get_yticks()]
+    np.testing.assert_allclose(ticks, [0.1, 0.5, 1.0])
+    for t in ticks:   # every row centred on its value, in log space
+        i = int(np.searchsorted(np.exp(ys), t)) - 1
+        assert ys[i] < np.log(t) < ys[i + 1]
