@@ -293,3 +293,39 @@ def test_tutorial_says_what_is_not_reproducible():
 
     assert test_docs.same_text("gap 2.412e-13   relative 1.0e-12",
                                "gap 1.000e-12   relative 2.4e-13")
+
+
+# ---------------------------------------------------------------------- docs that say what is so
+def _doc(name):
+    from pathlib import Path
+
+    return " ".join((Path(__file__).parents[1] / "docs" / name).read_text().split())
+
+
+def test_relative_gap_where_loss_and_excess_vanish():
+    """Issue 19, item 5: variants.md 2.1 said max(|L|, E) is never 0 for k >= 3; counts
+    5,1,1 at tau = 2 / ln 2 give L = E = 0 (L0 = 5 (log 2 - 2/tau), exactly 0 there)."""
+    import math
+
+    import mpmath
+
+    tau = 2 / math.log(2)
+    assert abs(5 * (mpmath.log(2) - 2 / mpmath.mpf(tau))) < 1e-15
+    for level in ("class", "sample"):
+        res = solve([5, 1, 1], tau=tau, loss="negatives-only", level=level)
+        assert res.success and res.loss == 0 and res.excess_loss == 0
+        assert res.gap == 0 and res.rel_gap == 0
+    assert "never 0 for `k >= 3` and" not in _doc("variants.md")
+    assert "5,1,1" in _doc("variants.md") and "2 / ln 2" in _doc("variants.md")
+
+
+def test_theory_says_when_unique_is_none():
+    """Issue 19, item 5: theory.md 8 said unique is None only for uncertified answers; it
+    is None wherever uniqueness is not proven, e.g. a --relu answer with several
+    single-sample classes (their cosines enter no term, and nothing pins them)."""
+    res = solve([100, 100, 1, 1, 1, 1], tau=0.5, relaxation="dnn")
+    assert res.success and res.unique is None
+    assert solve([5, 3, 2], tau=0.5, loss="negatives-only").unique is True
+    text = _doc("theory.md")
+    assert "None when not proven" in text
+    assert "the cosines are determined: `False` when two" not in text
