@@ -41,11 +41,13 @@ def test_usage_errors_exit_2(argv, capsys):
 
 
 # ---------------------------------------------------------------------- batch-wise refusals
-def test_batchwise_refusals_do_not_suggest_another_level(capsys, monkeypatch):
+def test_batchwise_refusals_do_not_suggest_the_group_level(capsys, monkeypatch):
+    """Issue 19: the batch-wise loss refuses the group level, so no refusal of a
+    batch-wise problem may suggest it."""
     monkeypatch.setenv("SCCONVEX_MEMORY_LIMIT", "50MB")
-    code, _, err = run(["solve", "--counts", "600x2", "--tau", "0.5", "--batch-size", "4"],
-                       capsys)
-    assert code == 2 and "--level" not in err and "sample level only" in err
+    code, _, err = run(["solve", "--counts", "600x2", "--tau", "0.5", "--batch-size", "4",
+                        "--level", "sample"], capsys)
+    assert code == 2 and "--level group" not in err
     monkeypatch.delenv("SCCONVEX_MEMORY_LIMIT")
 
     import scconvex.pipeline.solve as solve_module
@@ -56,9 +58,9 @@ def test_batchwise_refusals_do_not_suggest_another_level(capsys, monkeypatch):
     monkeypatch.setattr(solve_module, "solve", out_of_memory)
     code, _, err = run(["solve", "--counts", "6,6,2,2", "--tau", "0.5", "--batch-size", "4"],
                        capsys)
-    assert code == 1 and "out of memory" in err and "--level" not in err
+    assert code == 1 and "out of memory" in err and "group" not in err
     code, _, err = run(["solve", "--counts", "6,6,2,2", "--tau", "0.5"], capsys)
-    assert "--level" in err   # a full-batch problem does have coarser levels
+    assert "--level (group" in err   # a full-batch problem has the group level
 
 
 # ---------------------------------------------------------------------- messages

@@ -269,7 +269,7 @@ def _cmd_solve(args) -> int:
     problems = []  # one stderr line, whatever went wrong
     if not res.success:
         # An uncertified message says "not certified: ..." itself.
-        problems.append(res.message if res.status == "uncertified"
+        problems.append(res.message if res.message.startswith("not certified")
                         else f"{res.status}: {res.message}")
     if write_failure is not None:
         problems.append(f"error: certificate not written to {args.certificate}: "
@@ -451,8 +451,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except MemoryError as exc:
         batchwise = args is not None and any(
             getattr(args, name, None) is not None for name in ("batches", "batch_size"))
-        # A batch-wise loss exists at sample level only: no coarser level to suggest.
-        level = "" if batchwise else "a coarser --level (group or class), "
+        # A batch-wise loss reduces to the class level at most: never suggest group.
+        level = ("a coarser --level (class), " if batchwise
+                 else "a coarser --level (group or class), ")
         print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); try "
               f"{level}a smaller problem, or see SCCONVEX_MEMORY_LIMIT", file=sys.stderr)
         return 1
