@@ -246,8 +246,10 @@ def _heatmap(fig, ax, xs, ys, Z, label: str, logx: bool, logy: bool, **kw):
         if log:
             scale("log")
         if len(values) <= 12:  # a tick on every row and column, labelled by its value
-            ticks(list(values), [f"{v:g}" for v in values], minor=False)
+            ticks(list(values), [f"{v:.3g}" for v in values], minor=False)
             ticks([], minor=True)
+    if 6 < len(xs) <= 12:  # labels of our own, too wide to stand side by side
+        ax.tick_params(axis="x", labelrotation=30)
     fig.colorbar(mesh, ax=ax, label=label)
     return mesh
 
