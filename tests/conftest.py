@@ -54,6 +54,9 @@ def honest_claims(data: dict) -> dict:
                 sample_lower_bound=smp.lower_bound, sample_gap=smp.gap,
                 sample_rel_gap=smp.rel_gap, sample_excess_gap=smp.excess_gap,
                 min_eigenvalue=spectrum.min, rank=spectrum.rank(RANK_TOL))
+    if data.get("class_means") is not None:
+        cosines, norms = model.level.class_means(model, X)
+        data["class_means"] = {"cosines": cosines.tolist(), "norms": norms.tolist()}
     # The claims about the optimum's geometry, as the forged geometry proves them.
     from scconvex.certificates.bars import model_bars
     from scconvex.certificates.measures import geometry_of, summary

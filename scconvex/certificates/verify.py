@@ -25,11 +25,12 @@ from ..checks import check_tolerance
 from ..errors import InvalidInputError
 from ..files import SCHEMA_VERSION
 from ..levels import LEVELS, RANK_TOL, Level, same_json
+from ..losses.relaxations import FACTOR_KEY, FACTOR_TOL
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
 from .bars import CosineBars, check_claims, model_bars
 from .certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, Certificate, certify
-from .measures import BlockGeometry, summary
+from .measures import MEASURES_VERSION, BlockGeometry, summary
 from .repair import gram_spectrum
 
 FEASIBILITY_TOL = 1e-10
@@ -78,6 +79,48 @@ BOUNDS_SCHEMA = 2
 ``measures.bounds`` are claims that the verifier re-derives (version 1 files held an
 estimate under ``unique``, which is not read)."""
 
+CHECKED_FIELDS = ("kind", "schema_version", "spec", "level", "status", "rank", "gap_tol",
+                  "excess_tol", "measures", "cosine_bounds", "unique", "uniqueness",
+                  "class_means", CLAIMED_NUMBERS, DESCRIPTION_FIELDS)
+"""Top-level fields that are read or recomputed and compared (with the geometry of each
+level, ``class_gram`` and the relaxation's own fields, e.g. ``nonnegative_factor``)."""
+
+NOT_VERIFIED_KEY = "not_verified"
+"""The one top-level key whose content is never checked: a file puts there what its
+writer reports but ``verify`` does not recompute, so that no unchecked number sits next to
+checked ones."""
+
+LEGACY_NOT_VERIFIED = ("unique", "uniqueness")
+"""Top-level fields that a file of a schema before :data:`BOUNDS_SCHEMA` holds as an
+estimate: not read, and listed as not verified in the report's notes."""
+
+
+def _field_names() -> frozenset[str]:
+    names = set(NOT_TRUSTED) | {CLASS_GRAM_KEY} | {level.key for level in LEVELS.values()}
+    for item in CHECKED_FIELDS:
+        names.update((item,) if isinstance(item, str) else item)
+    return frozenset(names)
+
+
+def _field_reasons(data: dict, model: Model, schema: int) -> tuple[list[str], list[str]]:
+    """Every top-level key is checked, context, or under :data:`NOT_VERIFIED_KEY`:
+    ``(reasons, notes)``. An unknown key is a rejection: it would be a number that looks
+    verified and is not."""
+    known = _field_names() | set(model.relaxation.report_keys)
+    unknown = sorted(key for key in data if key not in known and key != NOT_VERIFIED_KEY)
+    reasons = [f"unchecked field {key!r}: verify neither recomputes it nor is it context; "
+               f"a writer puts such fields under {NOT_VERIFIED_KEY!r}" for key in unknown]
+    unchecked = [key for key in LEGACY_NOT_VERIFIED
+                 if schema < BOUNDS_SCHEMA and data.get(key) is not None]
+    extra = data.get(NOT_VERIFIED_KEY)
+    if extra is not None and not isinstance(extra, dict):
+        reasons.append(f"malformed certificate: {NOT_VERIFIED_KEY!r} is not an object")
+    elif extra:
+        unchecked += sorted(extra)
+    notes = ([f"not verified (reported by the solve, never checked): {', '.join(unchecked)}"]
+             if unchecked else [])
+    return reasons, notes
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -108,6 +151,14 @@ class VerifyReport:
         Tolerances the gaps were judged against.
     details : dict
         Absolute gaps ``gap`` and ``sample_gap``.
+    nonnegative_dimension : int or None
+        ``dnn`` relaxation: the dimension of the stored non-negative factor ``H``, checked
+        (``H >= 0``, ``H H^T`` equal to the geometry, and ``H H^T`` within both tolerances
+        of the certified lower bound): non-negative (ReLU) features in that dimension
+        attain the optimum. None when the file stores no factor (then only the DNN lower
+        bound is proven, see :attr:`notes`) or for other relaxations.
+    notes : tuple of str
+        What a passing verification does not prove about this file.
     """
 
     ok: bool
@@ -126,10 +177,13 @@ class VerifyReport:
     tol: float = DEFAULT_GAP_TOL
     excess_tol: float = DEFAULT_EXCESS_TOL
     details: dict = field(default_factory=dict)
+    nonnegative_dimension: int | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary: the fields above plus the recomputed details."""
-        return {"ok": self.ok, "reasons": list(self.reasons), "level": self.level,
+        return {"ok": self.ok, "reasons": list(self.reasons), "notes": list(self.notes),
+                "nonnegative_dimension": self.nonnegative_dimension, "level": self.level,
                 "loss": self.loss, "excess_loss": self.excess_loss,
                 "lower_bound": self.lower_bound, "sample_lower_bound": self.sample_lower_bound,
                 "rel_gap": self.rel_gap, "sample_rel_gap": self.sample_rel_gap,
@@ -259,7 +313,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
                      f"(violation {violation:.3e})", tol, excess_tol, level=level.name,
                      min_eigenvalue=lam)
-    reasons = _derived_gram(data, model, X)
+    reasons, field_notes = _field_reasons(data, model, schema)
+    reasons += _derived_gram(data, model, X)
     cert, scert = certify(model, X)
     rec = _Recomputed(model, X, cert, scert, lam, spectrum.rank(RANK_TOL))
     reasons += _check_claims(data, claimed, spec, rec, tol, excess_tol)
@@ -267,6 +322,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     reasons += _check_geometry_claims(data, schema, rec, bars)
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons
+    factor_reasons, dimension, notes = _check_factor(data, rec, tol, excess_tol)
+    reasons += factor_reasons
     return VerifyReport(
         ok=not reasons, reasons=tuple(reasons), level=level.name, loss=cert.loss,
         excess_loss=cert.excess_loss, lower_bound=cert.lower_bound,
@@ -277,7 +334,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             "gap": cert.gap, "sample_gap": scert.gap,
             "unique": None if bars is None else bars.unique,
             "max_half_width": math.nan if bars is None else bars.max_half_width,
-            "collapse_delta": math.nan if bars is None else bars.collapse_delta})
+            "collapse_delta": math.nan if bars is None else bars.collapse_delta},
+        nonnegative_dimension=dimension, notes=tuple(notes + field_notes))
 
 
 def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.ndarray]:
@@ -299,16 +357,48 @@ data at the other levels)."""
 
 
 def _derived_gram(data: dict, model: Model, X: np.ndarray) -> list[str]:
-    """A stored class Gram derived from the geometry (group, sample level) must equal it."""
+    """A stored class Gram derived from the geometry (group, sample level) must equal it,
+    and so must the class means a sample-level file stores."""
+    reasons = _class_means(data, model, X)
     if model.level.key == CLASS_GRAM_KEY or data.get(CLASS_GRAM_KEY) is None:
-        return []
+        return reasons
     try:
         M = _matrix(data, CLASS_GRAM_KEY, model.spec.k)
     except InvalidInputError as exc:
-        return [f"malformed certificate: {exc}"]
+        return reasons + [f"malformed certificate: {exc}"]
     if np.max(np.abs(M - model.level.class_gram(model, X))) > FEASIBILITY_TOL:
-        return [f"tampered values: class_gram does not match the {model.level.name} "
-                "geometry"]
+        return reasons + [f"tampered values: class_gram does not match the "
+                          f"{model.level.name} geometry"]
+    return reasons
+
+
+def _class_means(data: dict, model: Model, X: np.ndarray) -> list[str]:
+    """``class_means`` (sample level): the cosines between the class means and their
+    lengths, recomputed from the sample Gram (NaN where a mean has length 0)."""
+    stored = data.get("class_means")
+    if stored is None:
+        return []
+    k = model.spec.k
+    if not model.level.dense:
+        return [f"malformed certificate: class_means belong to a sample-level file, not "
+                f"a {model.level.name}-level one"]
+    if not isinstance(stored, dict) or set(stored) != {"cosines", "norms"}:
+        return ["malformed certificate: class_means must hold 'cosines' and 'norms'"]
+    cosines, norms = model.level.class_means(model, X)
+    raw = stored["cosines"]
+    rows = ([[math.nan if x == "nan" else x for x in row] for row in raw]
+            if isinstance(raw, list) and all(isinstance(row, list) for row in raw) else None)
+    if rows is None or not all(map(_number_row, rows + [stored["norms"]])):
+        return ["malformed certificate: class_means is not numeric"]
+    cos_claim = np.array(rows, dtype=float)
+    norm_claim = np.array(stored["norms"], dtype=float)
+    if norm_claim.shape != (k,) or cos_claim.shape != (k, k):
+        return ["malformed certificate: class_means has the wrong shape"]
+    same_nan = np.array_equal(np.isnan(cos_claim), np.isnan(cosines))
+    both = ~np.isnan(cosines)
+    if not (same_nan and np.all(np.abs(norm_claim - norms) <= FEASIBILITY_TOL)
+            and np.all(np.abs(cos_claim[both] - cosines[both]) <= FEASIBILITY_TOL)):
+        return ["tampered values: class_means do not match the sample geometry"]
     return []
 
 
@@ -396,12 +486,17 @@ def _check_measures(claimed, schema: int, rec: _Recomputed,
         return ["malformed certificate: measures is not an object"]
     model = rec.model
     if model.level.dense:
-        M = model.level.class_gram(model, rec.X)
+        # The cosines between the class means (the block means of G are not, unless G is
+        # collapsed), as the writer's measures are (measures.geometry_of).
+        M = model.level.class_means(model, rec.X)[0]
         geo = BlockGeometry(M, np.ones(model.spec.k, dtype=int), np.arange(model.spec.k))
     else:
         geo = BlockGeometry(rec.X, np.asarray(model.sizes), np.asarray(model.block_of))
     proven = None if bars is None else (bars.lower, bars.upper)
-    want = summary(geo, counts=model.spec.counts, rank=rec.rank, bounds=proven)
+    # Files written before measures_version existed hold the definitions of version 1.
+    version = MEASURES_VERSION if "measures_version" in claimed else 1
+    want = summary(geo, counts=model.spec.counts, rank=rec.rank, bounds=proven,
+                   version=version)
     reasons = []
     bounds = claimed.get("bounds")
     for key in claimed:
@@ -473,6 +568,66 @@ def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:
             reasons.append(f"gap too large: gap relative to the excess loss "
                            f"{cert.excess_gap:.3e} {where} > {excess_tol:.1e}")
     return reasons
+
+
+def _check_factor(data: dict, rec: _Recomputed, tol: float, excess_tol: float
+                  ) -> tuple[list[str], int | None, list[str]]:
+    """The non-negative factor a ``dnn`` file stores: ``(reasons, dimension, notes)``.
+
+    A stored factor ``H`` must be non-negative, reproduce the geometry (``H H^T`` within
+    ``FACTOR_TOL`` per entry, unit rows) and claim its own dimension; the Gram of its
+    unit-scaled rows, a point that non-negative features attain exactly, must be within
+    both tolerances of the certified lower bounds (its loss is recomputed). A file without
+    a factor proves the DNN lower bound only, and the report says so.
+    """
+    model = rec.model
+    relaxation = model.relaxation
+    if FACTOR_KEY not in relaxation.report_keys:
+        return [], None, []
+    try:
+        factor = relaxation.load_factor(model, data)
+    except InvalidInputError as exc:
+        return [f"malformed certificate: {exc}"], None, []
+    if factor is None:
+        return [], None, [
+            "non-negative (ReLU) features not proven: the file stores no non-negative "
+            "factor of its geometry, so only the DNN lower bound is proven (a doubly "
+            "non-negative Gram need not be the Gram of non-negative features)"]
+    reasons = []
+    entry = data[FACTOR_KEY]
+    if factor.min_entry < 0:
+        reasons.append(f"tampered values: {FACTOR_KEY} has a negative entry "
+                       f"({factor.min_entry:.3e}): not the features of a ReLU")
+    X = rec.X
+    residual = factor.residual(X)
+    if not residual <= FACTOR_TOL:
+        reasons.append(f"tampered values: {FACTOR_KEY} does not reproduce the geometry "
+                       f"(|H H^T - X| or a feature's norm off by {residual:.3e} > "
+                       f"{FACTOR_TOL:.0e})")
+    claimed = entry.get("residual")
+    if isinstance(claimed, bool) or not isinstance(claimed, (int, float)) or not _close(
+            float(claimed), residual, 1e-12 + GAP_RTOL * residual):
+        reasons.append(f"tampered values: claimed {FACTOR_KEY}.residual {claimed!r} but the "
+                       f"factor gives {residual!r}")
+    claim = entry.get("dimension")
+    if isinstance(claim, bool) or claim != factor.dimension:
+        reasons.append(f"tampered values: claimed {FACTOR_KEY}.dimension {claim!r} but the "
+                       f"factor uses {factor.dimension}")
+    if reasons:
+        return reasons, None, []
+    fcert, fscert = certify(model, factor.gram())
+    for own, cert in ((fcert, rec.cert), (fscert, rec.scert)):
+        # The factor's Gram against the bound certified at the stored geometry; the
+        # excess difference is formed from the two excesses (no cancellation).
+        gap = max((own.excess_loss - cert.excess_loss) + cert.gap, 0.0)
+        rel = gap / abs(own.loss) if own.loss else (0.0 if gap == 0 else math.inf)
+        ex = (0.0 if gap == 0 else gap / own.excess_loss if own.excess_loss > 0
+              else math.inf)
+        if not (rel <= tol and ex <= excess_tol):
+            reasons.append(f"the Gram of {FACTOR_KEY} is not certified: its loss is "
+                           f"{gap:.3e} above the lower bound over {cert.level} Grams "
+                           f"(relative {rel:.2e}, to the excess {ex:.2e})")
+    return reasons, (None if reasons else factor.dimension), []
 
 
 def _check_status(data: dict, rec: _Recomputed, gap_reasons: list[str]) -> list[str]:

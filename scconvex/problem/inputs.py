@@ -4,9 +4,9 @@ One parser serves ``scconvex solve``, ``scconvex tightness`` and ``scconvex swee
 
 * ``50x10`` is ten classes of 50 samples; forms mix with commas: ``500x5,50x5,7``;
 * a counts file holds one count per line, a CSV (``name,count`` rows or comma-separated
-  counts; a header line is skipped) or a JSON list;
+  counts; a header line is skipped) or a JSON list; ``name,count`` rows name the classes;
 * a labels file is a ``.npy`` array or text with one label per line; the counts are the
-  number of samples of each distinct label;
+  number of samples of each distinct label, which names its class;
 * value lists for sweeps are comma-separated numbers or ranges ``logspace:A:B:N``
   (``N`` values from ``A`` to ``B``, equally spaced in log) and ``linspace:A:B:N``.
 
@@ -100,6 +100,16 @@ def read_counts_file(path: str | os.PathLike) -> tuple[int, ...]:
     without any number is a header and is skipped. Blank lines and lines starting with
     ``#`` are ignored. Entries may use the ``CxM`` form of :func:`parse_counts`.
     """
+    return read_counts_table(path)[0]
+
+
+def read_counts_table(path: str | os.PathLike
+                      ) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+    """Counts and class names from a counts file (:func:`read_counts_file`).
+
+    The names are those of ``name,count`` rows (a ``CxM`` count repeats its name as
+    ``name_1 .. name_M``); None unless every row has a name.
+    """
     name = "--counts-file"
     text = _read_text(path, name)
     where = f"{name} {os.fspath(path)!r}"
@@ -112,16 +122,19 @@ def read_counts_file(path: str | os.PathLike) -> tuple[int, ...]:
         if not isinstance(data, list) or not all(
                 isinstance(c, int) and not isinstance(c, bool) for c in data):
             raise InvalidInputError(f"{where}: the JSON must be a list of integers")
-        return tuple(data)
+        return tuple(data), None
     out: list[int] = []
+    names: list[str] | None = []
     lines = [(i + 1, line.strip()) for i, line in enumerate(text.splitlines())]
     lines = [(i, line) for i, line in lines if line and not line.startswith("#")]
     for pos, (lineno, line) in enumerate(lines):
         fields = [f.strip() for f in line.split(",")]
         if pos == 0 and not any(re.search(r"\d", f) for f in fields):
             continue  # header
+        label = None
         if len(fields) == 2 and not _is_int(fields[0]) and fields[1]:
-            fields = fields[1:]  # name,count
+            label, fields = fields[0], fields[1:]  # name,count
+        start = len(out)
         for f in fields:
             if not f:
                 continue
@@ -130,9 +143,15 @@ def read_counts_file(path: str | os.PathLike) -> tuple[int, ...]:
             except InvalidInputError:
                 raise InvalidInputError(f"{where}, line {lineno}: {f!r} is not a "
                                         f"count") from None
+        if label is None or names is None:
+            names = None
+        else:
+            added = len(out) - start
+            names.extend([label] if added == 1 else
+                         [f"{label}_{i + 1}" for i in range(added)])
     if not out:
         raise InvalidInputError(f"{where}: no counts found")
-    return tuple(out)
+    return tuple(out), (tuple(names) if names else None)
 
 
 def read_labels(path: str | os.PathLike, name: str = "--labels-file") -> np.ndarray:
@@ -170,8 +189,14 @@ def read_labels_file(path: str | os.PathLike) -> tuple[int, ...]:
 
     Labels may be any values (integers or strings); classes are ordered by sorted label.
     """
-    _, counts = np.unique(read_labels(path), return_counts=True)
-    return tuple(int(c) for c in counts)
+    return read_labels_classes(path)[0]
+
+
+def read_labels_classes(path: str | os.PathLike) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Class counts and class names (the distinct labels, as text) of a labels file
+    (:func:`read_labels_file`)."""
+    values, counts = np.unique(read_labels(path), return_counts=True)
+    return tuple(int(c) for c in counts), tuple(str(v) for v in values.tolist())
 
 
 def parse_values(text: str | float | Sequence, name: str) -> list[float]:
@@ -260,9 +285,11 @@ def spec_from_args(args) -> ProblemSpec:
     if args.counts is not None:
         return ProblemSpec(parse_counts(args.counts), args.tau)
     if getattr(args, "counts_file", None) is not None:
-        return ProblemSpec(read_counts_file(args.counts_file), args.tau)
+        counts, names = read_counts_table(args.counts_file)
+        return ProblemSpec(counts, args.tau, names=names)
     if getattr(args, "labels_file", None) is not None:
-        return ProblemSpec(read_labels_file(args.labels_file), args.tau)
+        counts, names = read_labels_classes(args.labels_file)
+        return ProblemSpec(counts, args.tau, names=names)
     if args.step is not None:
         k, rho, ratio, n_min = _numbers(args.step, "--step", 4)
         return ProblemSpec.step(k, rho, ratio, n_min, args.tau)

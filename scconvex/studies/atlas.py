@@ -703,10 +703,15 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
         if M.shape != (geo.k, geo.k) or np.max(np.abs(M - geo.class_gram())) > 1e-12:
             reasons.append("class_gram column differs from the certificate's geometry")
     stored_measures = json.loads(row["measures"]) if row.get("measures") else {}
-    minority = (step_minority(geo.k, row["rho"]) if row.get("family") == "step"
-                and row.get("rho") is not None else None)
-    fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"),
-                    bounds=_claimed_intervals(cert.get("cosine_bounds"), geo))
+    bounds = _claimed_intervals(cert.get("cosine_bounds"), geo)
+    if stored_measures.get("measures_version") is None and row.get("measures"):
+        # Measures of version 1 (older atlases): the STEP minority and 1 - cos_min_min.
+        minority = (step_minority(geo.k, row["rho"]) if row.get("family") == "step"
+                    and row.get("rho") is not None else None)
+        fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"),
+                        bounds=bounds, version=1)
+    else:
+        fresh = summary(geo, counts=spec["counts"], rank=cert.get("rank"), bounds=bounds)
     for name in MEASURE_COLUMNS:
         want = _float(fresh[name])
         if not (_close(row.get(name), want, 1e-9)
@@ -777,11 +782,17 @@ def table(atlas: Atlas, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
     The majority/minority cosines are left empty unless the counts have at most two
     distinct values (STEP structure); ``cos_min/mean/max`` are always given.
     """
+    from ..certificates.measures import minority_collapse
+
     tight = atlas.min_tight_dims()
     out = []
     for row in atlas.rows(where):
         rec = {name: row.get(name) for name in EXPORT_COLUMNS}
         rec["min_tight_dim"] = tight.get(row["key"])
+        if (row.get("measures") and '"measures_version"' not in row["measures"]
+                and isinstance(row.get("cos_min_min"), float) and (row.get("k") or 0) >= 2):
+            # A row of an older atlas stores 1 - cos_min_min: export today's definition.
+            rec["minority_collapse"] = minority_collapse(row["cos_min_min"], row["k"])
         if row.get("family") != "step" and _distinct_counts(row["counts"]) > 2:
             for name in ("cos_maj_maj", "cos_min_min", "cos_maj_min"):
                 rec[name] = None
@@ -812,8 +823,10 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None)
         write_text(path, buf.getvalue())
 
 
-def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    """Write export rows as Parquet, atomically (needs pyarrow: the ``parquet`` extra).
+def write_parquet(rows: Sequence[dict], path: str | os.PathLike | None,
+                  stream=None) -> None:
+    """Write export rows as Parquet to ``path`` (atomically) or to the binary ``stream``
+    (needs pyarrow: the ``parquet`` extra).
 
     The columns are those of the CSV export, in the same order; an empty cell of the CSV
     is a null here.
@@ -829,7 +842,11 @@ def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
     columns = {name: [rec.get(name) for rec in rows] for name in EXPORT_COLUMNS}
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns), sink)
-    write_bytes(path, sink.getvalue().to_pybytes())
+    if path is None:
+        stream.write(sink.getvalue().to_pybytes())
+        stream.flush()
+    else:
+        write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def show(atlas: Atlas, key: str) -> dict:

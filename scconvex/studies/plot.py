@@ -94,7 +94,7 @@ def _curves(ax, rows: list[dict], x: str, by: str) -> None:
         xs = [r[x] for r in sub]
         for name in names:
             ys = [np.nan if r[name] is None else r[name] for r in sub]
-            ax.plot(xs, ys, STYLES[name], color=color, marker=".",
+            ax.plot(xs, ys, STYLES[name], color=color, marker=".", lw=1.6,
                     label=f"{LABELS[name]}, {by}={value:g}", gid=f"{name}|{by}={value!r}")
             _error_bars(ax, xs, ys, [_bounds(r, name) for r in sub], span, color,
                         f"bar|{name}|{by}={value!r}")
@@ -102,7 +102,26 @@ def _curves(ax, rows: list[dict], x: str, by: str) -> None:
     k = rows[0]["k"]
     ax.axhline(-1.0 / (k - 1), color="0.6", lw=0.8, zorder=0)
     ax.set_ylabel("cosine between class means")
-    ax.legend(fontsize=6, ncol=max(1, len(groups) // 4), loc="best")
+    _two_legends(ax, "cosine", [(LABELS[name], STYLES[name]) for name in names], by,
+                 groups, colors)
+
+
+def _two_legends(ax, title: str, styles: list[tuple[str, str]], by: str, values, colors
+                 ) -> None:
+    """Line style = which quantity (long black samples without markers, so solid, dashed
+    and dotted read apart), colour = the value of ``by``; both right of the axes, where
+    they hide no curve."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="black", ls=ls, lw=1.6, label=label)
+               for label, ls in styles]
+    first = ax.legend(handles=handles, fontsize=7, handlelength=3.5, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0), title=title, title_fontsize=7)
+    ax.add_artist(first)
+    swatches = [Line2D([], [], color=c, lw=4, label=f"{by} = {v:g}")
+                for c, v in zip(colors, values, strict=True)]
+    ax.legend(handles=swatches, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0),
+              ncol=max(1, (len(values) + 11) // 12))
 
 
 def _bounds(row: dict, name: str) -> tuple[float, float] | None:
@@ -133,10 +152,14 @@ def _error_bars(ax, xs, ys, bounds, span: float, color, gid: str) -> None:
 
 
 def _colors(n: int):
+    """Distinct colours that all read on white: the qualitative tab10 for up to 10 values,
+    else a dark-to-medium stretch of viridis (its light yellow end is left out)."""
     from matplotlib import colormaps
 
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
     cmap = colormaps["viridis"]
-    return [cmap(0.9 * i / max(n - 1, 1)) for i in range(n)]
+    return [cmap(0.8 * i / max(n - 1, 1)) for i in range(n)]
 
 
 def _title(rows: list[dict]) -> str:
@@ -150,7 +173,7 @@ def _title(rows: list[dict]) -> str:
 
 def _cosine_figure(rows: list[dict], kind: str, x: str, by: str, xlabel: str):
     rows = _one_config(rows, kind)
-    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    fig = _figure(figsize=(7.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     _curves(ax, rows, x, by)
     ax.set_xlabel(xlabel)
@@ -172,10 +195,11 @@ def gap_figure(rows: list[dict]):
     """Certified sample-level gaps against R: relative to the loss (solid) and to the
     excess loss (dashed), one pair of curves per tau."""
     rows = _one_config(rows, "gap")
-    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    fig = _figure(figsize=(7.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     taus = sorted({r["tau"] for r in rows})
-    for color, tau in zip(_colors(len(taus)), taus, strict=True):
+    colors = _colors(len(taus))
+    for color, tau in zip(colors, taus, strict=True):
         sub = sorted((r for r in rows if r["tau"] == tau), key=lambda r: r["R"])
         for name, style in (("sample_rel_gap", "-"), ("sample_excess_gap", "--")):
             ys = [np.nan if r[name] is None else max(r[name], GAP_FLOOR) for r in sub]
@@ -186,7 +210,9 @@ def gap_figure(rows: list[dict]):
     ax.set_xlabel("imbalance ratio R")
     ax.set_ylabel(f"certified gap / loss, / excess loss (0 drawn at {GAP_FLOOR:g})")
     ax.set_title(_title(rows), fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
+    _two_legends(ax, "certified gap (all n x n Grams)",
+                 [("relative to the loss", "-"), ("relative to the excess loss", "--")],
+                 "tau", taus, colors)
     return fig
 
 
@@ -197,12 +223,33 @@ def _grid(values_x, values_y, cells: dict) -> np.ndarray:
     return Z
 
 
+def cell_edges(values: Sequence[float], log: bool) -> np.ndarray:
+    """Edges of heatmap cells centred on sorted ``values``: midpoints, geometric ones on
+    a log axis (so every cell has the same width there and keeps its tick), the outer
+    cells as wide as their neighbours (a single value gets a factor of 2 or +-0.5)."""
+    v = np.asarray(values, dtype=float)
+    t = np.log(v) if log else v
+    if len(t) == 1:
+        half = math.log(2.0) if log else 0.5
+        edges = np.array([t[0] - half, t[0] + half])
+    else:
+        mid = 0.5 * (t[1:] + t[:-1])
+        edges = np.concatenate([[2 * t[0] - mid[0]], mid, [2 * t[-1] - mid[-1]]])
+    return np.exp(edges) if log else edges
+
+
 def _heatmap(fig, ax, xs, ys, Z, label: str, logx: bool, logy: bool, **kw):
-    mesh = ax.pcolormesh(xs, ys, Z, shading="nearest", **kw)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
+    mesh = ax.pcolormesh(cell_edges(xs, logx), cell_edges(ys, logy), Z, shading="flat",
+                         **kw)
+    for values, log, scale, ticks in ((xs, logx, ax.set_xscale, ax.set_xticks),
+                                      (ys, logy, ax.set_yscale, ax.set_yticks)):
+        if log:
+            scale("log")
+        if len(values) <= 12:  # a tick on every row and column, labelled by its value
+            ticks(list(values), [f"{v:.3g}" for v in values], minor=False)
+            ticks([], minor=True)
+    if 6 < len(xs) <= 12:  # labels of our own, too wide to stand side by side
+        ax.tick_params(axis="x", labelrotation=30)
     fig.colorbar(mesh, ax=ax, label=label)
     return mesh
 
@@ -305,13 +352,29 @@ def _row_title(row: dict) -> str:
     return f"counts {counts}, tau={row['tau']:g}"
 
 
+def _class_names(row: dict, k: int) -> list[str] | None:
+    """The class names of the row's problem (from its certificate's spec), if it has any."""
+    try:
+        names = json.loads(row.get("certificate") or "{}").get("spec", {}).get("names")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if not isinstance(names, list) or len(names) != k:
+        return None
+    return [str(x) for x in names]
+
+
 def gram_figure(row: dict):
-    """Heatmap of one class Gram (cosines between class means)."""
+    """Heatmap of one class Gram (cosines between class means); class names as tick
+    labels when the problem has them (up to 40 classes)."""
     M = _class_gram(row)
     fig = _figure(figsize=(5.2, 4.4), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(M, cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="cosine")
+    names = _class_names(row, len(M))
+    if names is not None and len(names) <= 40:
+        ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
     ax.set_xlabel("class")
     ax.set_ylabel("class")
     ax.set_title(_row_title(row), fontsize=9)
@@ -355,9 +418,12 @@ def sphere_figure(row: dict, dim: int | None = None):
         ax.scatter(U[:, 0], U[:, 1], U[:, 2], s=20 + 80 * counts / counts.max(),
                    c=np.log(counts), cmap="coolwarm", depthshade=False, gid="means")
         ax.set_box_aspect((1, 1, 1))
+    names = _class_names(row, k)
     for i in range(k):
-        ax.text(*(1.08 * U[i]), str(int(counts[i])), fontsize=7)
-    ax.set_title(f"{_row_title(row)}\nclass means in d={d} ({note}; label: samples)",
+        label = str(int(counts[i])) if names is None else f"{names[i]} ({int(counts[i])})"
+        ax.text(*(1.08 * U[i]), label, fontsize=7)
+    what = "samples" if names is None else "class (samples)"
+    ax.set_title(f"{_row_title(row)}\nclass means in d={d} ({note}; label: {what})",
                  fontsize=9)
     return fig
 
@@ -471,17 +537,23 @@ def _finite(x) -> float:
     return float(x) if isinstance(x, (int, float)) else math.nan
 
 
+def figure_bytes(fig, suffix: str) -> bytes:
+    """The figure as a ``.png``, ``.pdf`` or ``.svg`` file's bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=150, format=suffix[1:])
+    return buf.getvalue()
+
+
 def save_figure(fig, path: str | os.PathLike) -> None:
     """Write a figure as PNG, PDF or SVG (by suffix), atomically."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".png", ".pdf", ".svg"):
         raise InvalidInputError(f"--out must end in .png, .pdf or .svg, got {path!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=150, format=suffix[1:])
+    data = figure_bytes(fig, suffix)
     try:
         # The same atomic write as every other output (unique temporary file, removed on
         # error; the permissions of a replaced file kept).
-        write_bytes(path, buf.getvalue())
+        write_bytes(path, data)
     except OSError as exc:
         raise InvalidInputError(f"cannot write {path!r}: {exc.strerror}") from None

@@ -27,8 +27,8 @@ from ..problem.inputs import (
     parse_counts,
     parse_ints,
     parse_values,
-    read_counts_file,
-    read_labels_file,
+    read_counts_table,
+    read_labels_classes,
 )
 from ..problem.spec import ProblemSpec
 
@@ -39,7 +39,7 @@ GRID_KEYS = ("step_k", "rho", "n_min", "long_tail_k", "n_max", "R", "tau", "coun
              "solver", "gap_tol", "excess_tol")
 """Settings of a sweep grid: the keys of a TOML spec and of :func:`build_points`."""
 
-RUN_KEYS = ("workers", "scheduler", "batch_size", "atlas")
+RUN_KEYS = ("workers", "scheduler", "task_size", "atlas")
 """Settings of how a sweep runs (also allowed in a TOML spec)."""
 
 MAX_BATCH = 50
@@ -70,6 +70,8 @@ def load_spec_file(path: str | os.PathLike) -> dict:
     if isinstance(data.get("sweep"), dict):
         data = data["sweep"]
     data = {k.replace("-", "_"): v for k, v in data.items()}
+    if "batch_size" in data and "task_size" not in data:
+        data["task_size"] = data.pop("batch_size")  # the earlier name of task_size
     unknown = set(data) - set(GRID_KEYS) - set(RUN_KEYS)
     if unknown:
         raise InvalidInputError(f"--spec {os.fspath(path)!r}: unknown settings "
@@ -104,11 +106,16 @@ def _scalar(settings: dict, name: str, kind: type, default=None):
     return float(v)
 
 
-def build_points(settings: dict) -> list[dict]:
+def build_points(settings: dict, refused: list | None = None) -> list[dict]:
     """The points of a sweep grid.
 
     Parameters
     ----------
+    refused : list, optional
+        Where grid points that make no valid problem go, each as ``{"point": text,
+        "reason": message}`` (a long tail whose smallest class rounds to 0 samples at a
+        large ``R``); the other points are returned. Without it the first such point
+        raises.
     settings : dict
         Keys of :data:`GRID_KEYS`:
 
@@ -125,7 +132,6 @@ def build_points(settings: dict) -> list[dict]:
     list of dict
         One per distinct problem, each with ``key``, ``spec`` and the grid coordinates.
     """
-    from ..certificates.measures import step_minority
     from ..features.nonconvex import NONCONVEX_LEVELS
     from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, SOLVERS
     from .atlas import problem_key
@@ -165,10 +171,12 @@ def build_points(settings: dict) -> list[dict]:
             n_maj = max(1, round(ratio * n_min))
             used = n_maj / n_min
             for tau in taus:
-                spec = ProblemSpec.step(k, rho, used, n_min, tau, level=level)
-                problems.append((spec, {"family": "step", "R": used, "rho": rho,
-                                        "n_min": n_min,
-                                        "minority": step_minority(k, rho).tolist()}))
+                spec = _grid_spec(refused, f"STEP k={k}, rho={rho:g}, n_min={n_min}, "
+                                  f"R={used:g}, tau={tau:g}", ProblemSpec.step, k, rho,
+                                  used, n_min, tau, level=level)
+                if spec is not None:
+                    problems.append((spec, {"family": "step", "R": used, "rho": rho,
+                                            "n_min": n_min}))
     if settings.get("long_tail_k") is not None or settings.get("n_max") is not None:
         if settings.get("long_tail_k") is None or settings.get("n_max") is None \
                 or settings.get("R") is None:
@@ -177,20 +185,27 @@ def build_points(settings: dict) -> list[dict]:
         n_max = _scalar(settings, "n_max", int)
         for ratio in parse_values(settings["R"], "--R"):
             for tau in taus:
-                spec = ProblemSpec.long_tail(k, ratio, n_max, tau, level=level)
-                problems.append((spec, {"family": "long_tail", "R": ratio, "n_max": n_max}))
-    datasets: list[tuple[str, tuple[int, ...]]] = []
+                spec = _grid_spec(refused, f"long tail k={k}, n_max={n_max}, R={ratio:g}, "
+                                  f"tau={tau:g}", ProblemSpec.long_tail, k, ratio, n_max,
+                                  tau, level=level)
+                if spec is not None:
+                    problems.append((spec, {"family": "long_tail", "R": ratio,
+                                            "n_max": n_max}))
+    datasets: list[tuple[str, tuple[int, ...], tuple[str, ...] | None]] = []
     for text in settings.get("counts") or []:
-        datasets.append((text, parse_counts(text)))
+        datasets.append((text, parse_counts(text), None))
     for path in settings.get("counts_files") or []:
-        datasets.append((os.path.basename(path), read_counts_file(path)))
+        datasets.append((os.path.basename(path), *read_counts_table(path)))
     for path in settings.get("labels_files") or []:
-        datasets.append((os.path.basename(path), read_labels_file(path)))
-    for name, counts in datasets:
+        datasets.append((os.path.basename(path), *read_labels_classes(path)))
+    for name, counts, names in datasets:
         for tau in taus:
-            spec = ProblemSpec(counts, tau, level=level)
+            spec = ProblemSpec(counts, tau, level=level, names=names)
             problems.append((spec, {"family": "counts", "dataset": name,
                                     "R": max(counts) / min(counts)}))
+    if not problems and refused:
+        raise InvalidInputError(f"every point of the sweep is refused; the first, "
+                                f"{refused[0]['point']}: {refused[0]['reason']}")
     if not problems:
         raise InvalidInputError("the sweep has no problems: give a STEP grid (--step-k, "
                                 "--rho, --n-min, --R), a long-tail grid (--long-tail-k, "
@@ -208,6 +223,17 @@ def build_points(settings: dict) -> list[dict]:
                        "dataset": None, "R": None, "rho": None, "n_min": None,
                        "n_max": None, "minority": None, **coords})
     return points
+
+
+def _grid_spec(refused: list | None, point: str, make, *args, **kwargs):
+    """``make(*args, **kwargs)``, or None with the refusal recorded in ``refused``."""
+    try:
+        return make(*args, **kwargs)
+    except InvalidInputError as exc:
+        if refused is None:
+            raise InvalidInputError(f"{point}: {exc}") from None
+        refused.append({"point": point, "reason": str(exc)})
+        return None
 
 
 # ---------------------------------------------------------------------- worker side
@@ -254,6 +280,8 @@ class SweepSummary:
         Solved points whose status is not ``optimal``.
     errors : list of str
         Batches that raised (their points are not stored and will be retried).
+    refused : list of dict
+        Grid points that make no valid problem (``point``, ``reason``), not solved.
     interrupted : bool
     seconds : float
     workers : int
@@ -270,10 +298,15 @@ class SweepSummary:
     seconds: float = 0.0
     workers: int = 0
     batches: int = 0
+    refused: list = field(default_factory=list)
 
     @property
     def message(self) -> str:
         text = f"{self.solved} solved, {self.from_atlas} from the atlas"
+        if self.refused:
+            first = self.refused[0]
+            text += (f", {len(self.refused)} refused (first: {first['point']}: "
+                     f"{first['reason']})")
         if self.not_certified:
             text += f", {self.not_certified} not certified"
         if self.errors:
@@ -286,7 +319,8 @@ class SweepSummary:
         return {"points": self.points, "solved": self.solved, "from_atlas": self.from_atlas,
                 "not_certified": self.not_certified, "errors": list(self.errors),
                 "interrupted": self.interrupted, "seconds": self.seconds,
-                "workers": self.workers, "batches": self.batches, "message": self.message}
+                "workers": self.workers, "batches": self.batches,
+                "refused": list(self.refused), "message": self.message}
 
 
 def pending(points: Sequence[dict], atlas) -> list[dict]:
@@ -307,7 +341,7 @@ def _batches(points: list[dict], workers: int, batch_size: int | None) -> list[l
         batch_size = 1 if workers == 0 else \
             max(1, min(MAX_BATCH, math.ceil(len(points) / (4 * workers))))
     if batch_size < 1:
-        raise InvalidInputError(f"--batch-size must be >= 1, got {batch_size}")
+        raise InvalidInputError(f"--task-size must be >= 1, got {batch_size}")
     return [points[i:i + batch_size] for i in range(0, len(points), batch_size)]
 
 
@@ -328,7 +362,8 @@ def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str
         Address of an existing dask scheduler (``tcp://HOST:PORT``); overrides
         ``workers``.
     batch_size : int, optional
-        Points per task; default about four tasks per worker, at most 50 points each.
+        Points per task (the command line's ``--task-size``); default about four tasks per
+        worker, at most 50 points each.
     progress : callable, optional
         Called with the number of points the atlas already holds (if any), then with the
         number of points of each stored batch.
