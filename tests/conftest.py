@@ -63,7 +63,7 @@ def honest_claims(data: dict) -> dict:
     from scconvex.files import jsonable
     from scconvex.levels import CLASS
 
-    bars = model_bars(model, X, cls, smp)
+    bars = model_bars(model, X, cls, smp, min_eigenvalue=spectrum.min)
     level = CLASS if model.level.dense else model.level
     data.update(jsonable({
         "unique": None if bars is None else bars.unique,
@@ -90,3 +90,16 @@ def loss_loop(H, labels, tau, *, negatives_only=False):
         den = sum(math.exp(float(H[i] @ H[a]) / tau) for a in others)
         total -= sum(float(H[i] @ H[p]) / tau - math.log(den) for p in positives) / len(positives)
     return total
+
+
+def forge(data: dict, path: tuple, value) -> dict:
+    """A deep copy of a certificate dict with the entry at ``path`` (keys and indices)
+    set to ``value``: one edited claim."""
+    import copy
+
+    out = copy.deepcopy(data)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return out

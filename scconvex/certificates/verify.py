@@ -299,6 +299,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
         return _fail(f"infeasible geometry: not a symmetric matrix with unit diagonal "
                      f"(asymmetry {asym:.2e}, diagonal error {diag:.2e})", tol, excess_tol,
                      level=level.name)
+    stored = X
     X = 0.5 * (X + X.T)
     idx = np.flatnonzero(fixed)
     X[idx, idx] = 1.0
@@ -318,7 +319,9 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     cert, scert = certify(model, X)
     rec = _Recomputed(model, X, cert, scert, lam, spectrum.rank(RANK_TOL))
     reasons += _check_claims(data, claimed, spec, rec, tol, excess_tol)
-    bars = model_bars(model, X, cert, scert)
+    # Bars from a feasible centre, measured from the stored numbers (verify accepts a
+    # violation of 1e-10 as rounding; the bars must not).
+    bars = model_bars(model, X, cert, scert, min_eigenvalue=lam, centre=stored)
     reasons += _check_geometry_claims(data, schema, rec, bars)
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons
@@ -463,7 +466,14 @@ def _check_geometry_claims(data: dict, schema: int, rec: _Recomputed,
     """The claims about the optimal geometry: the bars and the uniqueness proof (from
     :data:`BOUNDS_SCHEMA` on), and the measures with their proven intervals."""
     reasons = []
-    if schema >= BOUNDS_SCHEMA:
+    claimed = data.get("cosine_bounds")
+    if schema < BOUNDS_SCHEMA:
+        # Bars arrived with schema 2: a version 1 file that carries them would have them
+        # shown unchecked (only the old estimate under "unique" is left unread).
+        if claimed is not None:
+            reasons.append(f"malformed certificate: cosine_bounds in a schema {schema} file "
+                           f"(bars are claims from schema {BOUNDS_SCHEMA} on)")
+    else:
         unique = data.get("unique")
         if unique is not None and not isinstance(unique, bool):
             reasons.append(f"malformed certificate: unique {unique!r} is not a boolean")
@@ -471,9 +481,34 @@ def _check_geometry_claims(data: dict, schema: int, rec: _Recomputed,
         stated = data.get("uniqueness")
         if isinstance(stated, dict) and stated.get("unique") != unique:
             reasons.append("tampered values: uniqueness.unique differs from unique")
-        reasons += check_claims(data.get("cosine_bounds"), bars, unique)
+        reasons += check_claims(claimed, bars, unique)
+        if isinstance(claimed, dict) and bars is not None:
+            reasons += _check_bars_context(claimed, rec, bars)
     reasons += _check_measures(data.get("measures"), schema, rec, bars)
     return reasons
+
+
+def _check_bars_context(claimed: dict, rec: _Recomputed, bars: CosineBars) -> list[str]:
+    """The level and the gap a file's ``cosine_bounds`` say they were derived from."""
+    reasons = []
+    level = CLASS_LEVEL_NAME if rec.model.level.dense else rec.model.level.name
+    if claimed.get("level") != level:
+        reasons.append(f"tampered values: cosine_bounds.level {claimed.get('level')!r} is "
+                       f"not the level of the bars ({level!r})")
+    try:
+        gap = _number(claimed, "excess_gap")
+    except InvalidInputError:
+        return reasons + ["malformed certificate: cosine_bounds.excess_gap is missing or "
+                          "not a number"]
+    slack = GAP_RTOL * abs(bars.excess_gap) + GAP_FLOOR * DEFAULT_EXCESS_TOL
+    if not _close(gap, bars.excess_gap, slack):
+        reasons.append(f"tampered values: claimed cosine_bounds.excess_gap {gap!r} but the "
+                       f"bars are derived from {bars.excess_gap!r}")
+    return reasons
+
+
+CLASS_LEVEL_NAME = "class"
+"""The level of the bars of a dense (sample-level) answer: those of its class Gram."""
 
 
 def _check_measures(claimed, schema: int, rec: _Recomputed,
@@ -510,12 +545,18 @@ def _check_measures(claimed, schema: int, rec: _Recomputed,
         elif not _same_measure(claimed[key], value):
             reasons.append(f"tampered values: claimed measure {key} {claimed[key]!r} but "
                            f"the geometry gives {value!r}")
-    if schema >= BOUNDS_SCHEMA and bounds is not None:
+    if schema < BOUNDS_SCHEMA and bounds is not None:
+        reasons.append(f"malformed certificate: measures.bounds in a schema {schema} file "
+                       f"(intervals are claims from schema {BOUNDS_SCHEMA} on)")
+    elif bounds is not None:
         if want["bounds"] is None:
             reasons.append("claimed measures.bounds, but no bars are proven for this file")
         elif not isinstance(bounds, dict):
             reasons.append("malformed certificate: measures.bounds is not an object")
         else:
+            for key in bounds:
+                if key not in want["bounds"]:
+                    reasons.append(f"malformed certificate: unknown measures.bounds.{key}")
             for key, (lo, hi) in want["bounds"].items():
                 got = bounds.get(key)
                 try:

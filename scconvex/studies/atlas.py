@@ -387,7 +387,8 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
 def _bar_columns(cert: dict) -> dict:
     """The :data:`BAR_COLUMNS` of a certificate (None where it claims no bars)."""
     bounds = cert.get("cosine_bounds")
-    unique = cert.get("unique")
+    # A version 1 certificate held an estimate under "unique", not a proof.
+    unique = cert.get("unique") if cert.get("schema_version", 2) != 1 else None
     return {"max_bar": None if bounds is None else _float(bounds.get("max_half_width")),
             "unique_proof": None if unique is None else int(bool(unique)),
             "collapse_delta": None if bounds is None else _float(bounds.get("collapse_delta"))}
@@ -730,7 +731,19 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
                            f"certificate ({value!r})")
     if status == "optimal":
         reasons.extend(report.reasons)
+    elif _claims_bars(cert):
+        # Only a certified answer has bars (solve writes none otherwise), and only an
+        # optimal row is re-verified: bars on any other row would be shown unchecked.
+        reasons.append(f"a {status!r} row claims proven bars, uniqueness or measure "
+                       "intervals, which only a certified answer has")
     return outcome()
+
+
+def _claims_bars(cert: dict) -> bool:
+    """Whether a certificate claims anything about the optimum's geometry."""
+    measures = cert.get("measures")
+    return (cert.get("cosine_bounds") is not None or _bar_columns(cert)["unique_proof"]
+            is not None or isinstance(measures, dict) and measures.get("bounds") is not None)
 
 
 def _same_bounds(stored, fresh) -> bool:
