@@ -92,9 +92,12 @@ def add_commands(sub) -> None:
     q = asub.add_parser("verify", help="re-check every stored certificate")
     q.add_argument("atlas", help=ATLAS_HELP)
     q.add_argument("--gap-tol", type=float, default=None,
-                   help="largest accepted gap relative to the loss (default: each row's "
-                        "gap_tol)")
+                   help="largest accepted recomputed gap relative to the loss (default "
+                        "1e-6, as verify's; never the row's own gap_tol)")
     q.add_argument("--tol", type=float, default=None, dest="gap_tol", help=argparse.SUPPRESS)
+    q.add_argument("--excess-tol", type=float, default=None,
+                   help="largest accepted recomputed gap relative to the excess loss "
+                        "(default 1e-3, as verify's; never the row's own excess_tol)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("plot", help="figures from an atlas, or from the JSON of scconvex "
@@ -249,19 +252,30 @@ def _atlas_export(atlas, args) -> int:
 
 
 def _atlas_verify(atlas, args) -> int:
+    from ..certificates.certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
     from ..files import dumps
     from ..studies.atlas import verify_atlas
 
-    results = verify_atlas(atlas, args.gap_tol)
+    tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
+    excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
+    results = verify_atlas(atlas, tol, excess_tol)
     bad = [r for r in results if not r.ok]
     certified = sum(r.ok and r.status == "optimal" for r in results)
     rederived = sum(len(r.rederived) for r in results if r.ok)
     trusted = [{"key": r.key, "rows": list(r.not_rederivable)} for r in results
                if r.ok and r.not_rederivable]
+    own: dict[tuple, int] = {}
+    for r in results:
+        own[r.gap_tol, r.excess_tol] = own.get((r.gap_tol, r.excess_tol), 0) + 1
     if args.json:
         print(dumps({"ok": not bad, "rows": len(results), "certified": certified,
+                     "tol": tol, "excess_tol": excess_tol,
+                     "row_tolerances": [{"gap_tol": g, "excess_tol": e, "rows": n}
+                                        for (g, e), n in own.items()],
                      "tight_rederived": rederived, "tight_not_rederivable": trusted,
-                     "rejected": [{"key": r.key, "reasons": list(r.reasons)} for r in bad]}))
+                     "rejected": [{"key": r.key, "reasons": list(r.reasons),
+                                   "gap_tol": r.gap_tol, "excess_tol": r.excess_tol}
+                                  for r in bad]}))
     else:
         line = (f"{len(results)} rows: {certified} certificates re-checked, "
                 f"{len(results) - certified - len(bad)} stored as not certified, "
@@ -271,8 +285,15 @@ def _atlas_verify(atlas, args) -> int:
                      f"{sum(len(t['rows']) for t in trusted)} not re-derivable (checked "
                      f"for consistency only)")
         print(line)
+        if results:
+            stated = "; ".join(f"gap_tol {_cell(g, 'g') or '?'}, excess_tol "
+                               f"{_cell(e, 'g') or '?'} ({n} row{'s' * (n != 1)})"
+                               for (g, e), n in own.items())
+            print(f"judged at --gap-tol {tol:g} --excess-tol {excess_tol:g}; the rows state "
+                  f"{stated}")
     for r in bad:
-        print(f"scconvex: rejected {r.key[:12]}: {'; '.join(r.reasons)}", file=sys.stderr)
+        print(f"scconvex: rejected {_cell(r.key, '')[:12]}: {'; '.join(r.reasons)}",
+              file=sys.stderr)
     return 1 if bad else 0
 
 

@@ -26,10 +26,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..certificates.certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
 from ..errors import InvalidInputError
 from ..files import dumps, jsonable
 from ..levels import get_level
@@ -156,6 +157,10 @@ class VerifyRow:
     """Tight tightness rows re-derived from their stored features (one line each)."""
     not_rederivable: tuple[str, ...] = ()
     """Tight tightness rows without stored features: checked for consistency only."""
+    gap_tol: float | None = None
+    """The row's own ``gap_tol`` (None when unreadable); reported, never judged by."""
+    excess_tol: float | None = None
+    """The row's own ``excess_tol`` (None when unreadable); reported, never judged by."""
 
 
 class Atlas:
@@ -624,29 +629,45 @@ def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
                   f"(loss {value:.12g}, rel gap {rel:.1e}, excess gap {ex:.1e})")
 
 
-def check_row(row: dict, tol: float | None = None,
-              tightness_rows: Sequence[dict] = ()) -> VerifyRow:
+def check_row(row: dict, tol: float = DEFAULT_GAP_TOL,
+              tightness_rows: Sequence[dict] = (), *,
+              excess_tol: float = DEFAULT_EXCESS_TOL) -> VerifyRow:
     """Re-check one atlas row against its certificate, trusting no stored number.
 
-    The certificate is verified from scratch (:func:`scconvex.certificates.verify.verify_data` with
-    the row's ``gap_tol`` unless ``tol`` is given, and the row's ``excess_tol``); the key
-    must be the hash of the certificate's problem; the columns that describe the problem,
-    the geometry columns and the claimed values must equal the certificate's, the grid
-    coordinates must generate its counts, and the measures must equal those recomputed
-    from the certificate's geometry. ``tightness_rows`` (the row's tightness table rows)
-    must be consistent with the certificate, and a tight one is re-derived from its
-    stored features when it has them (:func:`_tightness_reasons`). A row that cannot be
-    read (damaged JSON, a text where a number belongs) is rejected.
+    The certificate is verified from scratch (:func:`scconvex.certificates.verify.verify_data`)
+    with the tolerances the *verifier* chooses, ``tol`` and ``excess_tol`` (defaults those
+    of ``verify``), never with the row's own ``gap_tol`` and ``excess_tol``: those are
+    part of the row, so a forger sets them too. They are reported in the result, and a row
+    that is certified only under its own looser tolerances is rejected with a reason that
+    says so. The key must be the hash of the certificate's problem; the columns that
+    describe the problem, the geometry columns and the claimed values must equal the
+    certificate's, the grid coordinates must generate its counts, and the measures must
+    equal those recomputed from the certificate's geometry. ``tightness_rows`` (the row's
+    tightness table rows) must be consistent with the certificate, and a tight one is
+    re-derived from its stored features when it has them (:func:`_tightness_reasons`). A
+    row that cannot be read (damaged JSON, a text where a number belongs) is rejected.
+
+    Raises
+    ------
+    InvalidInputError
+        If a tolerance is not a finite number > 0.
     """
+    from ..checks import check_tolerance
+
+    tols = (check_tolerance(tol, "tol"), check_tolerance(excess_tol, "excess_tol"))
+    own = (_float(row.get("gap_tol")), _float(row.get("excess_tol")))
     try:
-        return _check_row(row, tol, tightness_rows)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        result = _check_row(row, tols, tightness_rows)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError,
+            OverflowError) as exc:
         # Includes InvalidInputError (a ValueError), e.g. a row without a gap_tol.
-        return VerifyRow(str(row.get("key")), False, str(row.get("status") or "?"),
-                         (f"unreadable row ({type(exc).__name__}: {exc})",))
+        result = VerifyRow(str(row.get("key")), False, str(row.get("status") or "?"),
+                           (f"unreadable row ({type(exc).__name__}: {exc})",))
+    return replace(result, gap_tol=own[0], excess_tol=own[1])
 
 
-def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> VerifyRow:
+def _check_row(row: dict, tols: tuple[float, float],
+               tightness_rows: Sequence[dict]) -> VerifyRow:
     from ..certificates.measures import BlockGeometry, geometry_of, step_minority, summary
     from ..certificates.verify import verify_data
 
@@ -673,8 +694,7 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
     if status == "optimal" or any(t.get("tight") and t.get("features") is not None
                                   for t in tightness_rows):
         # Also the recomputed lower bounds a stored tight claim is re-derived against.
-        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol,
-                             excess_tol=row["excess_tol"])
+        report = verify_data(cert, tol=tols[0], excess_tol=tols[1])
     tight_reasons, rederived, trusted = _tightness_reasons(tightness_rows, cert, report)
     reasons += tight_reasons
 
@@ -731,6 +751,8 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
                            f"certificate ({value!r})")
     if status == "optimal":
         reasons.extend(report.reasons)
+        if not report.ok:
+            reasons += _loose_reasons(row, tols)
     elif _claims_bars(cert):
         # Only a certified answer has bars (solve writes none otherwise), and only an
         # optimal row is re-verified: bars on any other row would be shown unchecked.
@@ -762,20 +784,34 @@ def _same_bounds(stored, fresh) -> bool:
     return True
 
 
-def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
-    """:func:`check_row` for every row of the atlas.
+def _loose_reasons(row: dict, tols: tuple[float, float]) -> list[str]:
+    """Say so when a rejected row states tolerances looser than the verifier's."""
+    out = []
+    for name, flag, mine in (("gap_tol", "--gap-tol", tols[0]),
+                             ("excess_tol", "--excess-tol", tols[1])):
+        own = _float(row.get(name))
+        if own is not None and own > mine:
+            out.append(f"the row states {name} {own:g}, looser than the {mine:g} it is "
+                       f"judged by: it claims to be certified only at that tolerance "
+                       f"(pass {flag} {own:g} to judge it there)")
+    return out
+
+
+def verify_atlas(atlas: Atlas, tol: float = DEFAULT_GAP_TOL,
+                 excess_tol: float = DEFAULT_EXCESS_TOL) -> list[VerifyRow]:
+    """:func:`check_row` for every row of the atlas, judged by ``tol`` and ``excess_tol``.
 
     Raises
     ------
     InvalidInputError
-        If ``tol`` is given and is not a finite number > 0.
+        If a tolerance is not a finite number > 0.
     """
-    if tol is not None:
-        from ..checks import check_tolerance
+    from ..checks import check_tolerance
 
-        tol = check_tolerance(tol, "tol")
+    tol = check_tolerance(tol, "tol")
+    excess_tol = check_tolerance(excess_tol, "excess_tol")
     return [check_row(row, tol, atlas.tightness_rows(row["key"]) if row["key"] is not None
-                      else ()) for row in atlas.rows()]
+                      else (), excess_tol=excess_tol) for row in atlas.rows()]
 
 
 # ---------------------------------------------------------------------- export
