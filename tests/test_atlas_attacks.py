@@ -200,3 +200,42 @@ def test_loose_sweep_row_is_judged_by_the_verifier(tmp_path):
     assert (result.gap_tol, result.excess_tol) == (1e-3, 1e9)
     if row["status"] == "optimal":
         assert result.ok == verify_data(json.loads(row["certificate"])).ok
+
+
+_COPY_TIGHT_ROW = ("INSERT INTO tightness SELECT key, 1, restarts, seed, nc_level, tight, "
+                   "reached, best_loss, rel_gap, excess_gap, gram_distance, seconds, NULL, ? "
+                   "FROM tightness WHERE d = 3")
+"""The honest tight d = 3 row copied to d = 1, its features dropped and a note added."""
+
+
+@pytest.mark.parametrize("note", ["not re-derivable: the features exceed the cap", None,
+                                  "not re-derivable: written before features were stored"])
+def test_tight_claim_without_features_is_rejected(atlas_file, tmp_path, capsys, note):
+    """Issue 20: a d = 1 tight row with no features and a false reason (4 numbers, far
+    under the cap) passed, and the export said min_tight_dim = 1 for an optimum of rank 3."""
+    from scconvex.cli import main
+
+    reasons = _rejected(atlas_file, tmp_path, _COPY_TIGHT_ROW, (note,))
+    assert any("tightness row d=1: tight claim rejected" in r for r in reasons), reasons
+    copy = str(tmp_path / "copy.sqlite")
+    assert main(["atlas", "export", copy]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = out[0].split(",")
+    assert out[1].split(",")[header.index("min_tight_dim")] == "3"
+
+
+def test_legacy_tight_claim_below_the_rank_of_a_unique_optimum(atlas_file, tmp_path):
+    """An atlas written before features existed may hold tight rows without them; even
+    there a d below the rank of a unique optimum is rejected (no such point attains it)."""
+    copy = str(tmp_path / "old.sqlite")
+    with sqlite3.connect(atlas_file) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    with sqlite3.connect(copy) as conn:
+        conn.execute("UPDATE tightness SET features = NULL, features_note = NULL")
+        conn.execute("INSERT INTO meta VALUES ('legacy_tight', '1')")
+    conn.close()
+    with Atlas(copy) as atlas:
+        (result,) = verify_atlas(atlas)
+    assert result.ok and len(result.not_rederivable) == 1, result.reasons  # d = 3, rank 3
+    reasons = _rejected(copy, tmp_path, _COPY_TIGHT_ROW, (None,))
+    assert any("d=1 is below the rank 3" in r for r in reasons), reasons

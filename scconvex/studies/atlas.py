@@ -91,6 +91,11 @@ ADDED_TIGHTNESS_COLUMNS = ("features", "features_note")
 """Tightness columns of schema 2. An older atlas opens without them (its tight rows are
 not re-derivable) and gets them, empty, on its first write."""
 
+LEGACY_NOTE = "not re-derivable: written before features were stored (atlas schema 1)"
+"""``features_note`` given, on the upgrade to schema 2, to the tight rows of an older
+atlas. Only an atlas that records such an upgrade (or still lacks the features column)
+may hold tight rows without features and without the cap as their reason."""
+
 CLAIM_COLUMNS = ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
                  "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
                  "sample_excess_gap", "gap_tol", "excess_tol", "rank", "solver")
@@ -255,6 +260,11 @@ class Atlas:
         if missing:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                               (str(ATLAS_SCHEMA),))
+            legacy = self.conn.execute("UPDATE tightness SET features_note = ? WHERE "
+                                       "tight = 1 AND features IS NULL", (LEGACY_NOTE,))
+            if legacy.rowcount:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('legacy_tight', ?)",
+                                  (str(legacy.rowcount),))
             self._tightness_columns.update(missing)
 
     # ------------------------------------------------------------------ reading
@@ -309,10 +319,42 @@ class Atlas:
             params.append(key)
         return [dict(r) for r in self.conn.execute(sql + " ORDER BY key, d", params)]
 
+    @property
+    def predates_features(self) -> bool:
+        """Whether this atlas may hold tight rows written before features were stored:
+        it lacks the features column, or its upgrade to schema 2 found such rows."""
+        if "features" not in self._tightness_columns:
+            return True
+        return self.conn.execute(
+            "SELECT 1 FROM meta WHERE name = 'legacy_tight'").fetchone() is not None
+
     def min_tight_dims(self) -> dict[str, int]:
-        """Smallest tight ``d`` of every key that has a tight tightness row."""
-        return {r[0]: int(r[1]) for r in self.conn.execute(
-            "SELECT key, MIN(d) FROM tightness WHERE tight = 1 GROUP BY key")}
+        """Smallest tight ``d`` of every key that has a tight tightness row.
+
+        A ``d`` below the stored rank of a solve whose certificate says its optimum is
+        unique is left out: every optimum then has that rank, so no point of lower rank
+        attains it (such a row can only be tight within its tolerance, or forged).
+        """
+        out: dict[str, int] = {}
+        rows = self.conn.execute(
+            "SELECT t.key, t.d, s.rank FROM tightness t JOIN solves s ON s.key = t.key "
+            "WHERE t.tight = 1 ORDER BY t.key, t.d")
+        for key, d, rank in rows:
+            if key in out or not isinstance(d, int) or isinstance(key, bytes):
+                continue
+            if isinstance(rank, int) and d < rank and self._unique(key):
+                continue
+            out[key] = d
+        return out
+
+    def _unique(self, key: str) -> bool:
+        """Whether the stored certificate of ``key`` says its optimum is unique."""
+        row = self.conn.execute("SELECT certificate FROM solves WHERE key = ?",
+                                (key,)).fetchone()
+        try:
+            return json.loads(row[0]).get("unique") is True
+        except (TypeError, ValueError, AttributeError, RecursionError):
+            return False
 
 
 def _coerce(value: str):
@@ -478,8 +520,9 @@ def _spec_reasons(row: dict, cert: dict) -> list[str]:
     return reasons
 
 
-def _tightness_reasons(rows: Sequence[dict], cert: dict,
-                       report=None) -> tuple[list[str], list[str], list[str]]:
+def _tightness_reasons(rows: Sequence[dict], cert: dict, report=None,
+                       predates_features: bool = False
+                       ) -> tuple[list[str], list[str], list[str]]:
     """Tightness rows must be consistent with the certificate, and a tight claim must be
     re-derivable from its stored features.
 
@@ -488,9 +531,13 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
     follows the verdict rule of :mod:`scconvex.features.tightness` (at least one restart within
     both tolerances). A row claiming ``tight`` with stored features is re-derived
     (:func:`_rederive`) from those features and ``report``, the certificate recomputed by
-    :func:`scconvex.certificates.verify.verify_data`; one without features (an older atlas, or a
-    point above :data:`FEATURES_MAX`) is checked for consistency only and listed as not
-    re-derivable. A row claiming not tight needs no features.
+    :func:`scconvex.certificates.verify.verify_data`. One without features is accepted,
+    checked for consistency only and listed as not re-derivable, in two cases alone: its
+    features exceed :data:`FEATURES_MAX` (checked: ``rows x d`` must), or the atlas
+    ``predates_features`` and the row does not give the cap as its reason. Even then a
+    ``d`` below the recomputed rank of an optimum that is unique
+    (:func:`_unique_optimum`) is rejected: every optimum has that rank. A row claiming not
+    tight needs no features.
 
     Returns
     -------
@@ -531,9 +578,13 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
             reasons.append(f"{where}: tight, but its gaps or reached restarts say otherwise")
         if tight:
             if t.get("features") is None:
-                note = t.get("features_note") or "not re-derivable: no features stored " \
-                                                 "(the atlas predates them)"
-                not_rederivable.append(f"{where}: {note}")
+                bad = _missing_features(t, spec, report, cert, predates_features)
+                if bad:
+                    reasons.append(f"{where}: tight claim rejected: {bad}")
+                else:
+                    note = t.get("features_note") or "not re-derivable: no features " \
+                                                     "stored (the atlas predates them)"
+                    not_rederivable.append(f"{where}: {_printable(note)}")
             else:
                 bad, note = _rederive(t, spec, report)
                 if bad:
@@ -557,6 +608,56 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
             if abs(excess_lb * (1.0 + ex) - (best - spec.constant)) > slack:
                 reasons.append(f"{where}: excess_gap {ex!r} does not match best_loss")
     return reasons, rederived, not_rederivable
+
+
+def _missing_features(t: dict, spec, report, cert: dict,
+                      predates_features: bool) -> str | None:
+    """Why a tight row without features cannot be accepted, or None (see
+    :func:`_tightness_reasons`)."""
+    level, d = t["nc_level"], t["d"]
+    numbers = get_level(level).rows(spec) * d
+    note = t.get("features_note")
+    if numbers > FEATURES_MAX:
+        pass  # too large to store: the one reason a new atlas has
+    elif isinstance(note, str) and "cap" in note:
+        return (f"its note says the features exceed the cap, but {numbers} numbers "
+                f"({level} level, d={d}) are within the cap of {FEATURES_MAX}")
+    elif not predates_features:
+        return (f"no stored features, though its {numbers} numbers are within the cap of "
+                f"{FEATURES_MAX} and the atlas stores the features of every tight row")
+    if report is None or report.rank < 0:
+        return "the certificate does not recompute (no rank to judge the claim against)"
+    if d < report.rank and _unique_optimum(cert, report):
+        return (f"d={d} is below the rank {report.rank} of the certified optimum, which is "
+                f"unique: no point of rank {d} attains it")
+    return None
+
+
+def _unique_optimum(cert: dict, report) -> bool:
+    """Whether the recomputed optimum of ``cert`` is unique and determined
+    (:func:`scconvex.certificates.uniqueness.assess` on the class Gram, SC loss on the
+    elliptope only; False where it cannot be assessed)."""
+    from ..certificates.measures import geometry_of
+    from ..certificates.uniqueness import assess
+    from ..levels import CLASS
+    from ..problem.model import build_model
+    from ..problem.spec import ProblemSpec
+
+    spec = ProblemSpec.from_dict(cert["spec"])
+    model = build_model(spec, CLASS)
+    if not (model.loss.assess_uniqueness and model.relaxation.assess_uniqueness):
+        return False
+    geo = geometry_of(cert)
+    gap = max(report.excess_gap, report.sample_excess_gap)
+    if geo is None or not math.isfinite(gap):
+        return False
+    found = assess(model, geo.class_gram(), gap)
+    return found.unique and math.isfinite(found.resolution)
+
+
+def _printable(text: str) -> str:
+    """A stored text for a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
@@ -631,7 +732,8 @@ def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
 
 def check_row(row: dict, tol: float = DEFAULT_GAP_TOL,
               tightness_rows: Sequence[dict] = (), *,
-              excess_tol: float = DEFAULT_EXCESS_TOL) -> VerifyRow:
+              excess_tol: float = DEFAULT_EXCESS_TOL,
+              predates_features: bool = False) -> VerifyRow:
     """Re-check one atlas row against its certificate, trusting no stored number.
 
     The certificate is verified from scratch (:func:`scconvex.certificates.verify.verify_data`)
@@ -644,8 +746,10 @@ def check_row(row: dict, tol: float = DEFAULT_GAP_TOL,
     certificate's, the grid coordinates must generate its counts, and the measures must
     equal those recomputed from the certificate's geometry. ``tightness_rows`` (the row's
     tightness table rows) must be consistent with the certificate, and a tight one is
-    re-derived from its stored features when it has them (:func:`_tightness_reasons`). A
-    row that cannot be read (damaged JSON, a text where a number belongs) is rejected.
+    re-derived from its stored features when it has them (:func:`_tightness_reasons`;
+    ``predates_features`` says whether the atlas may hold tight rows written before
+    features were stored). A row that cannot be read (damaged JSON, a text where a number
+    belongs) is rejected.
 
     Raises
     ------
@@ -657,7 +761,7 @@ def check_row(row: dict, tol: float = DEFAULT_GAP_TOL,
     tols = (check_tolerance(tol, "tol"), check_tolerance(excess_tol, "excess_tol"))
     own = (_float(row.get("gap_tol")), _float(row.get("excess_tol")))
     try:
-        result = _check_row(row, tols, tightness_rows)
+        result = _check_row(row, tols, tightness_rows, predates_features)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError,
             OverflowError) as exc:
         # Includes InvalidInputError (a ValueError), e.g. a row without a gap_tol.
@@ -666,8 +770,8 @@ def check_row(row: dict, tol: float = DEFAULT_GAP_TOL,
     return replace(result, gap_tol=own[0], excess_tol=own[1])
 
 
-def _check_row(row: dict, tols: tuple[float, float],
-               tightness_rows: Sequence[dict]) -> VerifyRow:
+def _check_row(row: dict, tols: tuple[float, float], tightness_rows: Sequence[dict],
+               predates_features: bool) -> VerifyRow:
     from ..certificates.measures import BlockGeometry, geometry_of, step_minority, summary
     from ..certificates.verify import verify_data
 
@@ -691,11 +795,11 @@ def _check_row(row: dict, tols: tuple[float, float],
             reasons.append(f"column {name} ({row.get(name)!r}) differs from the "
                            f"certificate ({value!r})")
     report = None
-    if status == "optimal" or any(t.get("tight") and t.get("features") is not None
-                                  for t in tightness_rows):
-        # Also the recomputed lower bounds a stored tight claim is re-derived against.
+    if status == "optimal" or any(t.get("tight") for t in tightness_rows):
+        # Also the recomputed lower bounds (and rank) a tight claim is judged against.
         report = verify_data(cert, tol=tols[0], excess_tol=tols[1])
-    tight_reasons, rederived, trusted = _tightness_reasons(tightness_rows, cert, report)
+    tight_reasons, rederived, trusted = _tightness_reasons(tightness_rows, cert, report,
+                                                           predates_features)
     reasons += tight_reasons
 
     def outcome() -> VerifyRow:
@@ -810,8 +914,10 @@ def verify_atlas(atlas: Atlas, tol: float = DEFAULT_GAP_TOL,
 
     tol = check_tolerance(tol, "tol")
     excess_tol = check_tolerance(excess_tol, "excess_tol")
+    legacy = atlas.predates_features
     return [check_row(row, tol, atlas.tightness_rows(row["key"]) if row["key"] is not None
-                      else (), excess_tol=excess_tol) for row in atlas.rows()]
+                      else (), excess_tol=excess_tol, predates_features=legacy)
+            for row in atlas.rows()]
 
 
 # ---------------------------------------------------------------------- export
