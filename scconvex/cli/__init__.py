@@ -305,7 +305,7 @@ def _cmd_verify(args) -> int:
                     f"{report.sample_rel_gap:.2e} (sample level) <= {tol:.1e}; relative to "
                     f"the excess loss {report.excess_gap:.2e}, "
                     f"{report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
-        print(f"verified: loss {report.loss:.12g}; {gaps}")
+        print(f"verified ({report.variant}): loss {report.loss:.12g}; {gaps}")
         widest = report.details.get("max_half_width", math.nan)
         if math.isfinite(widest):
             proof = {True: "unique", False: "not unique", None: "uniqueness not proven"}[
@@ -321,7 +321,8 @@ def _cmd_verify(args) -> int:
         for note in report.notes:
             print(f"note: {note}")
     if not report.ok:
-        print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
+        print(f"scconvex: verification failed ({report.variant}): "
+              f"{'; '.join(report.reasons)}", file=sys.stderr)
         return 1
     return 0
 
