@@ -189,7 +189,7 @@ def _progress_bar(quiet: bool, total: int):
 def _cmd_atlas(args) -> int:
     from ..studies.atlas import Atlas
 
-    with Atlas(args.atlas) as atlas:
+    with Atlas(args.atlas, readonly=True) as atlas:
         return {"list": _atlas_list, "show": _atlas_show, "export": _atlas_export,
                 "verify": _atlas_verify}[args.atlas_command](atlas, args)
 
@@ -305,7 +305,7 @@ def _cmd_plot(args) -> int:
     if args.kind == "trajectory":
         fig = trajectory_figure(_read_compare_json(args.atlas))
     else:
-        with Atlas(args.atlas) as atlas:
+        with Atlas(args.atlas, readonly=True) as atlas:
             fig = make_figure(atlas, args.kind, where=_where(args.where), key=args.key,
                               dim=args.dim)
     if args.out == "-":  # a PNG on standard output, nothing else there

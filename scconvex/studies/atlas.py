@@ -174,20 +174,33 @@ class Atlas:
     Parameters
     ----------
     path : path-like
-        SQLite file.
+        SQLite file (not ``""`` or ``":memory:"``, which would store nothing).
     create : bool
         Create the file and tables if missing; otherwise a missing file is an error.
+    readonly : bool
+        Open for reading only, without writing anything (also no WAL files where the
+        folder is read-only): what ``atlas list|show|export|verify`` and ``plot`` use.
     """
 
-    def __init__(self, path: str | os.PathLike, *, create: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, create: bool = False,
+                 readonly: bool = False) -> None:
+        if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+            raise InvalidInputError(f"the atlas must be a file name, got {path!r}")
         self.path = os.fspath(path)
+        if self.path in ("", ":memory:"):
+            raise InvalidInputError(f"the atlas {self.path!r} would be a temporary database "
+                                    "that stores nothing; give a file name")
         if not create and not os.path.isfile(self.path):
             raise InvalidInputError(f"no atlas at {self.path!r}")
+        self.readonly = readonly and not create
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30)
+            if self.readonly:
+                self.conn = _connect_readonly(self.path)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
             if create:
                 self._create()
             tables = {r[0] for r in self.conn.execute(
@@ -355,6 +368,28 @@ class Atlas:
             return json.loads(row[0]).get("unique") is True
         except (TypeError, ValueError, AttributeError, RecursionError):
             return False
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """A connection that never writes: ``mode=ro``, or, where SQLite cannot create the WAL
+    index of a WAL database (a read-only folder), ``immutable=1``. Immutable is safe only
+    without a pending write-ahead log (no writer can add one in a read-only folder); with
+    one, the atlas is refused rather than read without its last transactions."""
+    from urllib.parse import quote
+
+    uri = "file:" + quote(os.path.abspath(path))
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30)
+    try:
+        conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        raise InvalidInputError(f"{path!r} cannot be read here: its write-ahead log "
+                                f"{wal!r} holds transactions that only a writable folder "
+                                "can apply (open it once where the folder is writable)")
+    return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=30)
 
 
 def _coerce(value: str):
