@@ -69,6 +69,9 @@ def add_commands(sub) -> None:
     # Its earlier name, still accepted: solve's --batch-size means loss batches.
     g.add_argument("--batch-size", type=int, default=None, dest="task_size",
                    help=argparse.SUPPRESS)
+    g.add_argument("--no-retry", action="store_true",
+                   help="keep the points stored as not certified (by default they are "
+                        "solved again)")
     p.add_argument("--json", action="store_true", help="print one JSON summary, no progress")
 
     add_compare(sub)
@@ -154,7 +157,8 @@ def _cmd_sweep(args) -> int:
             summary = run_sweep(points, atlas, workers=run.get("workers", 2),
                                 scheduler=run.get("scheduler"),
                                 batch_size=run.get("task_size"),
-                                progress=bar.update if bar else None)
+                                progress=bar.update if bar else None,
+                                retry=not args.no_retry)
         finally:
             if bar:
                 bar.close()

@@ -236,13 +236,16 @@ class Atlas:
 
     # ------------------------------------------------------------------ writing
     def add(self, records: Iterable[dict]) -> int:
-        """Store records (from :func:`make_record`) in one transaction; returns rows added.
+        """Store records (from :func:`make_record`) in one transaction; returns solves stored.
 
-        A solve already present is kept (same key, same problem); tightness rows are
-        added or replaced.
+        A record with a solve row replaces any row of the same key **together with its
+        tightness rows**, which were measured against the replaced solve; its own
+        tightness rows are then stored. A record whose ``solve`` is None (tightness rows
+        measured against the stored solve, :func:`tightness_record`) adds or replaces
+        tightness rows of a solve the atlas holds.
         """
         names = [n for n, _ in SOLVE_COLUMNS]
-        solve_sql = (f"INSERT OR IGNORE INTO solves ({', '.join(names)}) VALUES "
+        solve_sql = (f"INSERT OR REPLACE INTO solves ({', '.join(names)}) VALUES "
                      f"({', '.join('?' * len(names))})")
         tnames = [n for n, _ in TIGHTNESS_COLUMNS]
         tight_sql = (f"INSERT OR REPLACE INTO tightness ({', '.join(tnames)}) VALUES "
@@ -252,11 +255,22 @@ class Atlas:
             self._upgrade()
             for rec in records:
                 row = rec["solve"]
-                cur = self.conn.execute(solve_sql, [row.get(n) for n in names])
-                added += cur.rowcount
+                if row is not None:
+                    self.conn.execute("DELETE FROM tightness WHERE key = ?", (row["key"],))
+                    cur = self.conn.execute(solve_sql, [row.get(n) for n in names])
+                    added += cur.rowcount
+                elif self.conn.execute("SELECT 1 FROM solves WHERE key = ?",
+                                       (rec["key"],)).fetchone() is None:
+                    continue  # no solve to refer to: nothing to measure against
                 for t in rec.get("tightness", ()):
                     self.conn.execute(tight_sql, [t.get(n) for n in tnames])
         return added
+
+    def stored(self, key: str) -> tuple[str | None, str | None]:
+        """``(status, certificate)`` of the solve row of ``key``, or ``(None, None)``."""
+        row = self.conn.execute("SELECT status, certificate FROM solves WHERE key = ?",
+                                (key,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
 
     def _upgrade(self) -> None:
         """Add the columns of later schemas to an older atlas (inside the caller's
@@ -283,6 +297,10 @@ class Atlas:
     # ------------------------------------------------------------------ reading
     def keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT key FROM solves")}
+
+    def statuses(self) -> dict[str, str]:
+        """Status of every stored solve, by key."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT key, status FROM solves")}
 
     def tightness_keys(self) -> set[tuple]:
         return {tuple(r) for r in self.conn.execute(
@@ -457,13 +475,19 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
         row[name] = result[name] if name == "status" else _float(result[name])
     for name in MEASURE_COLUMNS:
         row[name] = None if measures is None else _float(measures[name])
-    tight_rows = [{**{n: t.get(n) for n, _ in TIGHTNESS_COLUMNS},
-                   "key": point["key"], "tight": int(bool(t["tight"])),
-                   **{n: _float(t[n]) for n in ("best_loss", "rel_gap", "excess_gap",
-                                                "gram_distance", "seconds")},
-                   **_features_columns(t)}
-                  for t in tightness_rows]
-    return {"solve": row, "tightness": tight_rows}
+    return {**tightness_record(point["key"], tightness_rows), "solve": row}
+
+
+def tightness_record(key: str, tightness_rows: Sequence[dict]) -> dict:
+    """An atlas record of tightness rows alone, measured against the solve the atlas
+    holds for ``key`` (``tightness_rows`` as for :func:`make_record`)."""
+    rows = [{**{n: t.get(n) for n, _ in TIGHTNESS_COLUMNS},
+             "key": key, "tight": int(bool(t["tight"])),
+             **{n: _float(t[n]) for n in ("best_loss", "rel_gap", "excess_gap",
+                                          "gram_distance", "seconds")},
+             **_features_columns(t)}
+            for t in tightness_rows]
+    return {"solve": None, "key": key, "tightness": rows}
 
 
 def _bar_columns(cert: dict) -> dict:
@@ -1054,6 +1078,10 @@ def show(atlas: Atlas, key: str) -> dict:
                 out[name] = json.loads(out[name])
             except (TypeError, ValueError):
                 pass  # a damaged column is shown as stored (atlas verify rejects it)
+    if isinstance(out.get("measures"), dict):
+        # Tightness rows added after the solve (or replaced with it) decide, not the
+        # value the sweep knew when it stored the solve.
+        out["measures"]["min_tight_dim"] = atlas.min_tight_dims().get(row["key"])
     out["tightness"] = atlas.tightness_rows(row["key"])
     for t in out["tightness"]:
         if t.get("features") is not None:

@@ -13,6 +13,7 @@ calling process writes.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -21,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..errors import InvalidInputError, ScconvexError, missing_extra
 from ..problem.inputs import (
@@ -237,21 +240,79 @@ def _grid_spec(refused: list | None, point: str, make, *args, **kwargs):
 
 
 # ---------------------------------------------------------------------- worker side
+@dataclass(frozen=True)
+class _Bound:
+    lower_bound: float
+    excess_gap: float
+
+
+@dataclass(frozen=True)
+class StoredSolve:
+    """A solve the atlas holds, recomputed from its stored geometry: the reference that
+    new tightness rows are measured against (what :func:`scconvex.features.tightness.tightness`
+    reads of a relaxed solve), so that they agree with the row they are stored with."""
+
+    loss: float
+    excess_loss: float
+    class_gram: np.ndarray
+    rank: int
+    status: str
+    certificate: _Bound
+    sample_certificate: _Bound
+
+    @classmethod
+    def from_certificate(cls, text: str, gap_tol: float, excess_tol: float
+                         ) -> StoredSolve | None:
+        """The stored certificate re-verified (:func:`verify_data` with its own
+        tolerances), or None when it does not verify (then the point is solved again)."""
+        from ..certificates.measures import geometry_of
+        from ..certificates.verify import verify_data
+
+        try:
+            data = json.loads(text)
+            report = verify_data(data, tol=gap_tol, excess_tol=excess_tol)
+            geo = geometry_of(data) if report.ok else None
+        except (TypeError, ValueError, KeyError, RecursionError):
+            return None
+        if geo is None:
+            return None
+        return cls(loss=report.loss, excess_loss=report.excess_loss,
+                   class_gram=geo.class_gram(), rank=report.rank, status="optimal",
+                   certificate=_Bound(report.lower_bound, report.excess_gap),
+                   sample_certificate=_Bound(report.sample_lower_bound,
+                                             report.sample_excess_gap))
+
+
 def run_point(point: dict) -> dict:
-    """Solve one point (and its tightness rows); returns an atlas record."""
+    """Solve one point (and its tightness rows); returns an atlas record.
+
+    A point of task ``"tightness"`` (:func:`pending`) is not solved again: its missing
+    tightness rows are measured against the solve the atlas holds (:class:`StoredSolve`),
+    and the record holds those rows alone. If that solve no longer verifies, the point
+    is solved again and the new solve replaces it, with all its tightness rows.
+    """
     from ..features.tightness import tightness
     from ..pipeline.solve import solve
-    from .atlas import make_record
+    from .atlas import make_record, tightness_record
 
     spec = ProblemSpec.from_dict(point["spec"])
+
+    def rows_for(relaxed, dims) -> list[dict]:
+        rep = tightness(spec, dims, restarts=point["restarts"], level=point["nc_level"],
+                        seed=point["seed"], relaxed=relaxed)
+        return [{**r.to_dict(), "restarts": point["restarts"], "seed": point["seed"],
+                 "nc_level": point["nc_level"], "features": r.features} for r in rep.rows]
+
+    if point.get("task") == "tightness":
+        stored = StoredSolve.from_certificate(point["stored"], point["gap_tol"],
+                                              point["excess_tol"])
+        if stored is not None:
+            return tightness_record(point["key"], rows_for(stored, point["missing_dims"]))
     res = solve(spec, solver=point["solver"], gap_tol=point["gap_tol"],
                 excess_tol=point["excess_tol"])
     rows = []
     if point["dims"] and res.class_gram is not None:
-        rep = tightness(spec, point["dims"], restarts=point["restarts"],
-                        level=point["nc_level"], seed=point["seed"], relaxed=res)
-        rows = [{**r.to_dict(), "restarts": point["restarts"], "seed": point["seed"],
-                 "nc_level": point["nc_level"], "features": r.features} for r in rep.rows]
+        rows = rows_for(res, point["dims"])
     return make_record(res.to_dict(), point, rows, seconds=res.seconds)
 
 
@@ -276,6 +337,9 @@ class SweepSummary:
         Points computed by this run (and stored).
     from_atlas : int
         Points the atlas already held (not recomputed).
+    retried : int
+        Points stored as not certified that this run solved again (they replace the
+        stored rows); included in ``solved``.
     not_certified : int
         Solved points whose status is not ``optimal``.
     errors : list of str
@@ -292,6 +356,7 @@ class SweepSummary:
     points: int
     solved: int = 0
     from_atlas: int = 0
+    retried: int = 0
     not_certified: int = 0
     errors: list = field(default_factory=list)
     interrupted: bool = False
@@ -303,6 +368,9 @@ class SweepSummary:
     @property
     def message(self) -> str:
         text = f"{self.solved} solved, {self.from_atlas} from the atlas"
+        if self.retried:
+            text += (f" ({self.retried} retried: stored as not certified before, solved "
+                     f"again)")
         if self.refused:
             first = self.refused[0]
             text += (f", {len(self.refused)} refused (first: {first['point']}: "
@@ -317,22 +385,38 @@ class SweepSummary:
 
     def to_dict(self) -> dict:
         return {"points": self.points, "solved": self.solved, "from_atlas": self.from_atlas,
-                "not_certified": self.not_certified, "errors": list(self.errors),
+                "retried": self.retried, "not_certified": self.not_certified,
+                "errors": list(self.errors),
                 "interrupted": self.interrupted, "seconds": self.seconds,
                 "workers": self.workers, "batches": self.batches,
                 "refused": list(self.refused), "message": self.message}
 
 
-def pending(points: Sequence[dict], atlas) -> list[dict]:
-    """The points whose solve or tightness rows the atlas does not hold yet."""
-    keys = atlas.keys()
+def pending(points: Sequence[dict], atlas, retry: bool = True) -> list[dict]:
+    """The points to run, each a copy with its ``task``.
+
+    * ``"solve"``: the atlas has no solve of the point;
+    * ``"retry"``: its solve is stored as not certified and ``retry`` is set; it is
+      solved again, and the new solve replaces the stored one with its tightness rows;
+    * ``"tightness"``: a certified solve is stored but some tightness rows are missing;
+      only those (``missing_dims``) are computed, against the stored solve (``stored``:
+      its certificate), so that every tightness row refers to the solve stored with it.
+    """
+    statuses = atlas.statuses()
     tight = atlas.tightness_keys() if any(p["dims"] for p in points) else set()
     out = []
     for p in points:
-        if p["key"] not in keys or any(
-                (p["key"], d, p["restarts"], p["seed"], p["nc_level"]) not in tight
-                for d in p["dims"]):
-            out.append(p)
+        key = p["key"]
+        missing = [d for d in p["dims"]
+                   if (key, d, p["restarts"], p["seed"], p["nc_level"]) not in tight]
+        if key not in statuses:
+            out.append({**p, "task": "solve"})
+        elif statuses[key] != "optimal":
+            if retry:
+                out.append({**p, "task": "retry"})
+        elif missing:
+            out.append({**p, "task": "tightness", "missing_dims": missing,
+                        "stored": atlas.stored(key)[1]})
     return out
 
 
@@ -347,7 +431,8 @@ def _batches(points: list[dict], workers: int, batch_size: int | None) -> list[l
 
 def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str | None = None,
               batch_size: int | None = None,
-              progress: Callable[[int], None] | None = None) -> SweepSummary:
+              progress: Callable[[int], None] | None = None,
+              retry: bool = True) -> SweepSummary:
     """Run the points the atlas does not hold, storing each batch as it finishes.
 
     Parameters
@@ -367,6 +452,9 @@ def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str
     progress : callable, optional
         Called with the number of points the atlas already holds (if any), then with the
         number of points of each stored batch.
+    retry : bool
+        Solve again the points stored as not certified (a better solver, more time);
+        without it they are kept as they are (see :func:`pending`).
 
     Returns
     -------
@@ -377,15 +465,18 @@ def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str
     t0 = time.perf_counter()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise InvalidInputError(f"--workers must be an integer >= 0, got {workers!r}")
-    todo = pending(points, atlas)
+    todo = pending(points, atlas, retry)
     summary = SweepSummary(points=len(points), from_atlas=len(points) - len(todo))
+    retrying = {p["key"] for p in todo if p["task"] == "retry"}
     if progress is not None and summary.from_atlas:
         progress(summary.from_atlas)
 
     def store(records: list[dict]) -> None:
         atlas.add(records)
         summary.solved += len(records)
-        summary.not_certified += sum(r["solve"]["status"] != "optimal" for r in records)
+        solves = [r["solve"] for r in records if r["solve"] is not None]
+        summary.not_certified += sum(row["status"] != "optimal" for row in solves)
+        summary.retried += sum(row["key"] in retrying for row in solves)
         if progress is not None:
             progress(len(records))
 
