@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..checks import check_tolerance
-from ..errors import InvalidInputError
-from ..files import SCHEMA_VERSION
+from ..errors import InvalidInputError, ResourceLimitError
+from ..files import SCHEMA_VERSION, check_json_memory, read_input
 from ..levels import LEVELS, RANK_TOL, Level, same_json
 from ..losses.relaxations import FACTOR_KEY, FACTOR_TOL
 from ..problem.model import Model, build_model
@@ -744,6 +743,12 @@ def _check_status(data: dict, rec: _Recomputed, gap_reasons: list[str]) -> list[
     return reasons
 
 
+def _file_reason(message: str) -> str:
+    """A reason of :func:`verify` from an input error (without its ``certificate:``)."""
+    text = message.removeprefix("certificate: ")
+    return text if text.startswith("cannot read") else f"malformed certificate: {text}"
+
+
 def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
            excess_tol: float = DEFAULT_EXCESS_TOL) -> VerifyReport:
     """Re-check a certificate file, trusting no stored number.
@@ -790,24 +795,15 @@ def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
     tol = check_tolerance(tol, "tol")
     excess_tol = check_tolerance(excess_tol, "excess_tol")
     try:
-        st = os.stat(path)
-        mode, size = st.st_mode, st.st_size
-    except OSError:
-        mode, size = stat.S_IFREG, 0  # let open() below report it
-    if not stat.S_ISREG(mode):  # /dev/zero, a FIFO (open would block), a directory
-        return _fail(f"cannot read {os.fspath(path)!r}: not a regular file", tol, excess_tol)
-    if size > MAX_FILE_BYTES:  # refused without reading it
-        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
-                     tol, excess_tol)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        return _fail(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}", tol,
-                     excess_tol)
-    if len(raw) > MAX_FILE_BYTES:
-        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
-                     tol, excess_tol)
+        # A FIFO, a device or a directory is refused without blocking; a large file
+        # without reading it; one whose structure would cost far more memory than a
+        # certificate of its size (or more than is available) without parsing it.
+        raw = read_input(path, "certificate", MAX_FILE_BYTES)
+        check_json_memory(raw, f"{os.fspath(path)!r}")
+    except ResourceLimitError as exc:
+        return _fail(f"cannot check it here: {exc}", tol, excess_tol)
+    except InvalidInputError as exc:
+        return _fail(_file_reason(str(exc)), tol, excess_tol)
     try:
         data = json.loads(raw, object_pairs_hook=_unique_keys)
     except InvalidInputError as exc:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError, ScconvexError, missing_extra
+from ..files import read_input
 from ..problem.inputs import (
     parse_counts,
     parse_ints,
@@ -47,6 +48,9 @@ RUN_KEYS = ("workers", "scheduler", "task_size", "atlas")
 
 MAX_BATCH = 50
 
+SPEC_FILE_MAX = 2**20
+"""Largest TOML sweep spec read (1 MiB)."""
+
 
 def load_spec_file(path: str | os.PathLike) -> dict:
     """Settings of a sweep from a TOML file (keys of :data:`GRID_KEYS` and :data:`RUN_KEYS`).
@@ -62,12 +66,11 @@ def load_spec_file(path: str | os.PathLike) -> dict:
             import tomli as tomllib
         except ImportError as exc:
             raise missing_extra("sweep", exc) from None
+    raw = read_input(path, "--spec", SPEC_FILE_MAX)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise InvalidInputError(f"--spec: cannot read {os.fspath(path)!r}: "
-                                f"{exc.strerror}") from None
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"--spec {os.fspath(path)!r}: not a text file") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"--spec {os.fspath(path)!r}: not valid TOML ({exc})") from None
     if isinstance(data.get("sweep"), dict):
@@ -79,14 +82,27 @@ def load_spec_file(path: str | os.PathLike) -> dict:
     if unknown:
         raise InvalidInputError(f"--spec {os.fspath(path)!r}: unknown settings "
                                 f"{sorted(unknown)}; allowed: {sorted(GRID_KEYS + RUN_KEYS)}")
+    where = f"--spec {os.fspath(path)!r}"
+    for name, kinds in (("atlas", str), ("scheduler", str), ("workers", int),
+                        ("batch_size", int)):
+        if name in data and (isinstance(data[name], bool)
+                             or not isinstance(data[name], kinds)):
+            raise InvalidInputError(f"{where}: {name} must be {_KIND_WORDS[kinds]}, got "
+                                    f"{data[name]!r}")
     base = os.path.dirname(os.path.abspath(path))
     for name in ("counts_files", "labels_files"):
         if name in data:
             files = data[name] if isinstance(data[name], list) else [data[name]]
+            if not all(isinstance(f, str) and f for f in files):
+                raise InvalidInputError(f"{where}: {name} must be file names, got "
+                                        f"{data[name]!r}")
             data[name] = [f if os.path.isabs(f) else os.path.join(base, f) for f in files]
     if isinstance(data.get("counts"), str):
         data["counts"] = [data["counts"]]
     return data
+
+
+_KIND_WORDS = {str: "text", int: "an integer"}
 
 
 def _scalar(settings: dict, name: str, kind: type, default=None):
