@@ -416,16 +416,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 1
+    except OSError as exc:  # the output could not be written (a full disk: /dev/full)
+        _quiet_stdout()
+        print(f"scconvex: error: cannot write the output: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
+LEVEL_COMMANDS = ("solve", "tightness", "compare-batching", "compare")
+"""Commands whose memory a coarser --level reduces (the out-of-memory message says so)."""
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = None
+    command = None
     try:
         args = parser.parse_args(argv)
+        command = args.command
         from .commands import HANDLERS
 
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
@@ -450,13 +461,28 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         raise
     except MemoryError as exc:
-        batchwise = args is not None and any(
-            getattr(args, name, None) is not None for name in ("batches", "batch_size"))
-        # A batch-wise loss reduces to the class level at most: never suggest group.
-        level = ("a coarser --level (class), " if batchwise
-                 else "a coarser --level (group or class), ")
-        print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); try "
-              f"{level}a smaller problem, or see SCCONVEX_MEMORY_LIMIT", file=sys.stderr)
+        if command in LEVEL_COMMANDS:
+            batchwise = args is not None and any(
+                getattr(args, name, None) is not None for name in ("batches", "batch_size"))
+            # A batch-wise loss reduces to the class level at most: never suggest group.
+            level = ("a coarser --level (class), " if batchwise
+                     else "a coarser --level (group or class), ")
+            hint = f"try {level}a smaller problem, or see SCCONVEX_MEMORY_LIMIT"
+        else:  # verify, sweep, atlas, plot: no level to choose
+            hint = "see SCCONVEX_MEMORY_LIMIT (the memory budget)"
+        print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); {hint}",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:  # the machine, not the program: a full disk, an I/O error
+        what = ""
+        try:
+            sys.stdout.flush()
+        except OSError:  # it was the output: drop it, or the exit repeats the error
+            _quiet_stdout()
+            what = "cannot write the output: "
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"scconvex: error: {what}{exc.strerror or _one_line(exc)}{where}",
+              file=sys.stderr)
         return 1
     except Exception as exc:  # the last net: one line, never a traceback
         if os.environ.get(DEBUG_ENV):

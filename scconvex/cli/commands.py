@@ -221,13 +221,16 @@ def _atlas_list(atlas, args) -> int:
 
 
 def _cell(value, spec: str) -> str:
-    """A table cell: empty for NULL, the raw text when a damaged row holds the wrong type."""
+    """A table cell: empty for NULL, the stored text when a damaged row holds the wrong
+    type, with control characters escaped (never sent raw to the terminal)."""
+    from ..studies.atlas import printable
+
     if value is None:
         return ""
     try:
-        return format(value, spec)
+        return printable(format(value, spec))
     except (TypeError, ValueError):
-        return str(value)
+        return printable(value)
 
 
 def _atlas_show(atlas, args) -> int:
@@ -296,16 +299,24 @@ def _atlas_verify(atlas, args) -> int:
             print(f"judged at --gap-tol {tol:g} --excess-tol {excess_tol:g}; the rows state "
                   f"{stated}")
     for r in bad:
-        print(f"scconvex: rejected {_cell(r.key, '')[:12]}: {'; '.join(r.reasons)}",
-              file=sys.stderr)
+        print(f"scconvex: rejected {_cell(r.key, '')[:12]}: "
+              f"{_cell('; '.join(r.reasons), '')}", file=sys.stderr)
     return 1 if bad else 0
 
 
 # ---------------------------------------------------------------------- plot
 def _cmd_plot(args) -> int:
     from ..studies.atlas import Atlas
-    from ..studies.plot import figure_bytes, make_figure, save_figure, trajectory_figure
+    from ..studies.plot import (
+        figure_bytes,
+        figure_format,
+        make_figure,
+        save_figure,
+        trajectory_figure,
+    )
 
+    if args.out != "-":
+        figure_format(args.out)  # a wrong suffix or target is refused before any work
     if args.kind == "trajectory":
         fig = trajectory_figure(_read_compare_json(args.atlas))
     else:

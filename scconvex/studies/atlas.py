@@ -319,18 +319,25 @@ class Atlas:
         for col, value in where:
             if col not in names:
                 raise InvalidInputError(f"--where: unknown column {col!r}")
-            if col == "key":
-                clauses.append("key LIKE ?")
-                params.append(value + "%")
+            if col == "key":  # a prefix, taken literally (LIKE would read _ and %)
+                clauses.append("substr(key, 1, ?) = ?")
+                params += [len(value), value]
                 continue
             value = _coerce(value)
+            if isinstance(value, int) and not -2**63 <= value < 2**63:
+                # Beyond SQLite's integers: compared as a number (no stored row has it).
+                value = (math.inf if value > 0 else -math.inf) if abs(value) > 2**1023 \
+                    else float(value)
             if isinstance(value, float) or dict(SOLVE_COLUMNS)[col] == "REAL":
-                # Grid values come from arithmetic (linspace, R rounding): compare to 1e-9.
                 try:
                     value = float(value)
                 except ValueError:
                     raise InvalidInputError(f"--where {col}: {value!r} is not a number") \
                         from None
+                if not math.isfinite(value):  # never stored (NULL): matches nothing
+                    clauses.append("0")
+                    continue
+                # Grid values come from arithmetic (linspace, R rounding): compare to 1e-9.
                 clauses.append(f"ABS({col} - ?) <= 1e-9 * MAX(1.0, ABS(?))")
                 params += [value, value]
                 continue
@@ -340,7 +347,7 @@ class Atlas:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY family, k, R, tau, counts"
-        return [dict(r) for r in self.conn.execute(sql, params)]
+        return [_readable(r) for r in self.conn.execute(sql, params)]
 
     def tightness_rows(self, key: str | None = None) -> list[dict]:
         sql = "SELECT * FROM tightness"
@@ -348,7 +355,7 @@ class Atlas:
         if key is not None:
             sql += " WHERE key = ?"
             params.append(key)
-        return [dict(r) for r in self.conn.execute(sql + " ORDER BY key, d", params)]
+        return [_readable(r) for r in self.conn.execute(sql + " ORDER BY key, d", params)]
 
     @property
     def predates_features(self) -> bool:
@@ -386,6 +393,13 @@ class Atlas:
             return json.loads(row[0]).get("unique") is True
         except (TypeError, ValueError, AttributeError, RecursionError):
             return False
+
+
+def _readable(row: sqlite3.Row) -> dict:
+    """A row as a dictionary; a BLOB (never written by scconvex, only by hand) becomes a
+    text that says so, so that every reader sees text or numbers."""
+    return {name: (f"<BLOB of {len(v)} bytes>" if isinstance(v, bytes) else v)
+            for name, v in zip(row.keys(), row, strict=True)}
 
 
 def _connect_readonly(path: str) -> sqlite3.Connection:
@@ -643,7 +657,7 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict, report=None,
                 else:
                     note = t.get("features_note") or "not re-derivable: no features " \
                                                      "stored (the atlas predates them)"
-                    not_rederivable.append(f"{where}: {_printable(note)}")
+                    not_rederivable.append(f"{where}: {printable(note)}")
             else:
                 bad, note = _rederive(t, spec, report)
                 if bad:
@@ -714,9 +728,13 @@ def _unique_optimum(cert: dict, report) -> bool:
     return found.unique and math.isfinite(found.resolution)
 
 
-def _printable(text: str) -> str:
-    """A stored text for a terminal: control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+def printable(text: object) -> str:
+    """A stored text for a terminal: control and other unprintable characters escaped
+    (an edited atlas may hold terminal escape sequences)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _rederive(t: dict, spec, report) -> tuple[str | None, str]:

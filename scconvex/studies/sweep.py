@@ -521,8 +521,14 @@ def _run_dask(todo, store, summary: SweepSummary, workers: int, scheduler: str |
     cluster = None
     try:
         if scheduler is not None:
+            if not isinstance(scheduler, str) or not scheduler.strip():
+                raise InvalidInputError(f"--scheduler must be an address such as "
+                                        f"tcp://HOST:PORT, got {scheduler!r}")
             try:
                 client = Client(scheduler, timeout=20)
+            except (ValueError, TypeError) as exc:  # e.g. "missing port number"
+                raise InvalidInputError(f"--scheduler {scheduler!r} is not a scheduler "
+                                        f"address such as tcp://HOST:PORT ({exc})") from None
             except (OSError, TimeoutError) as exc:
                 raise ScconvexError(f"cannot connect to the dask scheduler at "
                                     f"{scheduler!r}: {exc}") from None
