@@ -608,8 +608,9 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict, report=None,
     checked for consistency only and listed as not re-derivable, in two cases alone: its
     features exceed :data:`FEATURES_MAX` (checked: ``rows x d`` must), or the atlas
     ``predates_features`` and the row does not give the cap as its reason. Even then a
-    ``d`` below the recomputed rank of an optimum that is unique
-    (:func:`_unique_optimum`) is rejected: every optimum has that rank. A row claiming not
+    ``d`` below the recomputed rank of an optimum proven unique (by the bars that
+    :func:`scconvex.certificates.verify.verify_data` re-derives) is rejected: every
+    optimum has that rank. A row claiming not
     tight needs no features.
 
     Returns
@@ -700,32 +701,10 @@ def _missing_features(t: dict, spec, report, cert: dict,
                 f"{FEATURES_MAX} and the atlas stores the features of every tight row")
     if report is None or report.rank < 0:
         return "the certificate does not recompute (no rank to judge the claim against)"
-    if d < report.rank and _unique_optimum(cert, report):
+    if d < report.rank and report.details.get("unique") is True:
         return (f"d={d} is below the rank {report.rank} of the certified optimum, which is "
                 f"unique: no point of rank {d} attains it")
     return None
-
-
-def _unique_optimum(cert: dict, report) -> bool:
-    """Whether the recomputed optimum of ``cert`` is unique and determined
-    (:func:`scconvex.certificates.uniqueness.assess` on the class Gram, SC loss on the
-    elliptope only; False where it cannot be assessed)."""
-    from ..certificates.measures import geometry_of
-    from ..certificates.uniqueness import assess
-    from ..levels import CLASS
-    from ..problem.model import build_model
-    from ..problem.spec import ProblemSpec
-
-    spec = ProblemSpec.from_dict(cert["spec"])
-    model = build_model(spec, CLASS)
-    if not (model.loss.assess_uniqueness and model.relaxation.assess_uniqueness):
-        return False
-    geo = geometry_of(cert)
-    gap = max(report.excess_gap, report.sample_excess_gap)
-    if geo is None or not math.isfinite(gap):
-        return False
-    found = assess(model, geo.class_gram(), gap)
-    return found.unique and math.isfinite(found.resolution)
 
 
 def printable(text: object) -> str:
