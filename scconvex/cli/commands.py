@@ -58,6 +58,10 @@ def add_commands(sub) -> None:
                         "(default 1e-6, as solve)")
     g.add_argument("--excess-tol", default=None, metavar="VALUES",
                    help="largest certified gap relative to the excess loss (default 1e-3)")
+    g.add_argument("--time-limit", default=None, metavar="SECONDS",
+                   help="time limit of each point (its solve and tightness rows); a point "
+                        "cut short is stored as not certified, or without the rows it did "
+                        "not finish, and the next run tries it again")
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, default=None,
                    help="local dask workers, one thread each (default 2; 0 = in this process)")

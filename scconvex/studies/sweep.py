@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 GRID_KEYS = ("step_k", "rho", "n_min", "long_tail_k", "n_max", "R", "tau", "counts",
              "counts_files", "labels_files", "dims", "restarts", "seed", "nc_level", "level",
-             "solver", "gap_tol", "excess_tol")
+             "solver", "gap_tol", "excess_tol", "time_limit")
 """Settings of a sweep grid: the keys of a TOML spec and of :func:`build_points`."""
 
 RUN_KEYS = ("workers", "scheduler", "task_size", "atlas")
@@ -145,6 +145,8 @@ def build_points(settings: dict, refused: list | None = None) -> list[dict]:
           each crossed with ``tau``.
         * ``dims`` (with ``restarts``, ``seed``, ``nc_level``): tightness rows per point.
         * ``level``, ``solver``, ``gap_tol``, ``excess_tol``: solve options.
+        * ``time_limit``: seconds for each point (its solve and its tightness rows); not
+          part of the problem, so not of its key.
 
     Returns
     -------
@@ -171,6 +173,9 @@ def build_points(settings: dict, refused: list | None = None) -> list[dict]:
     restarts = _scalar(settings, "restarts", int, 10)
     seed = _scalar(settings, "seed", int, 0)
     nc_level = _scalar(settings, "nc_level", str, "class")
+    time_limit = _scalar(settings, "time_limit", float, None)
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise InvalidInputError(f"--time-limit must be finite and > 0, got {time_limit!r}")
     if restarts < 1 or seed < 0 or nc_level not in NONCONVEX_LEVELS:
         raise InvalidInputError("need restarts >= 1, seed >= 0 and nc_level class or sample")
 
@@ -238,6 +243,7 @@ def build_points(settings: dict, refused: list | None = None) -> list[dict]:
         seen.add(key)
         points.append({"key": key, "spec": spec.to_dict(), "solver": solver,
                        "gap_tol": gap_tol, "excess_tol": excess_tol, "dims": dims,
+                       "time_limit": time_limit,
                        "restarts": restarts, "seed": seed, "nc_level": nc_level,
                        "dataset": None, "R": None, "rho": None, "n_min": None,
                        "n_max": None, "minority": None, **coords})
@@ -312,12 +318,20 @@ def run_point(point: dict) -> dict:
     from .atlas import make_record, tightness_record
 
     spec = ProblemSpec.from_dict(point["spec"])
+    limit = point.get("time_limit")
+    deadline = math.inf if limit is None else time.perf_counter() + limit
 
     def rows_for(relaxed, dims) -> list[dict]:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return []
         rep = tightness(spec, dims, restarts=point["restarts"], level=point["nc_level"],
-                        seed=point["seed"], relaxed=relaxed)
+                        seed=point["seed"], relaxed=relaxed,
+                        time_limit=None if limit is None else left)
+        # Rows cut short by the time limit are not stored: the next run computes them.
         return [{**r.to_dict(), "restarts": point["restarts"], "seed": point["seed"],
-                 "nc_level": point["nc_level"], "features": r.features} for r in rep.rows]
+                 "nc_level": point["nc_level"], "features": r.features} for r in rep.rows
+                if r.restarts == point["restarts"]]
 
     if point.get("task") == "tightness":
         stored = StoredSolve.from_certificate(point["stored"], point["gap_tol"],
@@ -325,7 +339,8 @@ def run_point(point: dict) -> dict:
         if stored is not None:
             return tightness_record(point["key"], rows_for(stored, point["missing_dims"]))
     res = solve(spec, solver=point["solver"], gap_tol=point["gap_tol"],
-                excess_tol=point["excess_tol"])
+                excess_tol=point["excess_tol"],
+                options=None if limit is None else {"time_limit": limit})
     rows = []
     if point["dims"] and res.class_gram is not None:
         rows = rows_for(res, point["dims"])
