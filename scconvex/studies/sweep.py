@@ -451,6 +451,46 @@ def pending(points: Sequence[dict], atlas, retry: bool = True) -> list[dict]:
     return out
 
 
+def worker_bytes(points: Sequence[dict]) -> float:
+    """Estimated peak memory of one worker running ``points``: its largest solve
+    (:func:`scconvex.resources.solve_bytes` with the side of the point's largest level,
+    ``k``, or ``n`` at sample level) and its largest non-convex problem, each with the
+    interpreter's own memory."""
+    from ..levels import AUTO, get_level
+    from ..resources import nonconvex_bytes, solve_bytes
+
+    worst = 0.0
+    for p in points:
+        spec = ProblemSpec.from_dict(p["spec"])
+        dense = spec.level != AUTO and get_level(spec.level).dense
+        side = spec.n if dense else spec.k
+        solver = "native" if p["solver"] == "auto" else p["solver"]
+        need = solve_bytes(side, solver)
+        if p["dims"]:
+            rows = get_level(p["nc_level"]).rows(spec)
+            need = max(need, nonconvex_bytes(rows, max(p["dims"]), p["restarts"]))
+        worst = max(worst, need)
+    return worst
+
+
+def check_workers(points: Sequence[dict], workers: int) -> None:
+    """Refuse a local cluster whose workers do not fit in memory together.
+
+    Raises
+    ------
+    ResourceLimitError
+        Naming the estimate per worker and how many workers fit.
+    """
+    from ..resources import available_memory, check_memory, format_bytes
+
+    if workers <= 1 or not points:
+        return
+    each = worker_bytes(points)
+    fit = int(available_memory() // each) if each > 0 else workers
+    check_memory(workers * each, f"--workers {workers} (about {format_bytes(each)} each)",
+                 f"at most {max(fit, 0)} workers fit; use --workers {max(fit, 1)} or fewer")
+
+
 def _batches(points: list[dict], workers: int, batch_size: int | None) -> list[list[dict]]:
     if batch_size is None:
         batch_size = 1 if workers == 0 else \
@@ -497,6 +537,8 @@ def run_sweep(points: Sequence[dict], atlas, *, workers: int = 2, scheduler: str
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise InvalidInputError(f"--workers must be an integer >= 0, got {workers!r}")
     todo = pending(points, atlas, retry)
+    if scheduler is None:
+        check_workers(todo, workers)
     summary = SweepSummary(points=len(points), from_atlas=len(points) - len(todo))
     retrying = {p["key"] for p in todo if p["task"] == "retry"}
     if progress is not None and summary.from_atlas:

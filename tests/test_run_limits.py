@@ -1,8 +1,8 @@
-"""Time limits hold inside every phase (issue 20).
+"""Time limits hold inside every phase, and sweep workers fit in memory (issue 20).
 
 A running restart of the non-convex solver stops at the deadline, Clarabel's set-up (which
-ignores its own time limit) is not started when it cannot end in time, and a sweep gives
-each point a time limit. These tests use deadlines that have already passed or estimates
+ignores its own time limit) is not started when it cannot end in time, a sweep gives
+each point a time limit, and a local cluster has no more workers than memory holds. These tests use deadlines that have already passed or estimates
 made large on purpose, so that they do not depend on the speed of the machine.
 """
 
@@ -96,3 +96,25 @@ def test_sweep_time_limit_per_point(tmp_path, monkeypatch):
         assert atlas.tightness_rows() == []  # no time left: no row stored, none claimed
     with pytest.raises(ValueError, match="time-limit"):
         build_points({**grid, "time_limit": "0"})
+
+
+def test_sweep_workers_are_capped_by_memory(tmp_path, monkeypatch):
+    """Issue 20: ``sweep --workers`` had no upper bound (each worker is a process with its
+    own interpreter and solves)."""
+    import scconvex.studies.sweep as sweep_module
+    from scconvex.cli import main
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started")
+
+    monkeypatch.setattr(sweep_module, "_run_dask", no_cluster)
+    monkeypatch.setenv("SCCONVEX_MEMORY_LIMIT", "2G")
+    points = build_points({"step_k": 4, "rho": 0.5, "n_min": 3, "R": "2", "tau": "0.1"})
+    each = sweep_module.worker_bytes(points)
+    assert each >= 200 * 2**20  # an interpreter with numpy and the solver
+    with Atlas(str(tmp_path / "a.sqlite"), create=True) as atlas:
+        with pytest.raises(ValueError, match=r"at most \d+ workers fit"):
+            run_sweep(points, atlas, workers=1000)
+    code = main(["sweep", "--step-k", "4", "--rho", "0.5", "--n-min", "3", "--R", "2",
+                 "--tau", "0.1", "--workers", "1000", "--atlas", str(tmp_path / "b.sqlite")])
+    assert code == 2
