@@ -155,3 +155,38 @@ def test_json_of_empty_objects_is_refused_before_parsing(tmp_path):
     with pytest.raises(InvalidInputError, match="parsing it would take"):
         load_batches(path)
     assert not verify(small).ok  # without a budget it is read, and is not a certificate
+
+
+def test_compare_inputs_are_bounded_too(tmp_path, monkeypatch):
+    """The inputs of ``compare`` and ``plot --kind trajectory``: a FIFO is refused without
+    blocking, and an ``.npz`` that unpacks beyond the memory budget (a few KB compressed
+    can hold GBs of zeros) is refused before it is unpacked."""
+    from scconvex.cli import main
+    from scconvex.studies.compare import load_features
+
+    outcome: dict = {}
+
+    def attempt(name, call) -> None:
+        try:
+            outcome[name] = call()
+        except InvalidInputError as exc:
+            outcome[name] = str(exc)
+
+    features, trajectory = tmp_path / "f.npy", tmp_path / "t.json"
+    os.mkfifo(features)
+    os.mkfifo(trajectory)
+    calls = {"features": lambda: load_features(features),
+             "plot": lambda: main(["plot", str(trajectory), "--kind", "trajectory", "--out",
+                                   str(tmp_path / "t.png")])}
+    for name, call in calls.items():
+        worker = threading.Thread(target=attempt, args=(name, call), daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), f"{name} blocked on a FIFO"
+    assert "not a regular file" in outcome["features"] and outcome["plot"] == 2
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, features=np.zeros((20_000, 1_000)))  # 160 MB unpacked
+    assert bomb.stat().st_size < 2**20
+    monkeypatch.setenv("SCCONVEX_MEMORY_LIMIT", "100M")
+    with pytest.raises(InvalidInputError, match="memory"):
+        load_features(bomb)

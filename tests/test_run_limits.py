@@ -1,9 +1,10 @@
 """Time limits hold inside every phase, and sweep workers fit in memory (issue 20).
 
 A running restart of the non-convex solver stops at the deadline, Clarabel's set-up (which
-ignores its own time limit) is not started when it cannot end in time, a sweep gives
-each point a time limit, and a local cluster has no more workers than memory holds. These tests use deadlines that have already passed or estimates
-made large on purpose, so that they do not depend on the speed of the machine.
+ignores its own time limit) is not started when it cannot end in time, a sweep gives each
+point a time limit, and a local cluster has no more workers than memory holds. These tests
+use deadlines that have already passed or estimates made large on purpose, so that they do
+not depend on the speed of the machine.
 """
 
 from __future__ import annotations

@@ -336,15 +336,20 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+COMPARE_JSON_MAX = 256 * 2**20
+"""Largest ``compare`` JSON read by ``plot --kind trajectory`` (256 MiB)."""
+
+
 def _read_compare_json(path: str) -> dict:
     import json
 
+    from ..files import check_json_memory, read_input
+
+    raw = read_input(path, "plot", COMPARE_JSON_MAX)  # no FIFO, no device, bounded
+    check_json_memory(raw, repr(path))
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {path!r}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSON, UTF-8, 5000-digit integers
         raise InvalidInputError(f"{path!r} is not JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("kind") not in ("scconvex.compare",
                                                              "scconvex.compare_trajectory"):

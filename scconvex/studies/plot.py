@@ -187,12 +187,16 @@ def _two_legends(ax, title: str, styles: list[tuple[str, str]], by: str, values,
 
 
 def _bounds(row: dict, name: str) -> tuple[float, float] | None:
-    """The proven interval of a measure of the optimum (None without bars)."""
-    bounds = json.loads(row["measures"]).get("bounds") if row.get("measures") else None
-    pair = None if not bounds else bounds.get(name)
-    if pair is None or any(not isinstance(v, (int, float)) for v in pair):
+    """The proven interval of a measure of the optimum (None without bars, and None
+    where a hand-edited ``measures`` column holds no readable interval)."""
+    try:
+        pair = json.loads(row["measures"])["bounds"][name]
+        low, high = (float(v) for v in pair)
+    except (TypeError, ValueError, KeyError, IndexError, RecursionError):
         return None
-    return float(pair[0]), float(pair[1])
+    if not (_is_number(low, -1 - 1e-9, 1 + 1e-9) and _is_number(high, -1 - 1e-9, 1 + 1e-9)):
+        return None
+    return low, high
 
 
 def _y_span(rows: list[dict], names) -> float:
