@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..checks import check_tolerance
-from ..errors import InvalidInputError
-from ..files import SCHEMA_VERSION
+from ..errors import InvalidInputError, ResourceLimitError
+from ..files import SCHEMA_VERSION, check_json_memory, read_input
 from ..levels import LEVELS, RANK_TOL, Level, same_json
 from ..losses.relaxations import FACTOR_KEY, FACTOR_TOL
 from ..problem.model import Model, build_model
@@ -149,6 +148,10 @@ class VerifyReport:
         Numerical rank of the stored geometry (-1 when not computed).
     tol, excess_tol : float
         Tolerances the gaps were judged against.
+    loss_name, relaxation : str
+        The problem's loss and relaxation, from its spec (``""`` when unread).
+    batches : int or None
+        Number of batches of a batch-wise loss; None for the full-batch loss.
     details : dict
         Absolute gaps ``gap`` and ``sample_gap``.
     nonnegative_dimension : int or None
@@ -176,9 +179,20 @@ class VerifyReport:
     rank: int = -1
     tol: float = DEFAULT_GAP_TOL
     excess_tol: float = DEFAULT_EXCESS_TOL
+    loss_name: str = ""
+    relaxation: str = ""
+    batches: int | None = None
     details: dict = field(default_factory=dict)
     nonnegative_dimension: int | None = None
     notes: tuple[str, ...] = ()
+
+    @property
+    def variant(self) -> str:
+        """The problem in words: ``"sc loss, elliptope relaxation, full batch"``."""
+        if not self.loss_name:
+            return "problem not read"
+        batches = "full batch" if self.batches is None else f"{self.batches} batches"
+        return f"{self.loss_name} loss, {self.relaxation} relaxation, {batches}"
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary: the fields above plus the recomputed details."""
@@ -189,7 +203,8 @@ class VerifyReport:
                 "rel_gap": self.rel_gap, "sample_rel_gap": self.sample_rel_gap,
                 "excess_gap": self.excess_gap, "sample_excess_gap": self.sample_excess_gap,
                 "min_eigenvalue": self.min_eigenvalue, "rank": self.rank, "tol": self.tol,
-                "excess_tol": self.excess_tol, **self.details}
+                "excess_tol": self.excess_tol, "loss_name": self.loss_name,
+                "relaxation": self.relaxation, "batches": self.batches, **self.details}
 
 
 def _fail(reason: str, tol: float, excess_tol: float, **kw) -> VerifyReport:
@@ -269,6 +284,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     """Verify a parsed certificate (see :func:`verify`)."""
     tol = check_tolerance(tol, "tol")
     excess_tol = check_tolerance(excess_tol, "excess_tol")
+    variant: dict = {}  # the spec's loss, relaxation and batches, once it is read
     try:
         if not isinstance(data, dict):
             raise InvalidInputError("the file does not hold a JSON object")
@@ -280,6 +296,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             raise InvalidInputError(f"schema_version {schema!r} is not one this version "
                                     f"reads (up to {SCHEMA_VERSION})")
         spec = ProblemSpec.from_dict(data.get("spec"))
+        variant = {"loss_name": spec.loss, "relaxation": spec.relaxation,
+                   "batches": None if spec.batches is None else len(spec.batches)}
         name = data.get("level")
         if not isinstance(name, str) or name not in LEVELS:
             raise InvalidInputError(f"unknown level {name!r}")
@@ -290,7 +308,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
                 raise InvalidInputError(f"the file has no {key!r}")
         model, X = _geometry(spec, level, data)
     except InvalidInputError as exc:
-        return _fail(f"malformed certificate: {exc}", tol, excess_tol)
+        return _fail(f"malformed certificate: {exc}", tol, excess_tol, **variant)
 
     asym = float(np.max(np.abs(X - X.T)))
     fixed = level.fixed_diagonal(model)
@@ -298,7 +316,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     if asym > FEASIBILITY_TOL or diag > FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: not a symmetric matrix with unit diagonal "
                      f"(asymmetry {asym:.2e}, diagonal error {diag:.2e})", tol, excess_tol,
-                     level=level.name)
+                     level=level.name, **variant)
     stored = X
     X = 0.5 * (X + X.T)
     idx = np.flatnonzero(fixed)
@@ -308,12 +326,12 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     if lam < -FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
                      f"(not positive semidefinite)", tol, excess_tol, level=level.name,
-                     min_eigenvalue=lam)
+                     min_eigenvalue=lam, **variant)
     violation = model.relaxation.violation(model, X)
     if violation > FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
                      f"(violation {violation:.3e})", tol, excess_tol, level=level.name,
-                     min_eigenvalue=lam)
+                     min_eigenvalue=lam, **variant)
     reasons, field_notes = _field_reasons(data, model, schema)
     reasons += _derived_gram(data, model, X)
     cert, scert = certify(model, X)
@@ -338,7 +356,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             "unique": None if bars is None else bars.unique,
             "max_half_width": math.nan if bars is None else bars.max_half_width,
             "collapse_delta": math.nan if bars is None else bars.collapse_delta},
-        nonnegative_dimension=dimension, notes=tuple(notes + field_notes))
+        nonnegative_dimension=dimension, notes=tuple(notes + field_notes), **variant)
 
 
 def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.ndarray]:
@@ -447,10 +465,13 @@ def _check_claims(data: dict, claimed: dict, spec: ProblemSpec, rec: _Recomputed
     }
     for key in CLAIMED_NUMBERS:
         value, slack = checks[key]
-        if key.endswith("lower_bound") and claimed[key] > value + slack:
-            level = cert.level if key == "lower_bound" else scert.level
-            reasons.append(f"tampered values: claimed {key} {claimed[key]!r} exceeds the "
-                           f"certified lower bound {value!r} over {level} Grams")
+        if key.endswith("lower_bound"):
+            c = cert if key == "lower_bound" else scert
+            reasons += _lower_bound_reasons(key, claimed[key], value, slack, c,
+                                            gap_slack(c.gap, allowed_gap(c)))
+        elif key in ZERO_EXACT and claimed[key] == 0 and value != 0:
+            reasons.append(f"tampered values: claimed {key} 0 but the geometry gives "
+                           f"{value!r} (a gap of exactly 0 must recompute to 0)")
         elif not _close(claimed[key], value, slack):
             reasons.append(f"tampered values: claimed {key} {claimed[key]!r} but the "
                            f"geometry gives {value!r}")
@@ -591,6 +612,34 @@ def _same_measure(claim, value) -> bool:
     return abs(claim - value) <= MEASURE_RTOL * max(1.0, abs(value))
 
 
+ZERO_EXACT = ("gap", "sample_gap", "rel_gap", "sample_rel_gap", "excess_gap",
+              "sample_excess_gap")
+"""Claims compared exactly when they are 0: a zero gap says the certificate is exact,
+which the rounding allowance of a gap claim (a thousandth of its tolerance) would let
+any small recomputed gap pass for."""
+
+
+def _lower_bound_reasons(key: str, claim: float, value: float, slack: float,
+                         cert: Certificate, excess_slack: float) -> list[str]:
+    """A claimed lower bound: never above the loss of the stored geometry (which no
+    optimum exceeds), and above the recomputed bound by no more than the loss rounding
+    **and** a thousandth of the allowed gap (at small tau the loss is ~1e20 times the
+    excess, so a loss-relative slack alone lets the bound claim far more than the
+    geometry shows)."""
+    where = f"over {cert.level} Grams"
+    if math.isfinite(cert.loss) and claim > cert.loss:
+        return [f"tampered values: claimed {key} {claim!r} exceeds the certified lower "
+                f"bound {value!r} {where}, and even the loss {cert.loss!r} of the stored "
+                f"geometry, an upper bound on the optimum"]
+    if claim > value + min(slack, excess_slack):
+        return [f"tampered values: claimed {key} {claim!r} exceeds the certified lower "
+                f"bound {value!r} {where}"]
+    if not _close(claim, value, slack):
+        return [f"tampered values: claimed {key} {claim!r} but the geometry gives "
+                f"{value!r}"]
+    return []
+
+
 def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:
     """The verdict: both recomputed certificates within both tolerances."""
     reasons = []
@@ -694,6 +743,12 @@ def _check_status(data: dict, rec: _Recomputed, gap_reasons: list[str]) -> list[
     return reasons
 
 
+def _file_reason(message: str) -> str:
+    """A reason of :func:`verify` from an input error (without its ``certificate:``)."""
+    text = message.removeprefix("certificate: ")
+    return text if text.startswith("cannot read") else f"malformed certificate: {text}"
+
+
 def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
            excess_tol: float = DEFAULT_EXCESS_TOL) -> VerifyReport:
     """Re-check a certificate file, trusting no stored number.
@@ -740,24 +795,15 @@ def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
     tol = check_tolerance(tol, "tol")
     excess_tol = check_tolerance(excess_tol, "excess_tol")
     try:
-        st = os.stat(path)
-        mode, size = st.st_mode, st.st_size
-    except OSError:
-        mode, size = stat.S_IFREG, 0  # let open() below report it
-    if not stat.S_ISREG(mode):  # /dev/zero, a FIFO (open would block), a directory
-        return _fail(f"cannot read {os.fspath(path)!r}: not a regular file", tol, excess_tol)
-    if size > MAX_FILE_BYTES:  # refused without reading it
-        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
-                     tol, excess_tol)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        return _fail(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}", tol,
-                     excess_tol)
-    if len(raw) > MAX_FILE_BYTES:
-        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
-                     tol, excess_tol)
+        # A FIFO, a device or a directory is refused without blocking; a large file
+        # without reading it; one whose structure would cost far more memory than a
+        # certificate of its size (or more than is available) without parsing it.
+        raw = read_input(path, "certificate", MAX_FILE_BYTES)
+        check_json_memory(raw, f"{os.fspath(path)!r}")
+    except ResourceLimitError as exc:
+        return _fail(f"cannot check it here: {exc}", tol, excess_tol)
+    except InvalidInputError as exc:
+        return _fail(_file_reason(str(exc)), tol, excess_tol)
     try:
         data = json.loads(raw, object_pairs_hook=_unique_keys)
     except InvalidInputError as exc:

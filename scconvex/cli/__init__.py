@@ -305,7 +305,7 @@ def _cmd_verify(args) -> int:
                     f"{report.sample_rel_gap:.2e} (sample level) <= {tol:.1e}; relative to "
                     f"the excess loss {report.excess_gap:.2e}, "
                     f"{report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
-        print(f"verified: loss {report.loss:.12g}; {gaps}")
+        print(f"verified ({report.variant}): loss {report.loss:.12g}; {gaps}")
         widest = report.details.get("max_half_width", math.nan)
         if math.isfinite(widest):
             proof = {True: "unique", False: "not unique", None: "uniqueness not proven"}[
@@ -321,7 +321,8 @@ def _cmd_verify(args) -> int:
         for note in report.notes:
             print(f"note: {note}")
     if not report.ok:
-        print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
+        print(f"scconvex: verification failed ({report.variant}): "
+              f"{'; '.join(report.reasons)}", file=sys.stderr)
         return 1
     return 0
 
@@ -415,16 +416,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 1
+    except OSError as exc:  # the output could not be written (a full disk: /dev/full)
+        _quiet_stdout()
+        print(f"scconvex: error: cannot write the output: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
+LEVEL_COMMANDS = ("solve", "tightness", "compare-batching", "compare")
+"""Commands whose memory a coarser --level reduces (the out-of-memory message says so)."""
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = None
+    command = None
     try:
         args = parser.parse_args(argv)
+        command = args.command
         from .commands import HANDLERS
 
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
@@ -449,13 +461,28 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         raise
     except MemoryError as exc:
-        batchwise = args is not None and any(
-            getattr(args, name, None) is not None for name in ("batches", "batch_size"))
-        # A batch-wise loss reduces to the class level at most: never suggest group.
-        level = ("a coarser --level (class), " if batchwise
-                 else "a coarser --level (group or class), ")
-        print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); try "
-              f"{level}a smaller problem, or see SCCONVEX_MEMORY_LIMIT", file=sys.stderr)
+        if command in LEVEL_COMMANDS:
+            batchwise = args is not None and any(
+                getattr(args, name, None) is not None for name in ("batches", "batch_size"))
+            # A batch-wise loss reduces to the class level at most: never suggest group.
+            level = ("a coarser --level (class), " if batchwise
+                     else "a coarser --level (group or class), ")
+            hint = f"try {level}a smaller problem, or see SCCONVEX_MEMORY_LIMIT"
+        else:  # verify, sweep, atlas, plot: no level to choose
+            hint = "see SCCONVEX_MEMORY_LIMIT (the memory budget)"
+        print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); {hint}",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:  # the machine, not the program: a full disk, an I/O error
+        what = ""
+        try:
+            sys.stdout.flush()
+        except OSError:  # it was the output: drop it, or the exit repeats the error
+            _quiet_stdout()
+            what = "cannot write the output: "
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"scconvex: error: {what}{exc.strerror or _one_line(exc)}{where}",
+              file=sys.stderr)
         return 1
     except Exception as exc:  # the last net: one line, never a traceback
         if os.environ.get(DEBUG_ENV):

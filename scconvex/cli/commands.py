@@ -58,6 +58,10 @@ def add_commands(sub) -> None:
                         "(default 1e-6, as solve)")
     g.add_argument("--excess-tol", default=None, metavar="VALUES",
                    help="largest certified gap relative to the excess loss (default 1e-3)")
+    g.add_argument("--time-limit", default=None, metavar="SECONDS",
+                   help="time limit of each point (its solve and tightness rows); a point "
+                        "cut short is stored as not certified, or without the rows it did "
+                        "not finish, and the next run tries it again")
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, default=None,
                    help="local dask workers, one thread each (default 2; 0 = in this process)")
@@ -69,6 +73,9 @@ def add_commands(sub) -> None:
     # Its earlier name, still accepted: solve's --batch-size means loss batches.
     g.add_argument("--batch-size", type=int, default=None, dest="task_size",
                    help=argparse.SUPPRESS)
+    g.add_argument("--no-retry", action="store_true",
+                   help="keep the points stored as not certified (by default they are "
+                        "solved again)")
     p.add_argument("--json", action="store_true", help="print one JSON summary, no progress")
 
     add_compare(sub)
@@ -92,9 +99,12 @@ def add_commands(sub) -> None:
     q = asub.add_parser("verify", help="re-check every stored certificate")
     q.add_argument("atlas", help=ATLAS_HELP)
     q.add_argument("--gap-tol", type=float, default=None,
-                   help="largest accepted gap relative to the loss (default: each row's "
-                        "gap_tol)")
+                   help="largest accepted recomputed gap relative to the loss (default "
+                        "1e-6, as verify's; never the row's own gap_tol)")
     q.add_argument("--tol", type=float, default=None, dest="gap_tol", help=argparse.SUPPRESS)
+    q.add_argument("--excess-tol", type=float, default=None,
+                   help="largest accepted recomputed gap relative to the excess loss "
+                        "(default 1e-3, as verify's; never the row's own excess_tol)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("plot", help="figures from an atlas, or from the JSON of scconvex "
@@ -151,7 +161,8 @@ def _cmd_sweep(args) -> int:
             summary = run_sweep(points, atlas, workers=run.get("workers", 2),
                                 scheduler=run.get("scheduler"),
                                 batch_size=run.get("task_size"),
-                                progress=bar.update if bar else None)
+                                progress=bar.update if bar else None,
+                                retry=not args.no_retry)
         finally:
             if bar:
                 bar.close()
@@ -186,7 +197,7 @@ def _progress_bar(quiet: bool, total: int):
 def _cmd_atlas(args) -> int:
     from ..studies.atlas import Atlas
 
-    with Atlas(args.atlas) as atlas:
+    with Atlas(args.atlas, readonly=True) as atlas:
         return {"list": _atlas_list, "show": _atlas_show, "export": _atlas_export,
                 "verify": _atlas_verify}[args.atlas_command](atlas, args)
 
@@ -214,13 +225,16 @@ def _atlas_list(atlas, args) -> int:
 
 
 def _cell(value, spec: str) -> str:
-    """A table cell: empty for NULL, the raw text when a damaged row holds the wrong type."""
+    """A table cell: empty for NULL, the stored text when a damaged row holds the wrong
+    type, with control characters escaped (never sent raw to the terminal)."""
+    from ..studies.atlas import printable
+
     if value is None:
         return ""
     try:
-        return format(value, spec)
+        return printable(format(value, spec))
     except (TypeError, ValueError):
-        return str(value)
+        return printable(value)
 
 
 def _atlas_show(atlas, args) -> int:
@@ -249,19 +263,30 @@ def _atlas_export(atlas, args) -> int:
 
 
 def _atlas_verify(atlas, args) -> int:
+    from ..certificates.certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
     from ..files import dumps
     from ..studies.atlas import verify_atlas
 
-    results = verify_atlas(atlas, args.gap_tol)
+    tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
+    excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
+    results = verify_atlas(atlas, tol, excess_tol)
     bad = [r for r in results if not r.ok]
     certified = sum(r.ok and r.status == "optimal" for r in results)
     rederived = sum(len(r.rederived) for r in results if r.ok)
     trusted = [{"key": r.key, "rows": list(r.not_rederivable)} for r in results
                if r.ok and r.not_rederivable]
+    own: dict[tuple, int] = {}
+    for r in results:
+        own[r.gap_tol, r.excess_tol] = own.get((r.gap_tol, r.excess_tol), 0) + 1
     if args.json:
         print(dumps({"ok": not bad, "rows": len(results), "certified": certified,
+                     "tol": tol, "excess_tol": excess_tol,
+                     "row_tolerances": [{"gap_tol": g, "excess_tol": e, "rows": n}
+                                        for (g, e), n in own.items()],
                      "tight_rederived": rederived, "tight_not_rederivable": trusted,
-                     "rejected": [{"key": r.key, "reasons": list(r.reasons)} for r in bad]}))
+                     "rejected": [{"key": r.key, "reasons": list(r.reasons),
+                                   "gap_tol": r.gap_tol, "excess_tol": r.excess_tol}
+                                  for r in bad]}))
     else:
         line = (f"{len(results)} rows: {certified} certificates re-checked, "
                 f"{len(results) - certified - len(bad)} stored as not certified, "
@@ -271,20 +296,35 @@ def _atlas_verify(atlas, args) -> int:
                      f"{sum(len(t['rows']) for t in trusted)} not re-derivable (checked "
                      f"for consistency only)")
         print(line)
+        if results:
+            stated = "; ".join(f"gap_tol {_cell(g, 'g') or '?'}, excess_tol "
+                               f"{_cell(e, 'g') or '?'} ({n} row{'s' * (n != 1)})"
+                               for (g, e), n in own.items())
+            print(f"judged at --gap-tol {tol:g} --excess-tol {excess_tol:g}; the rows state "
+                  f"{stated}")
     for r in bad:
-        print(f"scconvex: rejected {r.key[:12]}: {'; '.join(r.reasons)}", file=sys.stderr)
+        print(f"scconvex: rejected {_cell(r.key, '')[:12]}: "
+              f"{_cell('; '.join(r.reasons), '')}", file=sys.stderr)
     return 1 if bad else 0
 
 
 # ---------------------------------------------------------------------- plot
 def _cmd_plot(args) -> int:
     from ..studies.atlas import Atlas
-    from ..studies.plot import figure_bytes, make_figure, save_figure, trajectory_figure
+    from ..studies.plot import (
+        figure_bytes,
+        figure_format,
+        make_figure,
+        save_figure,
+        trajectory_figure,
+    )
 
+    if args.out != "-":
+        figure_format(args.out)  # a wrong suffix or target is refused before any work
     if args.kind == "trajectory":
         fig = trajectory_figure(_read_compare_json(args.atlas))
     else:
-        with Atlas(args.atlas) as atlas:
+        with Atlas(args.atlas, readonly=True) as atlas:
             fig = make_figure(atlas, args.kind, where=_where(args.where), key=args.key,
                               dim=args.dim)
     if args.out == "-":  # a PNG on standard output, nothing else there
@@ -296,15 +336,20 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+COMPARE_JSON_MAX = 256 * 2**20
+"""Largest ``compare`` JSON read by ``plot --kind trajectory`` (256 MiB)."""
+
+
 def _read_compare_json(path: str) -> dict:
     import json
 
+    from ..files import check_json_memory, read_input
+
+    raw = read_input(path, "plot", COMPARE_JSON_MAX)  # no FIFO, no device, bounded
+    check_json_memory(raw, repr(path))
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {path!r}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSON, UTF-8, 5000-digit integers
         raise InvalidInputError(f"{path!r} is not JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("kind") not in ("scconvex.compare",
                                                              "scconvex.compare_trajectory"):

@@ -370,8 +370,9 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         ``total = len(dims) * restarts``. Nothing is printed otherwise.
     time_limit : float, optional
         Seconds for the whole call. The relaxed solve gets it as its time limit; once it
-        has passed no new restart and no new dimension is started, so the report may hold
-        fewer rows than ``dims`` and rows with fewer runs than ``restarts``.
+        has passed a running restart stops and no new restart or dimension is started,
+        so the report may hold fewer rows than ``dims`` and rows with fewer runs than
+        ``restarts`` (only complete runs count).
     threads : int, optional
         BLAS threads of the relaxed solve and the non-convex runs
         (:func:`scconvex.threads.choose_threads`: one unless given).
@@ -466,6 +467,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
                                max_iter=max_iter, threads=threads,
                                progress=_tick if progress is not None else None,
                                deadline=deadline)
+        if res.timed_out:
+            break  # not one complete run in this dimension: reported as not tested
         done += restarts
         verdicts = [gaps_of(loss, ex)[2]
                     for loss, ex in zip(res.losses, res.excesses, strict=True)]

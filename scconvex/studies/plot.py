@@ -36,8 +36,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InvalidInputError, missing_extra
-from ..files import write_bytes
+from ..errors import InvalidInputError, ScconvexError, missing_extra
+from ..files import check_writable, write_bytes
 
 KINDS = ("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape", "uniqueness")
 """Kinds drawn from an atlas; ``trajectory`` (:func:`trajectory_figure`) is drawn from the
@@ -57,6 +57,67 @@ BAR_FLOOR = 1e-16
 """Bars of exactly 0 are drawn at this value on the log colour scale."""
 SPHERE_MAX_K = 12
 
+GRAM_MAX_K = 400
+"""Largest class Gram drawn (``--kind gram`` and ``sphere``)."""
+
+
+def _damaged(row: dict, column: str, what: str) -> InvalidInputError:
+    from .atlas import printable
+
+    key = printable(row.get("key"))[:12]
+    value = printable(repr(row.get(column)))[:40]
+    return InvalidInputError(f"row {key}: column {column} holds {value}, not {what} (the "
+                             f"atlas is damaged; atlas verify shows what else)")
+
+
+PLOT_RANGE = 1e100
+"""Largest magnitude of a plotted number (axis limits and log scales overflow near the
+float64 range; no ratio, temperature or gap comes near this)."""
+
+
+def _is_number(value, low: float = -PLOT_RANGE, high: float = PLOT_RANGE) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and low <= value <= high
+
+
+def _check(rows: Sequence[dict], *, positive: Sequence[str] = (),
+           integers: Sequence[str] = (), numbers: Sequence[str] = (),
+           cosines: Sequence[str] = (), texts: Sequence[str] = ()) -> None:
+    """Every value a figure reads must have its type and range: a hand-edited atlas can
+    hold NULL, text or any number anywhere. ``numbers`` (gaps, >= 0) and ``cosines`` (in
+    [-1, 1]) may be NULL (drawn as gaps in the curves); the others may not."""
+    for row in rows:
+        for col in positive:
+            if not _is_number(row.get(col), 1.0 / PLOT_RANGE):
+                raise _damaged(row, col, f"a number in [1e-100, {PLOT_RANGE:g}]")
+        for col in integers:
+            v = row.get(col)
+            if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10**9):
+                raise _damaged(row, col, "a positive integer")
+        for col in numbers:
+            if row.get(col) is not None and not _is_number(row[col], 0.0):
+                raise _damaged(row, col, f"a number in [0, {PLOT_RANGE:g}] or empty")
+        for col in cosines:
+            if row.get(col) is not None and not _is_number(row[col], -1 - 1e-9, 1 + 1e-9):
+                raise _damaged(row, col, "a cosine in [-1, 1] or empty")
+        for col in texts:
+            if not isinstance(row.get(col), str):
+                raise _damaged(row, col, "a text")
+
+
+def _check_family(rows: Sequence[dict]) -> None:
+    """What ``_one_config`` and the titles read, by family."""
+    _check(rows, positive=("R", "tau"), integers=("k",), texts=("family", "key"))
+    for row in rows:
+        if row["k"] < 2:
+            raise _damaged(row, "k", "a number of classes >= 2")
+        need = {"step": dict(positive=("rho",), integers=("n_min",)),
+                "long_tail": dict(integers=("n_max",)),
+                "counts": dict(texts=("dataset",))}.get(row["family"])
+        if need is None:
+            raise _damaged(row, "family", "step, long_tail or counts")
+        _check([row], **need)
+
 
 def _figure(**kwargs):
     try:
@@ -69,6 +130,7 @@ def _figure(**kwargs):
 def _one_config(rows: list[dict], what: str) -> list[dict]:
     if not rows:
         raise InvalidInputError(f"no atlas rows to plot for {what}")
+    _check_family(rows)
     configs = {(r["family"], r["k"], r["rho"], r["n_min"], r["n_max"], r["dataset"])
                for r in rows}
     if len(configs) > 1:
@@ -125,12 +187,16 @@ def _two_legends(ax, title: str, styles: list[tuple[str, str]], by: str, values,
 
 
 def _bounds(row: dict, name: str) -> tuple[float, float] | None:
-    """The proven interval of a measure of the optimum (None without bars)."""
-    bounds = json.loads(row["measures"]).get("bounds") if row.get("measures") else None
-    pair = None if not bounds else bounds.get(name)
-    if pair is None or any(not isinstance(v, (int, float)) for v in pair):
+    """The proven interval of a measure of the optimum (None without bars, and None
+    where a hand-edited ``measures`` column holds no readable interval)."""
+    try:
+        pair = json.loads(row["measures"])["bounds"][name]
+        low, high = (float(v) for v in pair)
+    except (TypeError, ValueError, KeyError, IndexError, RecursionError):
         return None
-    return float(pair[0]), float(pair[1])
+    if not (_is_number(low, -1 - 1e-9, 1 + 1e-9) and _is_number(high, -1 - 1e-9, 1 + 1e-9)):
+        return None
+    return low, high
 
 
 def _y_span(rows: list[dict], names) -> float:
@@ -173,6 +239,7 @@ def _title(rows: list[dict]) -> str:
 
 def _cosine_figure(rows: list[dict], kind: str, x: str, by: str, xlabel: str):
     rows = _one_config(rows, kind)
+    _check(rows, cosines=_cosine_names(rows))
     fig = _figure(figsize=(7.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     _curves(ax, rows, x, by)
@@ -195,6 +262,7 @@ def gap_figure(rows: list[dict]):
     """Certified sample-level gaps against R: relative to the loss (solid) and to the
     excess loss (dashed), one pair of curves per tau."""
     rows = _one_config(rows, "gap")
+    _check(rows, numbers=("sample_rel_gap", "sample_excess_gap"))
     fig = _figure(figsize=(7.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     taus = sorted({r["tau"] for r in rows})
@@ -257,6 +325,7 @@ def _heatmap(fig, ax, xs, ys, Z, label: str, logx: bool, logy: bool, **kw):
 def phase_figure(rows: list[dict]):
     """Minority-minority cosine over the (R, tau) grid."""
     rows = _one_config(rows, "phase")
+    _check(rows, cosines=("cos_min_min",))
     Rs = sorted({r["R"] for r in rows})
     taus = sorted({r["tau"] for r in rows})
     Z = _grid(Rs, taus, {(r["R"], r["tau"]): r["cos_min_min"] for r in rows})
@@ -314,6 +383,9 @@ def landscape_figure(rows: list[dict], tight_rows: Sequence[dict]):
     cells = {}
     for t in tight_rows:
         if t["key"] in by_key:
+            _check([t], integers=("d", "restarts"))
+            if not (isinstance(t.get("reached"), int) and 0 <= t["reached"] <= t["restarts"]):
+                raise _damaged(t, "reached", "a count of restarts")
             cells[(by_key[t["key"]]["tau"], t["d"])] = t["reached"] / t["restarts"]
     if not cells:
         raise InvalidInputError("no tightness rows for these problems (sweep with --dims)")
@@ -334,21 +406,43 @@ def landscape_figure(rows: list[dict], tight_rows: Sequence[dict]):
 
 
 def _class_gram(row: dict) -> np.ndarray:
+    """The class Gram of one row: its ``class_gram`` column, or the lift of its block
+    Gram; a square, symmetric, finite matrix with the row's ``k`` and unit diagonal."""
     from ..certificates.measures import BlockGeometry
 
-    if row.get("class_gram"):
-        return np.asarray(json.loads(row["class_gram"]), dtype=float)
-    if not row.get("block_gram"):
+    _check([row], integers=("k",), texts=("key",))
+    k = row["k"]
+    if k > GRAM_MAX_K:
+        raise InvalidInputError(f"k = {k} is too large to draw a class Gram")
+    column = "class_gram" if row.get("class_gram") is not None else "block_gram"
+    if row.get(column) is None:
         raise InvalidInputError(f"row {row['key'][:12]} has no geometry (status "
-                                f"{row['status']})")
-    geo = BlockGeometry.from_dict(json.loads(row["block_gram"]))
-    if geo.k > 400:
-        raise InvalidInputError(f"k = {geo.k} is too large to draw a class Gram")
-    return geo.class_gram()
+                                f"{row.get('status')!r})")
+    try:
+        data = json.loads(row[column])
+        if column == "class_gram":
+            M = np.asarray(data, dtype=float)
+        else:
+            geo = BlockGeometry.from_dict(data)
+            if geo.gram.ndim != 2 or geo.block_of.ndim != 1 or len(geo.block_of) != k \
+                    or geo.block_of.min() < 0 or geo.block_of.max() >= len(geo.gram):
+                raise ValueError("block form does not match k")
+            M = geo.class_gram()
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError,
+            RecursionError):
+        raise _damaged(row, column, "a JSON matrix") from None
+    if M.shape != (k, k) or not np.all(np.isfinite(M)) or not np.allclose(M, M.T) \
+            or not np.allclose(np.diag(M), 1.0):
+        raise _damaged(row, column, f"a symmetric {k} x {k} Gram with unit diagonal")
+    return M
 
 
 def _row_title(row: dict) -> str:
-    counts = row["counts"] if len(row["counts"]) <= 40 else row["counts"][:37] + "..."
+    from .atlas import printable
+
+    _check([row], positive=("tau",), texts=("counts",))
+    counts = printable(row["counts"])
+    counts = counts if len(counts) <= 40 else counts[:37] + "..."
     return f"counts {counts}, tau={row['tau']:g}"
 
 
@@ -396,7 +490,7 @@ def sphere_figure(row: dict, dim: int | None = None):
         raise InvalidInputError(f"--dim must be 2 or 3, got {d}")
     f = factor(M, d, warn=False)
     U = f.features
-    counts = _counts_of(row)
+    counts = _counts_of(row, k)
     fig = _figure(figsize=(5.2, 5.0), layout="constrained")
     note = "exact" if f.exact else f"truncated: rank {f.rank} > d"
     if d == 2:
@@ -428,10 +522,16 @@ def sphere_figure(row: dict, dim: int | None = None):
     return fig
 
 
-def _counts_of(row: dict) -> np.ndarray:
+def _counts_of(row: dict, k: int) -> np.ndarray:
     from ..problem.inputs import parse_counts
 
-    return np.asarray(parse_counts(row["counts"]), dtype=float)
+    try:
+        counts = parse_counts(row["counts"], "counts")
+    except InvalidInputError:
+        raise _damaged(row, "counts", "a count vector") from None
+    if len(counts) != k or min(counts) < 1:
+        raise _damaged(row, "counts", f"{k} positive counts")
+    return np.asarray(counts, dtype=float)
 
 
 def _single_row(atlas, where, key) -> dict:
@@ -544,16 +644,32 @@ def figure_bytes(fig, suffix: str) -> bytes:
     return buf.getvalue()
 
 
-def save_figure(fig, path: str | os.PathLike) -> None:
-    """Write a figure as PNG, PDF or SVG (by suffix), atomically."""
+def figure_format(path: str | os.PathLike) -> str:
+    """The suffix of a figure file (``.png``, ``.pdf`` or ``.svg``), checked with the
+    target (:func:`scconvex.files.check_writable`) before any work is done."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".png", ".pdf", ".svg"):
         raise InvalidInputError(f"--out must end in .png, .pdf or .svg, got {path!r}")
-    data = figure_bytes(fig, suffix)
+    check_writable(path)
+    return suffix
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Write a figure as PNG, PDF or SVG (by suffix), atomically.
+
+    Raises
+    ------
+    InvalidInputError
+        For a wrong suffix or a target that cannot be written (a device, a folder).
+    ScconvexError
+        When writing fails (a full disk); the previous file is left intact.
+    """
+    path = os.fspath(path)
+    data = figure_bytes(fig, figure_format(path))
     try:
         # The same atomic write as every other output (unique temporary file, removed on
         # error; the permissions of a replaced file kept).
         write_bytes(path, data)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write {path!r}: {exc.strerror}") from None
+    except OSError as exc:  # the machine (a full disk), not the input: exit 1
+        raise ScconvexError(f"cannot write {path!r}: {exc.strerror or exc}") from None
