@@ -22,6 +22,11 @@ class BackendUnavailableError(ScconvexError):
     """The requested solver backend is not installed or cannot handle this model."""
 
 
+class UnsupportedModelError(BackendUnavailableError, InvalidInputError):
+    """The chosen solver cannot handle this model (its level or relaxation): a usage error
+    (the command line exits 2), caught as either parent."""
+
+
 class SolveFailedError(ScconvexError):
     """A solve did not produce a certified answer.
 

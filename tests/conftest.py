@@ -54,13 +54,16 @@ def honest_claims(data: dict) -> dict:
                 sample_lower_bound=smp.lower_bound, sample_gap=smp.gap,
                 sample_rel_gap=smp.rel_gap, sample_excess_gap=smp.excess_gap,
                 min_eigenvalue=spectrum.min, rank=spectrum.rank(RANK_TOL))
+    if data.get("class_means") is not None:
+        cosines, norms = model.level.class_means(model, X)
+        data["class_means"] = {"cosines": cosines.tolist(), "norms": norms.tolist()}
     # The claims about the optimum's geometry, as the forged geometry proves them.
     from scconvex.certificates.bars import model_bars
     from scconvex.certificates.measures import geometry_of, summary
     from scconvex.files import jsonable
     from scconvex.levels import CLASS
 
-    bars = model_bars(model, X, cls, smp)
+    bars = model_bars(model, X, cls, smp, min_eigenvalue=spectrum.min)
     level = CLASS if model.level.dense else model.level
     data.update(jsonable({
         "unique": None if bars is None else bars.unique,
@@ -101,3 +104,16 @@ def split_singletons(spec):
     block_of[ones] = int(np.sum(keep)) + np.arange(ones.size)
     return (np.concatenate([merged.sizes[keep], np.ones(ones.size, int)]),
             np.concatenate([merged.block_counts[keep], np.ones(ones.size, int)]), block_of)
+
+
+def forge(data: dict, path: tuple, value) -> dict:
+    """A deep copy of a certificate dict with the entry at ``path`` (keys and indices)
+    set to ``value``: one edited claim."""
+    import copy
+
+    out = copy.deepcopy(data)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return out

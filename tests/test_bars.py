@@ -25,6 +25,7 @@ from scconvex.problem.model import build_model
 from scconvex.solvers.refine import polish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from conftest import forge  # noqa: E402
 from reference import class_reference, step_reference  # noqa: E402
 
 
@@ -405,15 +406,6 @@ def singleton_file():
     return res.to_dict()
 
 
-def _forge(data, path, value):
-    out = copy.deepcopy(data)
-    node = out
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return out
-
-
 def test_solve_writes_bars_that_verify(singleton_file):
     from scconvex.certificates.verify import verify_data
 
@@ -447,15 +439,15 @@ def test_solve_writes_bars_that_verify(singleton_file):
 def test_forged_geometry_claims_are_rejected(singleton_file, path, value):
     from scconvex.certificates.verify import verify_data
 
-    report = verify_data(_forge(singleton_file, path, value))
+    report = verify_data(forge(singleton_file, path, value))
     assert not report.ok, path
 
 
 def test_claiming_no_bars_is_allowed_but_claiming_uniqueness_is_checked(singleton_file):
     from scconvex.certificates.verify import verify_data
 
-    quiet = _forge(_forge(singleton_file, ("cosine_bounds",), None), ("unique",), None)
-    quiet = _forge(quiet, ("uniqueness",), None)
+    quiet = forge(forge(singleton_file, ("cosine_bounds",), None), ("unique",), None)
+    quiet = forge(quiet, ("uniqueness",), None)
     quiet["measures"]["bounds"] = None
     assert verify_data(quiet).ok
     # The ReLU relaxation with two single-sample classes proves no uniqueness.

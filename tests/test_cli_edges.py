@@ -77,7 +77,7 @@ REFUSED = [
     (["tightness", "--step", "100000,0.5,10,5", "--tau", "0.1", "--dims", "2"], 2, "memory"),
     (["verify", "/dev/zero"], 1, "not a regular file"),
     (["verify", "/"], 1, "not a regular file"),
-    (["verify", "/no/such/file.json"], 1, "cannot read"),
+    (["verify", "/no/such/file.json"], 2, "cannot read"),
 ]
 
 

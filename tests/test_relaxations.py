@@ -242,3 +242,142 @@ def test_lower_bounds_are_valid_at_random_points(rng, loss, level):
         slack = 1e-12 * abs(optimum)
         assert cls.lower_bound <= optimum + slack and smp.lower_bound <= optimum + slack
         assert cls.gap >= cls.loss - optimum - slack
+
+
+# ---------------------------------------------------------------------- non-negative factor
+FIVE_CYCLE = np.array([[1, 1, 0, 0, 1], [1, 2, 1, 0, 0], [0, 1, 2, 1, 0], [0, 0, 1, 2, 1],
+                       [1, 0, 0, 1, 6]], dtype=float)
+"""Issue 19: scaled to unit diagonal, a doubly non-negative matrix that is not completely
+positive (its zero pattern is a 5-cycle whose comparison matrix has a negative
+eigenvalue)."""
+
+
+def _five_cycle_certificate():
+    """A --relu certificate of counts 2,1,1,1,1,1 holding blockdiag(1, B), B the 5-cycle
+    matrix: DNN, same loss as M = I (the singleton cosines enter no term), not CP. The
+    claims an attacker can recompute (rank, smallest eigenvalue) are set to their values."""
+    d = 1.0 / np.sqrt(np.diag(FIVE_CYCLE))
+    M = np.eye(6)
+    M[1:, 1:] = FIVE_CYCLE * np.outer(d, d)
+    spec = ProblemSpec((2, 1, 1, 1, 1, 1), 0.5, relaxation="dnn")
+    data = solve(spec, level="class").to_dict()
+    data["class_gram"] = M.tolist()
+    data["rank"] = 6
+    data["min_eigenvalue"] = float(np.linalg.eigvalsh(M)[0])
+    from scconvex.certificates.measures import BlockGeometry, summary
+    from scconvex.files import jsonable
+
+    # The claims about the geometry, recomputed for it (bars: none claimed).
+    data["measures"] = jsonable(summary(BlockGeometry(M, np.ones(6, int), np.arange(6)),
+                                        counts=spec.counts, rank=6))
+    for key in ("cosine_bounds", "unique", "uniqueness"):
+        data[key] = None
+    return data, M
+
+
+def test_five_cycle_is_dnn_with_the_optimal_loss_and_no_factor():
+    data, M = _five_cycle_certificate()
+    assert np.min(M) >= 0 and np.linalg.eigvalsh(M)[0] > 0.05   # doubly non-negative
+    model = build_model(ProblemSpec((2, 1, 1, 1, 1, 1), 0.5, relaxation="dnn"), "class")
+    assert certify(model, M)[0].loss == certify(model, np.eye(6))[0].loss
+    # Not completely positive: the heuristic cannot find a factor, and solve would store none.
+    assert nonnegative_factor(M)[0] is None
+    assert get_relaxation("dnn").factor(model, M) is None
+
+
+def test_verify_rejects_a_claimed_factor_that_is_not_stored():
+    """Before issue 19 this file verified, its {found: true, dimension: 6} unchecked."""
+    data, _ = _five_cycle_certificate()
+    data["nonnegative_factor"] = {"found": True, "dimension": 6, "residual": 0.0}
+    report = verify_data(data)
+    assert not report.ok
+    assert any("stores no factor" in r for r in report.reasons)
+
+
+def test_verify_says_plainly_that_only_the_dnn_bound_is_proven():
+    data, _ = _five_cycle_certificate()
+    data["nonnegative_factor"] = {"found": False, "dimension": None}
+    report = verify_data(data)
+    assert report.ok   # the DNN bound itself is proven
+    assert report.nonnegative_dimension is None
+    assert any("only the DNN lower bound is proven" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("level", ["class", "group"])
+def test_singletons_share_one_coordinate(level):
+    """100,100,1,1,1,1: blockdiag(I_2, J_4) has the loss of I and a factor in d = a + 1 = 3
+    (docs/variants.md 3.3), not 6."""
+    spec = ProblemSpec((100, 100, 1, 1, 1, 1), 0.5, relaxation="dnn")
+    res = solve(spec, level=level)
+    assert res.success
+    M = res.class_gram
+    want = np.eye(6)
+    want[2:, 2:] = 1.0
+    np.testing.assert_allclose(M, want, atol=1e-12)
+    model = build_model(spec, "class")
+    assert certify(model, want)[0].loss == certify(model, np.eye(6))[0].loss
+    data = res.to_dict()
+    entry = data["nonnegative_factor"]
+    assert entry["found"] and entry["dimension"] == 3
+    report = verify_data(json.loads(json.dumps(data)))
+    assert report.ok and report.nonnegative_dimension == 3
+    assert not any("DNN" in note for note in report.notes)
+
+
+def test_factor_rebuilds_the_features():
+    """The stored block form is the features: rebuild H (k x d) and compare H H^T."""
+    spec = ProblemSpec((5, 5, 3, 1, 1), 0.3, relaxation="dnn")
+    res = solve(spec, level="group")
+    entry = res.to_dict()["nonnegative_factor"]
+    model = res.model
+    own = np.array(entry["own"])
+    shared = np.array(entry["shared"]).reshape(len(own), -1)
+    rows = [np.concatenate([own[p] * np.eye(spec.k)[c], shared[p]])
+            for c, p in enumerate(model.block_of)]
+    H = np.array(rows)
+    H = H[:, np.any(H > 0, axis=0)]
+    assert np.min(H) >= 0 and H.shape[1] == entry["dimension"]
+    np.testing.assert_allclose(H @ H.T, res.class_gram, atol=1e-12)
+
+
+def test_verify_rejects_tampered_factors():
+    spec = ProblemSpec((4, 4, 2, 1, 1), 0.4, relaxation="dnn")
+    data = json.loads(json.dumps(solve(spec, level="group").to_dict()))
+    assert verify_data(data).ok
+    entry = data["nonnegative_factor"]
+
+    def attempt(**changes):
+        forged = json.loads(json.dumps(data))
+        forged["nonnegative_factor"].update(changes)
+        return verify_data(forged)
+
+    negative = [[-x for x in row] for row in entry["shared"]]
+    assert not attempt(shared=negative).ok                       # H >= 0
+    assert not attempt(dimension=entry["dimension"] + 1).ok      # its own dimension
+    assert not attempt(own=[0.5 * x for x in entry["own"]]).ok   # H H^T = the geometry
+    assert not attempt(own=entry["own"][:-1]).ok                 # shape
+    assert not attempt(residual=0.5).ok
+
+
+def test_verify_checks_the_loss_of_the_factor(monkeypatch):
+    """With the reconstruction test switched off, a factor of another geometry (all
+    features equal: completely positive, far from optimal) is still rejected by the loss of
+    its Gram against the certified bound."""
+    import scconvex.certificates.verify as verify_module
+
+    spec = ProblemSpec((4, 4, 2, 1, 1), 0.4, relaxation="dnn")
+    data = json.loads(json.dumps(solve(spec, level="class").to_dict()))
+    data["nonnegative_factor"].update(own=[0.0] * 5, shared=[[1.0]] * 5, dimension=1)
+    monkeypatch.setattr(verify_module, "FACTOR_TOL", 10.0)
+    data["nonnegative_factor"]["residual"] = get_relaxation("dnn").load_factor(
+        build_model(spec, "class"), data).residual(np.eye(5))
+    report = verify_data(data)
+    assert not report.ok and any("is not certified" in r for r in report.reasons)
+
+
+def test_report_names_relu_features():
+    from scconvex.pipeline.report import format_result
+
+    text = format_result(solve(ProblemSpec((3, 2, 1, 1), 0.5, relaxation="dnn")))
+    assert "non-negative features (ReLU)" in text and "relaxation dnn" not in text
+    assert "features H >= 0 in d = 3" in text

@@ -319,3 +319,68 @@ def test_negatives_only_excess_is_resolved_at_large_tau(counts, tau):
     honest_claims(data)
     report = verify_data(data)
     assert not report.ok and any("relative to the excess loss" in r for r in report.reasons)
+
+
+# ---------------------------------------------------------------- issue 20, item 3
+@pytest.fixture(scope="module")
+def huge_counts():
+    """Counts 1e7, 1e7, 3e6 at tau = 0.02: the excess is ~1e-25, the loss ~4e8."""
+    res = solve(ProblemSpec((10**7, 10**7, 3 * 10**6), 0.02), level="class")
+    assert res.success
+    return res.to_dict()
+
+
+@pytest.mark.parametrize("field", ["lower_bound", "sample_lower_bound"])
+@pytest.mark.parametrize("above", [5e-13, 1e-15])
+def test_claimed_lower_bound_above_the_loss_is_rejected(huge_counts, field, above):
+    """Issue 20: a bound 5e-13 |L| above the geometry's own loss (2.7e21 times the excess)
+    fit inside the loss-relative slack and was accepted. No optimum exceeds that loss."""
+    data = huge_counts
+    assert data["excess_loss"] < 1e-20 * data["loss"]  # the slack dwarfs the excess
+    forged = _changed(data, **{field: data["loss"] * (1 + above)})
+    assert forged[field] > data["loss"]
+    report = verify_data(forged)
+    assert not report.ok
+    assert any("exceeds the certified" in r and "loss" in r for r in report.reasons)
+
+
+@pytest.mark.parametrize("field", ["gap", "sample_gap", "rel_gap", "sample_rel_gap",
+                                   "excess_gap", "sample_excess_gap"])
+def test_claimed_zero_gap_is_compared_like_any_claim(genuine, field):
+    """Issue 20: gaps claimed as exactly 0 were accepted where the recomputation gives
+    about 1e-13 (within a thousandth of the tolerance, the rounding floor of a claim)."""
+    assert genuine[field] != 0  # the recomputed gap is not 0
+    report = verify_data(_changed(genuine, **{field: 0.0}))
+    assert not report.ok and any(f"claimed {field} 0 " in r for r in report.reasons)
+    assert verify_data(genuine).ok
+
+
+def test_verify_names_the_loss_relaxation_and_batches(tmp_path):
+    """Issue 20: a --relu or negatives-only certificate read like a plain one."""
+    from scconvex.cli import main
+    from scconvex.files import write_json
+
+    plain = solve(ProblemSpec((4, 3, 3), 0.5))
+    relu = solve(ProblemSpec((4, 3, 3), 0.5, loss="negatives-only", relaxation="dnn"))
+    spec = ProblemSpec((2, 2), 0.5, level="sample")
+    batched = solve(spec.with_(batches=((0, 1, 2), (1, 2, 3))), level="sample")
+    for res, words in ((plain, "sc loss, elliptope relaxation, full batch"),
+                       (relu, "negatives-only loss, dnn relaxation, full batch"),
+                       (batched, "2 batches")):
+        assert res.success, res.message
+        path = tmp_path / "c.json"
+        write_json(path, res.to_dict())
+        report = verify_data(res.to_dict())
+        assert words in report.variant and report.to_dict()["loss_name"] == res.spec.loss
+        proc_out = _cli_output(main, ["verify", str(path)])
+        assert words in proc_out, proc_out
+
+
+def _cli_output(main, argv) -> str:
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        main(argv)
+    return out.getvalue() + err.getvalue()

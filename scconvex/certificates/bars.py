@@ -192,8 +192,11 @@ class _Rows:
         # Lowest value of each cosine on the feasible set; a_p >= -1/(m_p - 1) (Q_pp >= 0).
         self.lowest = float(lowest)
         big = self.m >= 2
+        # The bound holds for the block average, not for one pair of classes of a block:
+        # per-class variables (a class Gram that need not be symmetric) go down to lowest.
         self.lowest_diag = np.where(
-            big, np.maximum(lowest, -1.0 / np.maximum(self.m - 1.0, 1.0)), lowest)
+            big & (not per_class), np.maximum(lowest, -1.0 / np.maximum(self.m - 1.0, 1.0)),
+            lowest)
         self.per_class = per_class
         self.logdiv = None
         if per_class:
@@ -301,12 +304,12 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     # In place where it can be: at g = 3000 each g x g array is 71 MB, and this is the
     # peak of the whole pipeline's memory.
     Rt = R / rows.tau
-    grow = np.minimum(Rt, up)
-    np.exp(grow, out=grow)
-    shrink = np.exp(-np.minimum(Rt, down, out=Rt), out=Rt)
-    grow *= a
+    # The high corner in log space: exp(R / tau) overflows at small tau where a term of
+    # the row has underflowed to 0, and inf * 0 would make the floor nan.
     with np.errstate(divide="ignore"):
-        logden = np.logaddexp(0.0, c + np.log(np.sum(grow, axis=1)))
+        grow = np.log(a) + np.minimum(Rt, up)
+    shrink = np.exp(-np.minimum(Rt, down, out=Rt), out=Rt)
+    logden = np.logaddexp(0.0, c + _row_logsumexp(grow))
     pref = np.exp(np.where(rows.active, rows.logkappa - log_E + c - logden - rows.margin(),
                            -np.inf))
     shrink *= a_div  # A_e^- / (e^c div) per entry
@@ -341,7 +344,7 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
     widened = np.zeros(full.shape, dtype=bool)
     for _ in range(MAX_REPAIRS):
         bars = bars_at(R)
-        bad = (bars >= R) & (R < full) & det
+        bad = ~(bars < R) & (R < full) & det  # nan fails too
         if not np.any(bad):
             break
         # Widen a failing entry to twice its bar once, then to the whole range: a jump to
@@ -362,7 +365,7 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
             size = new
     # The shrinking keeps the box valid in exact arithmetic; the returned pair is checked
     # as computed, so that it proves itself.
-    if np.any((bars >= R) & (R < full) & det):
+    if np.any(~(bars < R) & (R < full) & det):
         R = full
         bars = bars_at(R)
     return bars, R
@@ -570,7 +573,8 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
     with np.errstate(divide="ignore"):
         logd = (math.log(rows.tau) + log_eps_s + np.log1p(-1.0 / np.where(act, s, 2.0))
                 - log_sigma)
-    delta = float(np.exp(np.max(logd[act]) + 1e-12))
+    # Beyond 2 nothing is claimed (every cosine is at least -1): no overflow either.
+    delta = float(np.exp(min(float(np.max(logd[act])) + 1e-12, 1.0)))
     return min(delta, 2.0) * (1 + 8 * EPS)
 
 
@@ -744,13 +748,23 @@ def _uniqueness(rows: _Rows, pinned: bool) -> tuple[bool | None, str]:
 
 
 # ---------------------------------------------------------------------- for the pipeline
-def model_bars(model, X: np.ndarray, cert, scert) -> CosineBars | None:
+def model_bars(model, X: np.ndarray, cert, scert, *, min_eigenvalue: float | None = None,
+               centre: np.ndarray | None = None) -> CosineBars | None:
     """The bars of a certified answer ``X`` of ``model`` (None when its loss supplies no
     curvature rows).
 
     ``cert`` and ``scert`` are its certificates (:func:`scconvex.certificates.certify.certify`).
     At a dense level (samples) the bars are those of the answer's class Gram, from that
     Gram's own certificate over class Grams; ``collapse_delta`` uses the sample-level gap.
+
+    The box argument needs a feasible centre. ``min_eigenvalue`` is the computed smallest
+    eigenvalue of the Gram ``X`` stands for (``verify`` accepts down to ``-1e-10`` as
+    rounding); when it is below the rounding of a zero eigenvalue (``16 eps k``) the bars
+    are derived at the feasible
+    ``(M + eta I) / (1 + eta)`` with its own certificates, and their half-widths measured
+    from ``centre`` (the stored geometry, default ``X``), so that they hold around the
+    numbers a file shows. A stored geometry that is not symmetric is handled the same way
+    through ``centre``.
     """
     from ..problem.model import build_model
     from .certify import certify
@@ -758,14 +772,86 @@ def model_bars(model, X: np.ndarray, cert, scert) -> CosineBars | None:
     spec = model.spec
     if model.loss.curvature_rows(model.sizes, model.block_counts, spec.tau) is None:
         return None
+    sample_gap = scert.excess_gap
     if model.level.dense:
         cls = build_model(spec, CLASS)
         M = model.level.class_gram(model, X)
         cert = certify(cls, M)[0]
+        # The collapse delta reads the sample gap relative to the class Gram's excess,
+        # which is at most the sample Gram's (collapsing lowers the loss): convert.
+        if math.isfinite(cert.excess_loss) and cert.excess_loss > 0:
+            sample_gap = max(sample_gap, scert.gap / cert.excess_loss)
+        if centre is not None:
+            centre = model.level.class_gram(model, np.asarray(centre, dtype=float))
+        if min_eigenvalue is not None:
+            # The class Gram's own: the sample Gram's does not bound it.
+            min_eigenvalue = float(np.linalg.eigvalsh(0.5 * (M + M.T))[0])
         model, X = cls, M
-    return cosine_bars(model.sizes, model.block_counts, spec.tau, X, cert.excess_gap,
+    stored = X if centre is None else np.asarray(centre, dtype=float)
+    if min_eigenvalue is not None and min_eigenvalue < -_eigen_rounding(spec.k):
+        X = _feasible_centre(model, X, -float(min_eigenvalue))
+        cert, scert = certify(model, X)
+        sample_gap = scert.excess_gap
+    bars = cosine_bars(model.sizes, model.block_counts, spec.tau, X, cert.excess_gap,
                        loss=model.loss, relaxation=model.relaxation,
-                       sample_excess_gap=scert.excess_gap)
+                       sample_excess_gap=sample_gap)
+    if stored is X or np.array_equal(stored, X):
+        return bars
+    return _recentred(bars, stored, X)
+
+
+def _eigen_rounding(k: int) -> float:
+    """What float64 rounding makes of a zero eigenvalue of a Gram of norm at most ``k``:
+    a smaller violation is rounding (the certificates treat it so, and a genuine answer
+    verified on another machine may show it), a larger one is moved away."""
+    return 16 * EPS * k
+
+
+def _feasible_centre(model, B: np.ndarray, violation: float) -> np.ndarray:
+    """``(M + eta I) / (1 + eta)`` in the block form of ``model``, with ``eta`` above the
+    computed ``violation`` of ``M >= 0`` by the rounding of an eigenvalue of a Gram of
+    norm at most ``k``: every cosine is divided by ``1 + eta``, the unit diagonal of
+    one-class blocks stays."""
+    eta = violation * (1 + 1e-6) + _eigen_rounding(model.spec.k)
+    out = np.asarray(B, dtype=float) / (1.0 + eta)
+    fixed = np.flatnonzero(model.level.fixed_diagonal(model))
+    out[fixed, fixed] = 1.0
+    return out
+
+
+def _recentred(bars: CosineBars, centre: np.ndarray, B: np.ndarray) -> CosineBars:
+    """The bars derived at ``B`` with half-widths measured from ``centre`` (the intervals
+    of the optimum are those proven; only the centre they are read from changes), rounded
+    outwards where the centre moved."""
+    with np.errstate(invalid="ignore"):
+        half = np.maximum(bars.upper - centre, centre - bars.lower)
+        half = np.where(np.isfinite(bars.half_width), half * (1 + 4 * EPS) + 2 * EPS, np.inf)
+        half = np.where(centre == B, bars.half_width, half)
+    half = np.where(bars.cosines, half, 0.0)
+    return CosineBars(half_width=half, lower=bars.lower, upper=bars.upper,
+                      radius=bars.radius, determined=bars.determined, cosines=bars.cosines,
+                      unique=bars.unique, reason=bars.reason,
+                      collapse_delta=bars.collapse_delta, excess_gap=bars.excess_gap,
+                      sample_excess_gap=bars.sample_excess_gap)
+
+
+CLAIM_KEYS = frozenset({"level", "half_width", "intervals", "max_half_width",
+                        "collapse_delta", "excess_gap"})
+"""The keys of a file's ``cosine_bounds`` (:meth:`CosineBars.to_dict` and the level)."""
+
+
+def _claim_numbers(x):
+    """A claimed number, or nested lists of them, as floats: JSON numbers and the strings
+    ``"inf"``, ``"-inf"``, ``"nan"`` that :func:`scconvex.files.jsonable` writes; booleans
+    and other strings raise ``TypeError`` (numpy would read ``true`` as 1 and ``"0.5"``
+    as 0.5)."""
+    if isinstance(x, (list, tuple)):
+        return [_claim_numbers(v) for v in x]
+    if isinstance(x, str) and x in ("inf", "-inf", "nan"):
+        return float(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{x!r} is not a number")
+    return float(x)
 
 
 def check_claims(claimed, bars: CosineBars | None, unique) -> list[str]:
@@ -790,13 +876,19 @@ def check_claims(claimed, bars: CosineBars | None, unique) -> list[str]:
     if not isinstance(claimed, dict):
         return reasons + ["malformed certificate: cosine_bounds is not an object"]
     g = bars.half_width.shape[0]
+    unknown = sorted(set(claimed) - CLAIM_KEYS)
+    if unknown:
+        reasons.append(f"malformed certificate: unknown cosine_bounds.{unknown[0]}")
     try:
-        half = np.array(claimed.get("half_width"), dtype=float)
-        intervals = [tuple(row) for row in claimed.get("intervals", [])]
-        delta = float(claimed.get("collapse_delta", "nan"))
-        top = float(claimed.get("max_half_width", "nan"))
+        half = np.array(_claim_numbers(claimed.get("half_width")), dtype=float)
+        intervals = [tuple(_claim_numbers(row)) for row in claimed.get("intervals", [])]
+        delta = _claim_numbers(claimed.get("collapse_delta", "nan"))
+        top = _claim_numbers(claimed.get("max_half_width", "nan"))
     except (TypeError, ValueError):
         return reasons + ["malformed certificate: cosine_bounds is not numeric"]
+    if not np.all(half[np.isfinite(half)] >= 0) or np.any(np.isnan(half)):
+        reasons.append("malformed certificate: cosine_bounds.half_width has a negative or "
+                       "nan entry")
     if half.shape != (g, g):
         return reasons + [f"malformed certificate: cosine_bounds.half_width has shape "
                           f"{half.shape}, the geometry needs {(g, g)}"]

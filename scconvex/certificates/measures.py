@@ -13,8 +13,10 @@ Measures:
 * ``cos_min``, ``cos_mean``, ``cos_max``: over all ordered pairs of distinct classes;
 * ``cos_maj_maj``, ``cos_min_min``, ``cos_maj_min``: mean cosine over pairs of distinct
   majority classes, of distinct minority classes, and between the two sets;
-* ``minority_collapse``: ``1 - cos_min_min`` (0 when the minority classes have collapsed
-  onto one direction);
+* ``minority_collapse``: ``(cos_min_min - e) / (1 - e)`` with ``e = -1/(k-1)`` the
+  cosine of the simplex ETF: 1 when the minority classes have collapsed onto one
+  direction, 0 when they are as far apart as in the balanced optimum, so that larger means
+  more collapse (measures of version 1, which older atlases hold, had ``1 - cos_min_min``);
 * ``angle_min_deg``, ``angle_max_deg`` and ``angles_deg`` (the block angle matrix), in
   degrees, ``arccos`` of the cosines;
 * ``rank``: as reported by the solve; ``min_tight_dim``: smallest ``d`` whose tightness
@@ -25,11 +27,12 @@ Given proven intervals of the cosines of the optimum (the cosine bars,
 intervals of the optimum's measures: every scalar measure is monotone in each cosine, or
 (``etf_distance``) a norm of the distance to a fixed matrix.
 
-Majority and minority: for a STEP problem, the first ``round(rho k)`` classes and the rest
-(passed in by the caller). Otherwise the sorted distinct counts are cut at their largest
-ratio ``s_i / s_{i+1}``: classes above the cut are the majority, below it the minority
-(for two distinct counts these are the two groups). With one distinct count there is no
-minority and the minority measures are NaN.
+Majority and minority, one rule for every problem (``solve``, sweeps and the atlas): the
+sorted distinct counts are cut at their largest ratio ``s_i / s_{i+1}``; classes above the
+cut are the majority, below it the minority (for two distinct counts, such as a STEP
+problem with ``R > 1``, these are the two groups). With one distinct count (a balanced
+problem, STEP with ``R = 1``) there is no imbalance: every class counts as both, so the
+three named cosines are the mean cosine, the limit ``R -> 1`` of a STEP problem.
 """
 
 from __future__ import annotations
@@ -85,15 +88,18 @@ class BlockGeometry:
 def geometry_of(data: dict) -> BlockGeometry | None:
     """Block geometry of a solve result dictionary (``SolveResult.to_dict()``).
 
-    Uses the ``groups`` entry at group level and the ``class_gram`` otherwise; ``None``
-    when the result holds no geometry (a failed solve).
+    Uses the ``groups`` entry at group level, the cosines of ``class_means`` at sample
+    level (the block means in ``class_gram`` are not the cosines between the class means
+    when the sample Gram is not collapsed) and the ``class_gram`` otherwise; ``None`` when
+    the result holds no geometry (a failed solve).
     """
     groups = data.get("groups")
     if isinstance(groups, dict) and groups.get("gram") is not None:
         return BlockGeometry(np.asarray(groups["gram"], dtype=float),
                              np.asarray(groups["sizes"], dtype=int),
                              np.asarray(groups["block_of"], dtype=int))
-    M = data.get("class_gram")
+    means = data.get("class_means")
+    M = means.get("cosines") if isinstance(means, dict) else data.get("class_gram")
     if M is None:
         return None
     M = np.asarray(M, dtype=float)
@@ -112,8 +118,21 @@ def default_minority(counts: Sequence[int]) -> np.ndarray:
     return counts < cut
 
 
+MEASURES_VERSION = 2
+"""Version of the definitions above, stored with the measures (version 1, without this
+key: ``minority_collapse = 1 - cos_min_min`` and the STEP minority of
+:func:`step_minority`)."""
+
+
+def minority_collapse(cos_min_min: float, k: int) -> float:
+    """``(cos_min_min - e) / (1 - e)``, ``e = -1/(k-1)``: 1 collapsed, 0 as in the ETF."""
+    etf = -1.0 / (k - 1)
+    return (cos_min_min - etf) / (1.0 - etf)
+
+
 def step_minority(k: int, rho: float) -> np.ndarray:
-    """Minority mask of a STEP problem: classes after the first ``round(rho k)``."""
+    """Minority mask of a STEP problem: classes after the first ``round(rho k)`` (the rule
+    of measures of version 1)."""
     mask = np.ones(k, dtype=bool)
     mask[: int(round(rho * k))] = False
     return mask
@@ -143,14 +162,16 @@ def _pair_weights(geo: BlockGeometry) -> np.ndarray:
 def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
             counts: Sequence[int] | None = None, rank: int | None = None,
             tight_dims: Sequence[int] | None = None,
-            bounds: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+            bounds: tuple[np.ndarray, np.ndarray] | None = None,
+            version: int = MEASURES_VERSION) -> dict:
     """Summary measures of a geometry (see the module docstring).
 
     Parameters
     ----------
     geo : BlockGeometry
     minority : ndarray of bool, shape (k,), optional
-        Minority classes; default from ``counts`` by :func:`default_minority`.
+        Minority classes; default from ``counts`` by :func:`default_minority` (with one
+        distinct count every class is majority and minority).
     counts : sequence of int, optional
         Class counts, needed when ``minority`` is not given.
     rank : int, optional
@@ -161,6 +182,10 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
         ``geo``; they give ``bounds`` (:func:`measure_bounds`). Without them ``bounds``
         is None: the measures describe the answer only, and nothing about the optimum's
         measures is checked.
+    version : int
+        :data:`MEASURES_VERSION`, or 1 for the definitions that older files and atlases
+        hold (no rule for balanced counts, ``minority_collapse = 1 - cos_min_min``, no
+        ``measures_version`` key), to re-check them.
 
     Returns
     -------
@@ -168,14 +193,18 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
         JSON-safe apart from NaN floats (write it with :func:`scconvex.files.jsonable`).
     """
     k = geo.k
+    balanced = False
     if minority is None:
         if counts is None:
             raise InvalidInputError("summary needs a minority mask or the counts")
         minority = default_minority(counts)
+        balanced = version >= 2 and len(set(np.asarray(counts).tolist())) == 1
     minority = np.asarray(minority, dtype=bool)
     if minority.shape != (k,):
         raise InvalidInputError(f"minority mask must have shape ({k},)")
     majority = ~minority
+    if balanced:
+        majority = minority = np.ones(k, dtype=bool)
     W = _pair_weights(geo)
     present = W > 0
     cos = geo.gram[present]
@@ -185,8 +214,9 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
     angles = np.degrees(np.arccos(np.clip(geo.gram, -1.0, 1.0)))
     angles[~present] = math.nan
     tight = sorted(int(d) for d in tight_dims) if tight_dims else []
-    proven = None if bounds is None else measure_bounds(geo, *bounds, minority)
-    return {
+    proven = (None if bounds is None else
+              measure_bounds(geo, *bounds, minority, majority, version=version))
+    out = {
         "bounds": proven,
         "etf_distance": dist,
         "cos_min": float(cos.min()), "cos_max": float(cos.max()),
@@ -194,7 +224,7 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
         "cos_maj_maj": _pair_mean(geo, majority, majority),
         "cos_min_min": mm,
         "cos_maj_min": _pair_mean(geo, majority, minority),
-        "minority_collapse": 1.0 - mm,
+        "minority_collapse": minority_collapse(mm, k) if version >= 2 else 1.0 - mm,
         "minority_classes": int(minority.sum()),
         "angle_min_deg": float(np.degrees(np.arccos(min(1.0, float(cos.max()))))),
         "angle_max_deg": float(np.degrees(np.arccos(max(-1.0, float(cos.min()))))),
@@ -202,10 +232,14 @@ def summary(geo: BlockGeometry, minority: np.ndarray | None = None,
         "rank": None if rank is None else int(rank),
         "min_tight_dim": tight[0] if tight else None,
     }
+    if version >= 2:
+        out["measures_version"] = MEASURES_VERSION
+    return out
 
 
 def measure_bounds(geo: BlockGeometry, lower: np.ndarray, upper: np.ndarray,
-                   minority: np.ndarray) -> dict:
+                   minority: np.ndarray, majority: np.ndarray | None = None, *,
+                   version: int = MEASURES_VERSION) -> dict:
     """Proven intervals ``[low, high]`` of the optimum's scalar measures.
 
     ``lower`` and ``upper`` bound the optimum's cosines entrywise (block form of ``geo``).
@@ -222,7 +256,7 @@ def measure_bounds(geo: BlockGeometry, lower: np.ndarray, upper: np.ndarray,
     near = np.where((lo_geo.gram <= etf) & (etf <= hi_geo.gram), 0.0,
                     np.minimum(np.abs(lo_geo.gram - etf), np.abs(hi_geo.gram - etf)))
     far = np.maximum(np.abs(lo_geo.gram - etf), np.abs(hi_geo.gram - etf))
-    majority = ~minority
+    majority = ~minority if majority is None else majority
     out = {
         "etf_distance": (math.sqrt(float(np.sum(W * near ** 2))),
                          math.sqrt(float(np.sum(W * far ** 2)))),
@@ -235,7 +269,8 @@ def measure_bounds(geo: BlockGeometry, lower: np.ndarray, upper: np.ndarray,
                        ("cos_maj_min", majority, minority)):
         out[name] = (_pair_mean(lo_geo, a, b), _pair_mean(hi_geo, a, b))
     mm = out["cos_min_min"]
-    out["minority_collapse"] = (1.0 - mm[1], 1.0 - mm[0])
+    out["minority_collapse"] = ((minority_collapse(mm[0], k), minority_collapse(mm[1], k))
+                                if version >= 2 else (1.0 - mm[1], 1.0 - mm[0]))
     cmax, cmin = out["cos_max"], out["cos_min"]
     out["angle_min_deg"] = (_degrees(cmax[1]), _degrees(cmax[0]))
     out["angle_max_deg"] = (_degrees(cmin[1]), _degrees(cmin[0]))

@@ -16,20 +16,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..checks import check_tolerance
-from ..errors import InvalidInputError
-from ..files import SCHEMA_VERSION
+from ..errors import InvalidInputError, ResourceLimitError
+from ..files import SCHEMA_VERSION, check_json_memory, read_input
 from ..levels import LEVELS, RANK_TOL, Level, same_json
+from ..losses.relaxations import FACTOR_KEY, FACTOR_TOL
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
 from .bars import CosineBars, check_claims, model_bars
 from .certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, Certificate, certify
-from .measures import BlockGeometry, summary
+from .measures import MEASURES_VERSION, BlockGeometry, summary
 from .repair import gram_spectrum
 
 FEASIBILITY_TOL = 1e-10
@@ -78,6 +78,48 @@ BOUNDS_SCHEMA = 2
 ``measures.bounds`` are claims that the verifier re-derives (version 1 files held an
 estimate under ``unique``, which is not read)."""
 
+CHECKED_FIELDS = ("kind", "schema_version", "spec", "level", "status", "rank", "gap_tol",
+                  "excess_tol", "measures", "cosine_bounds", "unique", "uniqueness",
+                  "class_means", CLAIMED_NUMBERS, DESCRIPTION_FIELDS)
+"""Top-level fields that are read or recomputed and compared (with the geometry of each
+level, ``class_gram`` and the relaxation's own fields, e.g. ``nonnegative_factor``)."""
+
+NOT_VERIFIED_KEY = "not_verified"
+"""The one top-level key whose content is never checked: a file puts there what its
+writer reports but ``verify`` does not recompute, so that no unchecked number sits next to
+checked ones."""
+
+LEGACY_NOT_VERIFIED = ("unique", "uniqueness")
+"""Top-level fields that a file of a schema before :data:`BOUNDS_SCHEMA` holds as an
+estimate: not read, and listed as not verified in the report's notes."""
+
+
+def _field_names() -> frozenset[str]:
+    names = set(NOT_TRUSTED) | {CLASS_GRAM_KEY} | {level.key for level in LEVELS.values()}
+    for item in CHECKED_FIELDS:
+        names.update((item,) if isinstance(item, str) else item)
+    return frozenset(names)
+
+
+def _field_reasons(data: dict, model: Model, schema: int) -> tuple[list[str], list[str]]:
+    """Every top-level key is checked, context, or under :data:`NOT_VERIFIED_KEY`:
+    ``(reasons, notes)``. An unknown key is a rejection: it would be a number that looks
+    verified and is not."""
+    known = _field_names() | set(model.relaxation.report_keys)
+    unknown = sorted(key for key in data if key not in known and key != NOT_VERIFIED_KEY)
+    reasons = [f"unchecked field {key!r}: verify neither recomputes it nor is it context; "
+               f"a writer puts such fields under {NOT_VERIFIED_KEY!r}" for key in unknown]
+    unchecked = [key for key in LEGACY_NOT_VERIFIED
+                 if schema < BOUNDS_SCHEMA and data.get(key) is not None]
+    extra = data.get(NOT_VERIFIED_KEY)
+    if extra is not None and not isinstance(extra, dict):
+        reasons.append(f"malformed certificate: {NOT_VERIFIED_KEY!r} is not an object")
+    elif extra:
+        unchecked += sorted(extra)
+    notes = ([f"not verified (reported by the solve, never checked): {', '.join(unchecked)}"]
+             if unchecked else [])
+    return reasons, notes
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -106,8 +148,20 @@ class VerifyReport:
         Numerical rank of the stored geometry (-1 when not computed).
     tol, excess_tol : float
         Tolerances the gaps were judged against.
+    loss_name, relaxation : str
+        The problem's loss and relaxation, from its spec (``""`` when unread).
+    batches : int or None
+        Number of batches of a batch-wise loss; None for the full-batch loss.
     details : dict
         Absolute gaps ``gap`` and ``sample_gap``.
+    nonnegative_dimension : int or None
+        ``dnn`` relaxation: the dimension of the stored non-negative factor ``H``, checked
+        (``H >= 0``, ``H H^T`` equal to the geometry, and ``H H^T`` within both tolerances
+        of the certified lower bound): non-negative (ReLU) features in that dimension
+        attain the optimum. None when the file stores no factor (then only the DNN lower
+        bound is proven, see :attr:`notes`) or for other relaxations.
+    notes : tuple of str
+        What a passing verification does not prove about this file.
     """
 
     ok: bool
@@ -125,17 +179,32 @@ class VerifyReport:
     rank: int = -1
     tol: float = DEFAULT_GAP_TOL
     excess_tol: float = DEFAULT_EXCESS_TOL
+    loss_name: str = ""
+    relaxation: str = ""
+    batches: int | None = None
     details: dict = field(default_factory=dict)
+    nonnegative_dimension: int | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def variant(self) -> str:
+        """The problem in words: ``"sc loss, elliptope relaxation, full batch"``."""
+        if not self.loss_name:
+            return "problem not read"
+        batches = "full batch" if self.batches is None else f"{self.batches} batches"
+        return f"{self.loss_name} loss, {self.relaxation} relaxation, {batches}"
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary: the fields above plus the recomputed details."""
-        return {"ok": self.ok, "reasons": list(self.reasons), "level": self.level,
+        return {"ok": self.ok, "reasons": list(self.reasons), "notes": list(self.notes),
+                "nonnegative_dimension": self.nonnegative_dimension, "level": self.level,
                 "loss": self.loss, "excess_loss": self.excess_loss,
                 "lower_bound": self.lower_bound, "sample_lower_bound": self.sample_lower_bound,
                 "rel_gap": self.rel_gap, "sample_rel_gap": self.sample_rel_gap,
                 "excess_gap": self.excess_gap, "sample_excess_gap": self.sample_excess_gap,
                 "min_eigenvalue": self.min_eigenvalue, "rank": self.rank, "tol": self.tol,
-                "excess_tol": self.excess_tol, **self.details}
+                "excess_tol": self.excess_tol, "loss_name": self.loss_name,
+                "relaxation": self.relaxation, "batches": self.batches, **self.details}
 
 
 def _fail(reason: str, tol: float, excess_tol: float, **kw) -> VerifyReport:
@@ -215,6 +284,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     """Verify a parsed certificate (see :func:`verify`)."""
     tol = check_tolerance(tol, "tol")
     excess_tol = check_tolerance(excess_tol, "excess_tol")
+    variant: dict = {}  # the spec's loss, relaxation and batches, once it is read
     try:
         if not isinstance(data, dict):
             raise InvalidInputError("the file does not hold a JSON object")
@@ -226,6 +296,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             raise InvalidInputError(f"schema_version {schema!r} is not one this version "
                                     f"reads (up to {SCHEMA_VERSION})")
         spec = ProblemSpec.from_dict(data.get("spec"))
+        variant = {"loss_name": spec.loss, "relaxation": spec.relaxation,
+                   "batches": None if spec.batches is None else len(spec.batches)}
         name = data.get("level")
         if not isinstance(name, str) or name not in LEVELS:
             raise InvalidInputError(f"unknown level {name!r}")
@@ -236,7 +308,7 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
                 raise InvalidInputError(f"the file has no {key!r}")
         model, X = _geometry(spec, level, data)
     except InvalidInputError as exc:
-        return _fail(f"malformed certificate: {exc}", tol, excess_tol)
+        return _fail(f"malformed certificate: {exc}", tol, excess_tol, **variant)
 
     asym = float(np.max(np.abs(X - X.T)))
     fixed = level.fixed_diagonal(model)
@@ -244,7 +316,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     if asym > FEASIBILITY_TOL or diag > FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: not a symmetric matrix with unit diagonal "
                      f"(asymmetry {asym:.2e}, diagonal error {diag:.2e})", tol, excess_tol,
-                     level=level.name)
+                     level=level.name, **variant)
+    stored = X
     X = 0.5 * (X + X.T)
     idx = np.flatnonzero(fixed)
     X[idx, idx] = 1.0
@@ -253,20 +326,25 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     if lam < -FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: smallest eigenvalue {lam:.3e} < 0 "
                      f"(not positive semidefinite)", tol, excess_tol, level=level.name,
-                     min_eigenvalue=lam)
+                     min_eigenvalue=lam, **variant)
     violation = model.relaxation.violation(model, X)
     if violation > FEASIBILITY_TOL:
         return _fail(f"infeasible geometry: outside the {spec.relaxation!r} relaxation "
                      f"(violation {violation:.3e})", tol, excess_tol, level=level.name,
-                     min_eigenvalue=lam)
-    reasons = _derived_gram(data, model, X)
+                     min_eigenvalue=lam, **variant)
+    reasons, field_notes = _field_reasons(data, model, schema)
+    reasons += _derived_gram(data, model, X)
     cert, scert = certify(model, X)
     rec = _Recomputed(model, X, cert, scert, lam, spectrum.rank(RANK_TOL))
     reasons += _check_claims(data, claimed, spec, rec, tol, excess_tol)
-    bars = model_bars(model, X, cert, scert)
+    # Bars from a feasible centre, measured from the stored numbers (verify accepts a
+    # violation of 1e-10 as rounding; the bars must not).
+    bars = model_bars(model, X, cert, scert, min_eigenvalue=lam, centre=stored)
     reasons += _check_geometry_claims(data, schema, rec, bars)
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons
+    factor_reasons, dimension, notes = _check_factor(data, rec, tol, excess_tol)
+    reasons += factor_reasons
     return VerifyReport(
         ok=not reasons, reasons=tuple(reasons), level=level.name, loss=cert.loss,
         excess_loss=cert.excess_loss, lower_bound=cert.lower_bound,
@@ -277,7 +355,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
             "gap": cert.gap, "sample_gap": scert.gap,
             "unique": None if bars is None else bars.unique,
             "max_half_width": math.nan if bars is None else bars.max_half_width,
-            "collapse_delta": math.nan if bars is None else bars.collapse_delta})
+            "collapse_delta": math.nan if bars is None else bars.collapse_delta},
+        nonnegative_dimension=dimension, notes=tuple(notes + field_notes), **variant)
 
 
 def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.ndarray]:
@@ -302,16 +381,48 @@ data at the other levels)."""
 
 
 def _derived_gram(data: dict, model: Model, X: np.ndarray) -> list[str]:
-    """A stored class Gram derived from the geometry (group, sample level) must equal it."""
+    """A stored class Gram derived from the geometry (group, sample level) must equal it,
+    and so must the class means a sample-level file stores."""
+    reasons = _class_means(data, model, X)
     if model.level.key == CLASS_GRAM_KEY or data.get(CLASS_GRAM_KEY) is None:
-        return []
+        return reasons
     try:
         M = _matrix(data, CLASS_GRAM_KEY, model.spec.k)
     except InvalidInputError as exc:
-        return [f"malformed certificate: {exc}"]
+        return reasons + [f"malformed certificate: {exc}"]
     if np.max(np.abs(M - model.level.class_gram(model, X))) > FEASIBILITY_TOL:
-        return [f"tampered values: class_gram does not match the {model.level.name} "
-                "geometry"]
+        return reasons + [f"tampered values: class_gram does not match the "
+                          f"{model.level.name} geometry"]
+    return reasons
+
+
+def _class_means(data: dict, model: Model, X: np.ndarray) -> list[str]:
+    """``class_means`` (sample level): the cosines between the class means and their
+    lengths, recomputed from the sample Gram (NaN where a mean has length 0)."""
+    stored = data.get("class_means")
+    if stored is None:
+        return []
+    k = model.spec.k
+    if not model.level.dense:
+        return [f"malformed certificate: class_means belong to a sample-level file, not "
+                f"a {model.level.name}-level one"]
+    if not isinstance(stored, dict) or set(stored) != {"cosines", "norms"}:
+        return ["malformed certificate: class_means must hold 'cosines' and 'norms'"]
+    cosines, norms = model.level.class_means(model, X)
+    raw = stored["cosines"]
+    rows = ([[math.nan if x == "nan" else x for x in row] for row in raw]
+            if isinstance(raw, list) and all(isinstance(row, list) for row in raw) else None)
+    if rows is None or not all(map(_number_row, rows + [stored["norms"]])):
+        return ["malformed certificate: class_means is not numeric"]
+    cos_claim = np.array(rows, dtype=float)
+    norm_claim = np.array(stored["norms"], dtype=float)
+    if norm_claim.shape != (k,) or cos_claim.shape != (k, k):
+        return ["malformed certificate: class_means has the wrong shape"]
+    same_nan = np.array_equal(np.isnan(cos_claim), np.isnan(cosines))
+    both = ~np.isnan(cosines)
+    if not (same_nan and np.all(np.abs(norm_claim - norms) <= FEASIBILITY_TOL)
+            and np.all(np.abs(cos_claim[both] - cosines[both]) <= FEASIBILITY_TOL)):
+        return ["tampered values: class_means do not match the sample geometry"]
     return []
 
 
@@ -357,10 +468,13 @@ def _check_claims(data: dict, claimed: dict, spec: ProblemSpec, rec: _Recomputed
     }
     for key in CLAIMED_NUMBERS:
         value, slack = checks[key]
-        if key.endswith("lower_bound") and claimed[key] > value + slack:
-            level = cert.level if key == "lower_bound" else scert.level
-            reasons.append(f"tampered values: claimed {key} {claimed[key]!r} exceeds the "
-                           f"certified lower bound {value!r} over {level} Grams")
+        if key.endswith("lower_bound"):
+            c = cert if key == "lower_bound" else scert
+            reasons += _lower_bound_reasons(key, claimed[key], value, slack, c,
+                                            gap_slack(c.gap, allowed_gap(c)))
+        elif key in ZERO_EXACT and claimed[key] == 0 and value != 0:
+            reasons.append(f"tampered values: claimed {key} 0 but the geometry gives "
+                           f"{value!r} (a gap of exactly 0 must recompute to 0)")
         elif not _close(claimed[key], value, slack):
             reasons.append(f"tampered values: claimed {key} {claimed[key]!r} but the "
                            f"geometry gives {value!r}")
@@ -376,7 +490,14 @@ def _check_geometry_claims(data: dict, schema: int, rec: _Recomputed,
     """The claims about the optimal geometry: the bars and the uniqueness proof (from
     :data:`BOUNDS_SCHEMA` on), and the measures with their proven intervals."""
     reasons = []
-    if schema >= BOUNDS_SCHEMA:
+    claimed = data.get("cosine_bounds")
+    if schema < BOUNDS_SCHEMA:
+        # Bars arrived with schema 2: a version 1 file that carries them would have them
+        # shown unchecked (only the old estimate under "unique" is left unread).
+        if claimed is not None:
+            reasons.append(f"malformed certificate: cosine_bounds in a schema {schema} file "
+                           f"(bars are claims from schema {BOUNDS_SCHEMA} on)")
+    else:
         unique = data.get("unique")
         if unique is not None and not isinstance(unique, bool):
             reasons.append(f"malformed certificate: unique {unique!r} is not a boolean")
@@ -384,9 +505,34 @@ def _check_geometry_claims(data: dict, schema: int, rec: _Recomputed,
         stated = data.get("uniqueness")
         if isinstance(stated, dict) and stated.get("unique") != unique:
             reasons.append("tampered values: uniqueness.unique differs from unique")
-        reasons += check_claims(data.get("cosine_bounds"), bars, unique)
+        reasons += check_claims(claimed, bars, unique)
+        if isinstance(claimed, dict) and bars is not None:
+            reasons += _check_bars_context(claimed, rec, bars)
     reasons += _check_measures(data.get("measures"), schema, rec, bars)
     return reasons
+
+
+def _check_bars_context(claimed: dict, rec: _Recomputed, bars: CosineBars) -> list[str]:
+    """The level and the gap a file's ``cosine_bounds`` say they were derived from."""
+    reasons = []
+    level = CLASS_LEVEL_NAME if rec.model.level.dense else rec.model.level.name
+    if claimed.get("level") != level:
+        reasons.append(f"tampered values: cosine_bounds.level {claimed.get('level')!r} is "
+                       f"not the level of the bars ({level!r})")
+    try:
+        gap = _number(claimed, "excess_gap")
+    except InvalidInputError:
+        return reasons + ["malformed certificate: cosine_bounds.excess_gap is missing or "
+                          "not a number"]
+    slack = GAP_RTOL * abs(bars.excess_gap) + GAP_FLOOR * DEFAULT_EXCESS_TOL
+    if not _close(gap, bars.excess_gap, slack):
+        reasons.append(f"tampered values: claimed cosine_bounds.excess_gap {gap!r} but the "
+                       f"bars are derived from {bars.excess_gap!r}")
+    return reasons
+
+
+CLASS_LEVEL_NAME = "class"
+"""The level of the bars of a dense (sample-level) answer: those of its class Gram."""
 
 
 def _check_measures(claimed, schema: int, rec: _Recomputed,
@@ -399,12 +545,17 @@ def _check_measures(claimed, schema: int, rec: _Recomputed,
         return ["malformed certificate: measures is not an object"]
     model = rec.model
     if model.level.dense:
-        M = model.level.class_gram(model, rec.X)
+        # The cosines between the class means (the block means of G are not, unless G is
+        # collapsed), as the writer's measures are (measures.geometry_of).
+        M = model.level.class_means(model, rec.X)[0]
         geo = BlockGeometry(M, np.ones(model.spec.k, dtype=int), np.arange(model.spec.k))
     else:
         geo = BlockGeometry(rec.X, np.asarray(model.sizes), np.asarray(model.block_of))
     proven = None if bars is None else (bars.lower, bars.upper)
-    want = summary(geo, counts=model.spec.counts, rank=rec.rank, bounds=proven)
+    # Files written before measures_version existed hold the definitions of version 1.
+    version = MEASURES_VERSION if "measures_version" in claimed else 1
+    want = summary(geo, counts=model.spec.counts, rank=rec.rank, bounds=proven,
+                   version=version)
     reasons = []
     bounds = claimed.get("bounds")
     for key in claimed:
@@ -418,12 +569,18 @@ def _check_measures(claimed, schema: int, rec: _Recomputed,
         elif not _same_measure(claimed[key], value):
             reasons.append(f"tampered values: claimed measure {key} {claimed[key]!r} but "
                            f"the geometry gives {value!r}")
-    if schema >= BOUNDS_SCHEMA and bounds is not None:
+    if schema < BOUNDS_SCHEMA and bounds is not None:
+        reasons.append(f"malformed certificate: measures.bounds in a schema {schema} file "
+                       f"(intervals are claims from schema {BOUNDS_SCHEMA} on)")
+    elif bounds is not None:
         if want["bounds"] is None:
             reasons.append("claimed measures.bounds, but no bars are proven for this file")
         elif not isinstance(bounds, dict):
             reasons.append("malformed certificate: measures.bounds is not an object")
         else:
+            for key in bounds:
+                if key not in want["bounds"]:
+                    reasons.append(f"malformed certificate: unknown measures.bounds.{key}")
             for key, (lo, hi) in want["bounds"].items():
                 got = bounds.get(key)
                 try:
@@ -458,6 +615,34 @@ def _same_measure(claim, value) -> bool:
     return abs(claim - value) <= MEASURE_RTOL * max(1.0, abs(value))
 
 
+ZERO_EXACT = ("gap", "sample_gap", "rel_gap", "sample_rel_gap", "excess_gap",
+              "sample_excess_gap")
+"""Claims compared exactly when they are 0: a zero gap says the certificate is exact,
+which the rounding allowance of a gap claim (a thousandth of its tolerance) would let
+any small recomputed gap pass for."""
+
+
+def _lower_bound_reasons(key: str, claim: float, value: float, slack: float,
+                         cert: Certificate, excess_slack: float) -> list[str]:
+    """A claimed lower bound: never above the loss of the stored geometry (which no
+    optimum exceeds), and above the recomputed bound by no more than the loss rounding
+    **and** a thousandth of the allowed gap (at small tau the loss is ~1e20 times the
+    excess, so a loss-relative slack alone lets the bound claim far more than the
+    geometry shows)."""
+    where = f"over {cert.level} Grams"
+    if math.isfinite(cert.loss) and claim > cert.loss:
+        return [f"tampered values: claimed {key} {claim!r} exceeds the certified lower "
+                f"bound {value!r} {where}, and even the loss {cert.loss!r} of the stored "
+                f"geometry, an upper bound on the optimum"]
+    if claim > value + min(slack, excess_slack):
+        return [f"tampered values: claimed {key} {claim!r} exceeds the certified lower "
+                f"bound {value!r} {where}"]
+    if not _close(claim, value, slack):
+        return [f"tampered values: claimed {key} {claim!r} but the geometry gives "
+                f"{value!r}"]
+    return []
+
+
 def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:
     """The verdict: both recomputed certificates within both tolerances."""
     reasons = []
@@ -476,6 +661,66 @@ def _check_gaps(rec: _Recomputed, tol: float, excess_tol: float) -> list[str]:
             reasons.append(f"gap too large: gap relative to the excess loss "
                            f"{cert.excess_gap:.3e} {where} > {excess_tol:.1e}")
     return reasons
+
+
+def _check_factor(data: dict, rec: _Recomputed, tol: float, excess_tol: float
+                  ) -> tuple[list[str], int | None, list[str]]:
+    """The non-negative factor a ``dnn`` file stores: ``(reasons, dimension, notes)``.
+
+    A stored factor ``H`` must be non-negative, reproduce the geometry (``H H^T`` within
+    ``FACTOR_TOL`` per entry, unit rows) and claim its own dimension; the Gram of its
+    unit-scaled rows, a point that non-negative features attain exactly, must be within
+    both tolerances of the certified lower bounds (its loss is recomputed). A file without
+    a factor proves the DNN lower bound only, and the report says so.
+    """
+    model = rec.model
+    relaxation = model.relaxation
+    if FACTOR_KEY not in relaxation.report_keys:
+        return [], None, []
+    try:
+        factor = relaxation.load_factor(model, data)
+    except InvalidInputError as exc:
+        return [f"malformed certificate: {exc}"], None, []
+    if factor is None:
+        return [], None, [
+            "non-negative (ReLU) features not proven: the file stores no non-negative "
+            "factor of its geometry, so only the DNN lower bound is proven (a doubly "
+            "non-negative Gram need not be the Gram of non-negative features)"]
+    reasons = []
+    entry = data[FACTOR_KEY]
+    if factor.min_entry < 0:
+        reasons.append(f"tampered values: {FACTOR_KEY} has a negative entry "
+                       f"({factor.min_entry:.3e}): not the features of a ReLU")
+    X = rec.X
+    residual = factor.residual(X)
+    if not residual <= FACTOR_TOL:
+        reasons.append(f"tampered values: {FACTOR_KEY} does not reproduce the geometry "
+                       f"(|H H^T - X| or a feature's norm off by {residual:.3e} > "
+                       f"{FACTOR_TOL:.0e})")
+    claimed = entry.get("residual")
+    if isinstance(claimed, bool) or not isinstance(claimed, (int, float)) or not _close(
+            float(claimed), residual, 1e-12 + GAP_RTOL * residual):
+        reasons.append(f"tampered values: claimed {FACTOR_KEY}.residual {claimed!r} but the "
+                       f"factor gives {residual!r}")
+    claim = entry.get("dimension")
+    if isinstance(claim, bool) or claim != factor.dimension:
+        reasons.append(f"tampered values: claimed {FACTOR_KEY}.dimension {claim!r} but the "
+                       f"factor uses {factor.dimension}")
+    if reasons:
+        return reasons, None, []
+    fcert, fscert = certify(model, factor.gram())
+    for own, cert in ((fcert, rec.cert), (fscert, rec.scert)):
+        # The factor's Gram against the bound certified at the stored geometry; the
+        # excess difference is formed from the two excesses (no cancellation).
+        gap = max((own.excess_loss - cert.excess_loss) + cert.gap, 0.0)
+        rel = gap / abs(own.loss) if own.loss else (0.0 if gap == 0 else math.inf)
+        ex = (0.0 if gap == 0 else gap / own.excess_loss if own.excess_loss > 0
+              else math.inf)
+        if not (rel <= tol and ex <= excess_tol):
+            reasons.append(f"the Gram of {FACTOR_KEY} is not certified: its loss is "
+                           f"{gap:.3e} above the lower bound over {cert.level} Grams "
+                           f"(relative {rel:.2e}, to the excess {ex:.2e})")
+    return reasons, (None if reasons else factor.dimension), []
 
 
 def _check_status(data: dict, rec: _Recomputed, gap_reasons: list[str]) -> list[str]:
@@ -499,6 +744,12 @@ def _check_status(data: dict, rec: _Recomputed, gap_reasons: list[str]) -> list[
             reasons.append(f"claimed status 'optimal' does not hold under the file's own "
                            f"{key} {stated:.1e} (recomputed {worst:.3e})")
     return reasons
+
+
+def _file_reason(message: str) -> str:
+    """A reason of :func:`verify` from an input error (without its ``certificate:``)."""
+    text = message.removeprefix("certificate: ")
+    return text if text.startswith("cannot read") else f"malformed certificate: {text}"
 
 
 def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
@@ -547,24 +798,15 @@ def verify(path: str | os.PathLike, tol: float = DEFAULT_GAP_TOL,
     tol = check_tolerance(tol, "tol")
     excess_tol = check_tolerance(excess_tol, "excess_tol")
     try:
-        st = os.stat(path)
-        mode, size = st.st_mode, st.st_size
-    except OSError:
-        mode, size = stat.S_IFREG, 0  # let open() below report it
-    if not stat.S_ISREG(mode):  # /dev/zero, a FIFO (open would block), a directory
-        return _fail(f"cannot read {os.fspath(path)!r}: not a regular file", tol, excess_tol)
-    if size > MAX_FILE_BYTES:  # refused without reading it
-        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
-                     tol, excess_tol)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        return _fail(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}", tol,
-                     excess_tol)
-    if len(raw) > MAX_FILE_BYTES:
-        return _fail(f"malformed certificate: larger than {MAX_FILE_BYTES // 2**20} MiB",
-                     tol, excess_tol)
+        # A FIFO, a device or a directory is refused without blocking; a large file
+        # without reading it; one whose structure would cost far more memory than a
+        # certificate of its size (or more than is available) without parsing it.
+        raw = read_input(path, "certificate", MAX_FILE_BYTES)
+        check_json_memory(raw, f"{os.fspath(path)!r}")
+    except ResourceLimitError as exc:
+        return _fail(f"cannot check it here: {exc}", tol, excess_tol)
+    except InvalidInputError as exc:
+        return _fail(_file_reason(str(exc)), tol, excess_tol)
     try:
         data = json.loads(raw, object_pairs_hook=_unique_keys)
     except InvalidInputError as exc:

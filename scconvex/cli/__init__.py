@@ -97,15 +97,18 @@ def _add_batches(p: argparse.ArgumentParser, required: bool = False) -> None:
                    help="seed of the random batches (default 0)")
 
 
-def _add_tolerances(p: argparse.ArgumentParser, loss_flag: str, excess_flag: str,
-                    what: str) -> None:
-    """The two tolerances of a certified verdict, with solve's defaults (None: default)."""
-    for flag, relative, default, solve_flag in (
-            (loss_flag, "the loss", "1e-6", "--gap-tol"),
-            (excess_flag, "the excess loss", "1e-3", "--excess-tol")):
-        p.add_argument(flag, type=float, default=None,
-                       help=f"{what} relative to {relative} (default {default}, as solve's "
-                            f"{solve_flag})")
+def add_tolerances(p: argparse.ArgumentParser, what: str, old: tuple[str, ...] = ()) -> None:
+    """``--gap-tol`` and ``--excess-tol``, the two tolerances of a certified verdict, with
+    the same names and defaults in every command (None: the default). ``old`` are earlier
+    names of the two flags, still accepted (not shown in the help)."""
+    for i, (flag, relative, default) in enumerate((
+            ("--gap-tol", "the loss", "1e-6"), ("--excess-tol", "the excess loss", "1e-3"))):
+        dest = flag[2:].replace("-", "_")
+        p.add_argument(flag, type=float, default=None, dest=dest,
+                       help=f"{what} relative to {relative} (default {default})")
+        if i < len(old) and old[i] != flag:
+            p.add_argument(old[i], type=float, default=None, dest=dest,
+                           help=argparse.SUPPRESS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,25 +123,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="model to solve (default auto: group when counts repeat, else class)")
     p.add_argument("--solver", choices=("auto", "native", "clarabel", "scs"), default="auto",
                    help="backend (default auto: native, falling back to clarabel)")
-    p.add_argument("--gap-tol", type=float, default=None,
-                   help="largest certified relative gap for success (default 1e-6)")
-    p.add_argument("--excess-tol", type=float, default=None,
-                   help="largest certified gap relative to the excess loss L - sum n_c "
-                        "log(n_c - 1) for success (default 1e-3)")
+    add_tolerances(p, "largest certified gap for success,")
     p.add_argument("--time-limit", type=float, default=None,
                    help="time limit in seconds for the whole solve, any solver (the auto "
                         "solver's clarabel fallback gets what is left)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--certificate", metavar="FILE",
-                   help="write the result, a re-checkable certificate, as JSON")
+                   help="write the result, a re-checkable certificate, as JSON ('-': to "
+                        "standard output, instead of the report)")
     _add_batches(p)
     p.add_argument("--full-gram", action="store_true",
                    help="write the k x k class Gram in JSON even for k > 200 at group level")
     _add_threads(p)
 
     p = sub.add_parser("verify", help="re-check a certificate file from scratch")
-    p.add_argument("file")
-    _add_tolerances(p, "--tol", "--excess-tol", "largest accepted recomputed gap")
+    p.add_argument("file", help="certificate file written by solve --certificate")
+    add_tolerances(p, "largest accepted recomputed gap,", old=("--tol",))
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("compare-batching",
@@ -151,10 +151,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_problem(p)
     p.add_argument("--dims", required=True, metavar="D1,D2,...", help="feature dimensions")
     p.add_argument("--restarts", type=int, default=10, help="random restarts per dimension")
-    p.add_argument("--level", choices=("class", "sample"), default="class")
-    p.add_argument("--seed", type=int, default=0)
-    _add_tolerances(p, "--rtol", "--excess-rtol",
-                    "tight when both gaps to the certified lower bound are within this:")
+    p.add_argument("--level", choices=("class", "sample"), default="class",
+                   help="non-convex problem over k class means (default) or n samples")
+    p.add_argument("--seed", type=int, default=0,
+                   help="root seed of the random restarts (default 0)")
+    add_tolerances(p, "tight when both gaps to the certified lower bound are within this:",
+                   old=("--rtol", "--excess-rtol"))
     p.add_argument("--time-limit", type=float, default=None,
                    help="time limit in seconds for the relaxed solve and the restarts; "
                         "dimensions not reached are reported as such (exit 1)")
@@ -239,7 +241,8 @@ def _cmd_solve(args) -> int:
     spec = _spec_from_args(args)
     limit = _time_limit(args.time_limit)
     options = None if limit is None else {"time_limit": limit}
-    if args.certificate is not None:
+    to_stdout = args.certificate == "-"  # "-" is standard output, as everywhere
+    if args.certificate is not None and not to_stdout:
         check_writable(args.certificate)  # refuse a bad target before a long solve
     if args.full_gram:
         check_memory(class_gram_bytes(spec.k), f"--full-gram ({spec.k} x {spec.k} cosines)",
@@ -252,13 +255,14 @@ def _cmd_solve(args) -> int:
                     gap_tol=gap_tol, excess_tol=excess_tol, threads=args.threads)
     data = res.to_dict(full_gram=args.full_gram)
     write_failure = None
-    if args.certificate is not None:
+    if args.certificate is not None and not to_stdout:
         try:
             write_json(args.certificate, data)
         except (OSError, ScconvexError) as exc:  # the result is still printed below
             write_failure = getattr(exc, "strerror", None) or str(exc)
-    if args.json:
-        # Streamed: the group Gram of 21841 classes in 2987 blocks is 9e6 numbers.
+    if args.json or to_stdout:
+        # The certificate is the JSON result: on standard output it is printed once, alone,
+        # and streamed (the group Gram of 21841 classes in 2987 blocks is 9e6 numbers).
         dump(data, sys.stdout)
         sys.stdout.write("\n")
     else:
@@ -266,7 +270,9 @@ def _cmd_solve(args) -> int:
     sys.stdout.flush()
     problems = []  # one stderr line, whatever went wrong
     if not res.success:
-        problems.append(f"{res.status}: {res.message}")
+        # An uncertified message says "not certified: ..." itself.
+        problems.append(res.message if res.message.startswith("not certified")
+                        else f"{res.status}: {res.message}")
     if write_failure is not None:
         problems.append(f"error: certificate not written to {args.certificate}: "
                         f"{write_failure}")
@@ -279,18 +285,29 @@ def _cmd_solve(args) -> int:
 def _cmd_verify(args) -> int:
     from ..certificates.verify import verify
     from ..files import dumps
+    from ..levels import get_level
     from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
 
-    tol = DEFAULT_GAP_TOL if args.tol is None else args.tol
+    tol = DEFAULT_GAP_TOL if args.gap_tol is None else args.gap_tol
     excess_tol = DEFAULT_EXCESS_TOL if args.excess_tol is None else args.excess_tol
+    if not os.path.lexists(args.file):
+        # A file name that names nothing is a usage error, as for --counts-file (exit 2);
+        # a file that exists and cannot be read or proven is a failed verification.
+        raise InvalidInputError(f"cannot read {args.file!r}: no such file")
     report = verify(args.file, tol=tol, excess_tol=excess_tol)
     if args.json:
         print(dumps(report.to_dict()))
     elif report.ok:
-        print(f"verified: loss {report.loss:.12g}; gap relative to the loss "
-              f"{report.rel_gap:.2e} ({report.level} level), {report.sample_rel_gap:.2e} "
-              f"(sample level) <= {tol:.1e}; relative to the excess loss "
-              f"{report.excess_gap:.2e}, {report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
+        if get_level(report.level).dense:  # one certificate: say its numbers once
+            gaps = (f"gap relative to the loss {report.rel_gap:.2e} (sample level) <= "
+                    f"{tol:.1e}; relative to the excess loss {report.excess_gap:.2e} <= "
+                    f"{excess_tol:.1e}")
+        else:
+            gaps = (f"gap relative to the loss {report.rel_gap:.2e} ({report.level} level), "
+                    f"{report.sample_rel_gap:.2e} (sample level) <= {tol:.1e}; relative to "
+                    f"the excess loss {report.excess_gap:.2e}, "
+                    f"{report.sample_excess_gap:.2e} <= {excess_tol:.1e}")
+        print(f"verified ({report.variant}): loss {report.loss:.12g}; {gaps}")
         widest = report.details.get("max_half_width", math.nan)
         if math.isfinite(widest):
             proof = {True: "unique", False: "not unique", None: "uniqueness not proven"}[
@@ -299,8 +316,15 @@ def _cmd_verify(args) -> int:
 
             print(f"  proven: every optimal cosine within {float(round_up(widest)):.2e} of the "
                   f"stored one; {proof}; claimed bars, uniqueness and measures re-derived")
+        if report.nonnegative_dimension is not None:
+            print(f"verified: non-negative (ReLU) features in d = "
+                  f"{report.nonnegative_dimension} attain it (the stored factor H >= 0, "
+                  f"H H^T = the geometry)")
+        for note in report.notes:
+            print(f"note: {note}")
     if not report.ok:
-        print(f"scconvex: verification failed: {'; '.join(report.reasons)}", file=sys.stderr)
+        print(f"scconvex: verification failed ({report.variant}): "
+              f"{'; '.join(report.reasons)}", file=sys.stderr)
         return 1
     return 0
 
@@ -335,8 +359,8 @@ def _cmd_tightness(args) -> int:
     dims = parse_ints(args.dims, "--dims")
     limit = _time_limit(args.time_limit)
     tick = _progress(not args.json, len(dims) * max(args.restarts, 1), "tightness")
-    tols = {name: value for name, value in (("rtol", args.rtol),
-                                            ("excess_rtol", args.excess_rtol))
+    tols = {name: value for name, value in (("rtol", args.gap_tol),
+                                            ("excess_rtol", args.excess_tol))
             if value is not None}
     report = tightness(spec, dims, restarts=args.restarts, level=args.level, seed=args.seed,
                        progress=tick, time_limit=limit, threads=args.threads, **tols)
@@ -394,15 +418,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 1
+    except OSError as exc:  # the output could not be written (a full disk: /dev/full)
+        _quiet_stdout()
+        print(f"scconvex: error: cannot write the output: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
+LEVEL_COMMANDS = ("solve", "tightness", "compare-batching", "compare")
+"""Commands whose memory a coarser --level reduces (the out-of-memory message says so)."""
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
+    args = None
+    command = None
     try:
         args = parser.parse_args(argv)
+        command = args.command
         from .commands import HANDLERS
 
         handler = {"solve": _cmd_solve, "verify": _cmd_verify,
@@ -427,8 +463,28 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         raise
     except MemoryError as exc:
-        print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); try "
-              "--level group, a smaller problem, or see SCCONVEX_MEMORY_LIMIT", file=sys.stderr)
+        if command in LEVEL_COMMANDS:
+            batchwise = args is not None and any(
+                getattr(args, name, None) is not None for name in ("batches", "batch_size"))
+            # A batch-wise loss reduces to the class level at most: never suggest group.
+            level = ("a coarser --level (class), " if batchwise
+                     else "a coarser --level (group or class), ")
+            hint = f"try {level}a smaller problem, or see SCCONVEX_MEMORY_LIMIT"
+        else:  # verify, sweep, atlas, plot: no level to choose
+            hint = "see SCCONVEX_MEMORY_LIMIT (the memory budget)"
+        print(f"scconvex: error: out of memory ({_one_line(exc) or 'MemoryError'}); {hint}",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:  # the machine, not the program: a full disk, an I/O error
+        what = ""
+        try:
+            sys.stdout.flush()
+        except OSError:  # it was the output: drop it, or the exit repeats the error
+            _quiet_stdout()
+            what = "cannot write the output: "
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"scconvex: error: {what}{exc.strerror or _one_line(exc)}{where}",
+              file=sys.stderr)
         return 1
     except Exception as exc:  # the last net: one line, never a traceback
         if os.environ.get(DEBUG_ENV):

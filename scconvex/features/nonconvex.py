@@ -243,13 +243,17 @@ altogether. A test passed against a smaller threshold, down to a threshold of ex
 where the excess itself underflowed (SC at ``tau = 1e-4`` from random starts), proves
 nothing, and the run stops there."""
 
+TIME_LIMIT_MESSAGE = "time limit reached during the run"
+"""Stopping reason of a run cut by the deadline."""
+
 _MESSAGES = {"converged": "gradient norm below tolerance",
              "underflow": "gradient below float resolution: not evidence of a stationary "
                           "point (the excess loss underflows at this tau; class and group "
                           "level solves work in log space)",
              "non_finite": "non-finite cost or gradient",
              "line_search": "line search failed (cost at its rounding floor)",
-             "iteration_limit": "maximum number of iterations reached"}
+             "iteration_limit": "maximum number of iterations reached",
+             "time_limit": TIME_LIMIT_MESSAGE}
 
 
 def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
@@ -257,7 +261,8 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
                      gtol: float | Callable[[float], float],
                      max_iter: int = DEFAULT_MAX_ITER, memory: int = 10,
                      max_step: float = 1.0, f_noise: float = 0.0,
-                     resolution: float = 0.0) -> OptimizeOutcome:
+                     resolution: float = 0.0,
+                     deadline: float = math.inf) -> OptimizeOutcome:
     """Riemannian L-BFGS (:func:`scconvex.solvers.optim.lbfgs`) stopped on the gradient norm.
 
     Parameters
@@ -285,6 +290,9 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
         for a cost made of exponentials that underflow). A test passed against a smaller
         threshold is not convergence, and a non-negative cost whose threshold falls below
         it stops the run; both with the message "gradient below float resolution".
+    deadline : float
+        A ``time.perf_counter()`` value checked before every iteration: past it the run
+        stops with :data:`TIME_LIMIT_MESSAGE` (not converged).
 
     Returns
     -------
@@ -317,7 +325,8 @@ def riemannian_lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
         return None
 
     out = lbfgs(_FunProblem(fun, manifold), x0, monitor=monitor, max_iter=int(max_iter),
-                memory=memory, max_step=max_step, f_noise=f_noise, max_failures=2)
+                memory=memory, max_step=max_step, f_noise=f_noise, max_failures=2,
+                deadline=deadline)
     key = out.verdict if out.verdict is not None else out.status
     p = out.point
     return OptimizeOutcome(p.X, float(p.F), _norm(p.grad), out.iterations,
@@ -371,6 +380,9 @@ class NonconvexResult:
         Per-restart wall-clock time.
     total_seconds : float
         Wall-clock time of all restarts.
+    timed_out : bool
+        The deadline cut the first run, which is then the only one (a run cut later is
+        dropped: the runs returned are complete).
     """
 
     spec: ProblemSpec
@@ -389,6 +401,7 @@ class NonconvexResult:
     messages: tuple[str, ...]
     seconds: tuple[float, ...]
     total_seconds: float
+    timed_out: bool = False
 
     @property
     def restarts(self) -> int:
@@ -462,7 +475,9 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
         Called as ``progress(i, restarts)`` after run ``i`` (1-based) finishes.
     deadline : float, optional
         A ``time.perf_counter()`` value after which no new run is started (the first run
-        always is), so the result may hold fewer than ``restarts`` runs.
+        always is) and a running one stops: the result may hold fewer than ``restarts``
+        runs. A run cut short is dropped unless it is the first, which is then returned
+        alone with ``timed_out`` set.
     threads : int, optional
         BLAS threads for the runs (:func:`scconvex.threads.choose_threads`: one unless
         given; every loaded BLAS library is limited and restored afterwards).
@@ -537,9 +552,13 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
                 manifold.random_point(np.random.default_rng(child))
             out = riemannian_lbfgs(cost.fun, start, manifold, gtol=gtol,
                                    max_iter=int(max_iter), f_noise=cost.noise,
-                                   resolution=GRADIENT_RESOLUTION)
+                                   resolution=GRADIENT_RESOLUTION, deadline=deadline)
+            if out.message == TIME_LIMIT_MESSAGE and runs:
+                break  # incomplete: the finished runs are the result
             times.append(time.perf_counter() - t0)
             runs.append(out)
+            if out.message == TIME_LIMIT_MESSAGE:
+                break
             logger.debug("restart %d/%d (d=%d, %s): f=%.6g |grad|=%.3g it=%d %s", i + 1,
                          restarts, d, level, out.fun, out.grad_norm, out.iterations,
                          out.message)
@@ -558,7 +577,8 @@ def minimize_spheres(spec: ProblemSpec, d: int, *, level: str = "class", restart
         gtols=tuple(gtol(out.fun) for out in runs),
         converged=tuple(out.converged for out in runs),
         messages=tuple(out.message for out in runs),
-        seconds=tuple(times), total_seconds=total)
+        seconds=tuple(times), total_seconds=total,
+        timed_out=runs[-1].message == TIME_LIMIT_MESSAGE)
 
 
 def _check_start(x0, shape: tuple[int, int]) -> np.ndarray:

@@ -39,6 +39,7 @@ import numpy as np
 from ..certificates.certify import dense_rounding
 from ..errors import InvalidInputError, SolveFailedError
 from ..levels import CLASS, get_level
+from ..losses import loss_of
 from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
 from ..problem.model import class_sums
 from ..problem.spec import ProblemSpec
@@ -369,8 +370,9 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
         ``total = len(dims) * restarts``. Nothing is printed otherwise.
     time_limit : float, optional
         Seconds for the whole call. The relaxed solve gets it as its time limit; once it
-        has passed no new restart and no new dimension is started, so the report may hold
-        fewer rows than ``dims`` and rows with fewer runs than ``restarts``.
+        has passed a running restart stops and no new restart or dimension is started,
+        so the report may hold fewer rows than ``dims`` and rows with fewer runs than
+        ``restarts`` (only complete runs count).
     threads : int, optional
         BLAS threads of the relaxed solve and the non-convex runs
         (:func:`scconvex.threads.choose_threads`: one unless given).
@@ -417,7 +419,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
     rows_nc = get_level(level).rows(spec)
     check_memory(nonconvex_bytes(rows_nc, max(dims), restarts),
                  f"the non-convex {level}-level problem ({rows_nc} x {max(dims)} features)",
-                 "use smaller --dims" + (f" or --level {CLASS.name}" if per_sample else ""))
+                 "use smaller --dims" + (f" or --level {CLASS.name}" if per_sample
+                                         and CLASS in loss_of(spec).levels else ""))
     t_start = time.perf_counter()
     deadline = math.inf if time_limit is None else t_start + float(time_limit)
     if relaxed is None:
@@ -464,6 +467,8 @@ def tightness(spec: ProblemSpec, dims: Sequence[int], restarts: int = 10, level:
                                max_iter=max_iter, threads=threads,
                                progress=_tick if progress is not None else None,
                                deadline=deadline)
+        if res.timed_out:
+            break  # not one complete run in this dimension: reported as not tested
         done += restarts
         verdicts = [gaps_of(loss, ex)[2]
                     for loss, ex in zip(res.losses, res.excesses, strict=True)]
@@ -500,7 +505,8 @@ def format_table(report: TightnessReport) -> str:
         f"certified lower bound {report.lower_bound:.10g} (excess "
         f"{report.excess_lower_bound:.6e}); gaps are measured from it",
         f"tight: loss-relative gap <= {report.rtol:g} and excess-relative gap <= "
-        f"{report.excess_rtol:g}; reached: restarts within both",
+        f"{report.excess_rtol:g}; reached: restarts within both; a gap below 0 by no more "
+        f"than the rounding of the losses is shown as 0",
     ]
     if report.excess_resolution > report.excess_rtol * report.excess_lower_bound:
         lines += [f"note: at {report.level} level the excess of a point is known only to "
@@ -519,8 +525,16 @@ def format_table(report: TightnessReport) -> str:
         header += f"  {'spread':>8}"
     header += f"  {'max it':>6}  {'time':>7}"
     lines += [header, "-" * len(header)]
+    # A point cannot beat the certified bound; a gap below 0 is the rounding of the two
+    # losses, and within that rounding it is shown as 0.
+    eps = 16.0 * np.finfo(float).eps
+    rel_res = (report.excess_resolution + eps * abs(report.lower_bound)) / max(
+        abs(report.lower_bound), 1e-300)
+    ex_res = (report.excess_resolution / report.excess_lower_bound + eps
+              if report.excess_lower_bound > 0 else 0.0)
     for r in report.rows:
-        line = (f"{r.d:>3}  {r.best_loss:>16.10f}  {r.rel_gap:>9.1e}  {r.excess_gap:>10.1e}  "
+        rel, ex = _gap_cell(r.rel_gap, rel_res, 9), _gap_cell(r.excess_gap, ex_res, 10)
+        line = (f"{r.d:>3}  {r.best_loss:>16.10f}  {rel}  {ex}  "
                 f"{'yes' if r.tight else 'no':>5}  {f'{r.reached}/{r.restarts}':>7}  "
                 f"{r.gram_distance:>9.1e}")
         if per_sample:
@@ -529,3 +543,10 @@ def format_table(report: TightnessReport) -> str:
         lines.append(line)
     lines.append(f"total time {report.seconds:.2f}s (relaxed solve {report.relaxed_seconds:.2f}s)")
     return "\n".join(lines)
+
+
+def _gap_cell(gap: float, resolution: float, width: int) -> str:
+    """A gap of the table: 0 where it is below 0 by no more than ``resolution``."""
+    if -resolution <= gap < 0:
+        return f"{0:>{width}}"
+    return f"{gap:>{width}.1e}"

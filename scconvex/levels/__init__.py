@@ -117,6 +117,13 @@ class Level:
         M[np.diag_indices_from(M)] = 1.0
         return M
 
+    def class_means(self, model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(cosines, norms)`` of the class means ``mu_c = mean of the features of class
+        c``: the ``k x k`` cosines between them and their lengths. At class and group level
+        the samples of a class coincide, so the means are unit vectors and the cosines are
+        :meth:`class_gram`."""
+        return self.class_gram(model, X), np.ones(model.spec.k)
+
     def cosines(self, model, X: np.ndarray) -> np.ndarray:
         """Every cosine between two different class means that ``X`` holds, each once per
         block pair (no lifting): the off-diagonal of ``X`` and ``a_p`` of blocks of two or
@@ -203,8 +210,30 @@ class SampleLevel(Level):
         M[np.diag_indices_from(M)] = 1.0
         return M
 
+    def class_means(self, model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The class means of a sample Gram: ``mu_c . mu_c' = mean of G over the block of
+        classes c and c'`` (the diagonal entries of ``G`` included), so their lengths are
+        the square roots of the diagonal block means, below 1 unless the class has
+        collapsed, and their cosines differ from :meth:`class_gram` (the block means with
+        the diagonal set to 1) unless ``G`` is class-collapsed. A mean of length 0 has no
+        direction: its cosines are NaN."""
+        lab = model.spec.labels
+        k = model.spec.k
+        sums = class_sums(class_sums(X, lab, k).T, lab, k)
+        counts = np.asarray(model.spec.counts, dtype=float)
+        inner = 0.5 * (sums + sums.T) / np.outer(counts, counts)
+        norms = np.sqrt(np.maximum(np.diag(inner), 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = np.clip(inner / np.outer(norms, norms), -1.0, 1.0)
+        zero = norms <= 1e-12
+        cos[zero, :] = np.nan
+        cos[:, zero] = np.nan
+        cos[np.diag_indices_from(cos)] = np.where(zero, np.nan, 1.0)
+        return cos, norms
+
     def cosines(self, model, X: np.ndarray) -> np.ndarray:
-        M = self.class_gram(model, X)
+        """The cosines between two different class means (:meth:`class_means`)."""
+        M = self.class_means(model, X)[0]
         return M[~np.eye(len(M), dtype=bool)]
 
     def spectrum(self, model, X: np.ndarray) -> GramSpectrum:

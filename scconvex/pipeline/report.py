@@ -20,6 +20,10 @@ from ..resources import check_memory, class_gram_bytes
 CLASS_GRAM_MAX = 200
 """Largest k for which ``class_gram`` is written by default (k^2 numbers)."""
 
+COLLAPSE_TOL = 1e-9
+"""A class mean shorter than ``1 - COLLAPSE_TOL`` marks a sample Gram that is not
+class-collapsed: the report then prints the lengths of the means."""
+
 
 def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
     """JSON-safe dictionary of a :class:`~scconvex.pipeline.solve.SolveResult`.
@@ -32,8 +36,11 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
       group of each class) and ``gram``, the ``g x g`` cosines (within-group on the
       diagonal); this determines the class Gram exactly;
     * ``class_gram``: the ``k x k`` cosines between class means, written when
-      ``k <= CLASS_GRAM_MAX`` or ``full_gram`` (always at class and sample level);
-    * ``sample_gram`` (sample level): the ``n x n`` Gram matrix;
+      ``k <= CLASS_GRAM_MAX`` or ``full_gram`` (always at class and sample level); at
+      sample level the means of the blocks of ``G`` with diagonal 1, which are the
+      class-mean cosines only when ``G`` is class-collapsed;
+    * ``sample_gram`` and ``class_means`` (sample level): the ``n x n`` Gram matrix, and
+      the ``cosines`` between the class means and their lengths ``norms``;
     * ``cosine_bounds`` (a certified answer whose loss has curvature rows): the proven
       bar of every cosine in the block form of ``level`` (the solved level; the class
       level for a sample-level solve), the intervals of the cosines between single-sample
@@ -87,6 +94,11 @@ def result_dict(res, *, full_gram: bool = False) -> dict[str, Any]:
                                                      "reason": res.bars.reason},
         "cosine_bounds": _cosine_bounds(res),
     }
+    if res.variable is not None and level.dense:
+        # class_gram holds the block means of G (diagonal 1); the means of the classes
+        # themselves differ unless G is collapsed (batch-wise optima are not).
+        cosines, norms = level.class_means(res.model, res.variable)
+        out["class_means"] = {"cosines": cosines, "norms": norms}
     if res.variable is not None:
         # The solved level's geometry, where the verifier reads it (at class level it is
         # the class Gram written above).
@@ -133,7 +145,8 @@ def format_result(res, *, max_classes: int = 12) -> str:
     if ((spec.loss, spec.relaxation) != (DEFAULT_LOSS, DEFAULT_RELAXATION)
             or spec.batches is not None):
         batches = "" if spec.batches is None else f"   batches {len(spec.batches)}"
-        lines.insert(2, f"  variant     loss {spec.loss}   relaxation {spec.relaxation}{batches}")
+        features = res.model.relaxation.label or f"relaxation {spec.relaxation}"
+        lines.insert(2, f"  variant     loss {spec.loss}   {features}{batches}")
     if res.status == "failed":
         lines.append(f"  {res.message}")
         return "\n".join(lines)
@@ -150,23 +163,22 @@ def format_result(res, *, max_classes: int = 12) -> str:
         f"  rank        {res.rank}   time {res.seconds:.3f} s",
     ]
     lines += _bars_lines(res)
+    lines += res.model.relaxation.report_lines(res)
     if res.model.level.compressed and len(res.model.sizes) <= 6:
         lines.append("  cosines between class means, by group:")
         lines += _group_table(res)
     k = spec.k
     if k <= max_classes:
-        M = res.class_gram
-        bars = _class_bars(res)
-        lines.append("  cosines between class means" + (" (+- proven bar):" if bars is not None
-                                                       else ":"))
-        width = max(len(str(c)) for c in spec.counts) + 3
-        cell = 10 if bars is None else 19
-        head = " " * (width + 2) + "".join(f"{'c' + str(j):>{cell}}" for j in range(k))
-        lines.append(head)
-        for i in range(k):
-            row = "".join(_cell(M[i, j], None if bars is None or i == j else bars[i, j],
-                                bars is not None) for j in range(k))
-            lines.append(f"  {'c' + str(i):<{width}}{row}")
+        M, norms = res.model.level.class_means(res.model, res.variable)
+        spread = bool(np.any(norms < 1.0 - COLLAPSE_TOL))
+        # The bars bound the class Gram; they are bars of these cosines only when the
+        # classes have collapsed (then the two coincide).
+        bars = None if spread else _class_bars(res)
+        lines.append("  cosines between class means" + (
+            " (not collapsed: the means are shorter than 1)" if spread else
+            " (+- proven bar)" if bars is not None else "") + ":")
+        lines += matrix_table(M, class_labels(spec), "length" if spread else None, norms,
+                              bars=bars)
     else:
         # Summarise from the solved variable: lifting a group answer to k x k could need
         # far more memory than the solve (k = 1e5: 75 GiB).
@@ -222,6 +234,34 @@ def _up(x: float) -> str:
     from ..certificates.bars import round_up
 
     return f"{float(round_up(x, 2)):.1e}"
+
+
+NAME_WIDTH = 12
+"""Class names are cut to this many characters in tables."""
+
+
+def class_labels(spec) -> list[str]:
+    """Row and column labels of a class table: the class names (cut to
+    :data:`NAME_WIDTH` characters), or ``c0, c1, ...``."""
+    return [name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "~"
+            for name in spec.class_names]
+
+
+def matrix_table(M, labels: list[str], extra: str | None = None, values=(),
+                 bars=None) -> list[str]:
+    """Lines of a k x k table with class labels, optionally each off-diagonal entry with
+    its proven bar (``bars``, k x k half-widths), and optionally one more row labelled
+    ``extra`` holding ``values``."""
+    width = max(map(len, labels + [extra or ""])) + 2
+    cell = max(10 if bars is None else 19, max(map(len, labels)) + 2)
+    out = [" " * (width + 2) + "".join(f"{name:>{cell}}" for name in labels)]
+    for i, (name, row) in enumerate(zip(labels, M, strict=True)):
+        cells = (f"{x:>10.6f}" if bars is None else
+                 _cell(x, None if i == j else bars[i, j], True) for j, x in enumerate(row))
+        out.append(f"  {name:<{width}}" + "".join(f"{c:>{cell}}" for c in cells))
+    if extra is not None:
+        out.append(f"  {extra:<{width}}" + "".join(f"{x:>{cell}.6f}" for x in values))
+    return out
 
 
 def _cosine_range(res) -> tuple[float, float]:

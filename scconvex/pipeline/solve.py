@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -276,14 +276,10 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
           and math.isfinite(cert.loss))
     status = "optimal" if ok else "uncertified"
     if ok:
-        message = (f"certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
-                   f"{scert.rel_gap:.2e} over sample Grams")
+        message = "certified: relative gap " + ", ".join(
+            f"{c.rel_gap:.2e} over {c.level} Grams" for c in dict.fromkeys((cert, scert)))
     else:
-        message = (f"not certified: relative gap {cert.rel_gap:.2e} over {cert.level} Grams, "
-                   f"{scert.rel_gap:.2e} over sample Grams (relative to the excess loss "
-                   f"{cert.excess_gap:.2e}, {scert.excess_gap:.2e}), above tolerance "
-                   f"{tols[0]:.1e} ({tols[1]:.1e} relative to the excess loss); "
-                   f"solver said {raw.status!r}")
+        message = _uncertified_message(model, solver, cert, scert, lam, tols, raw.status)
         if raw.status == "time_limit":
             limit_text = "" if limit is None else f" {float(limit):g} s"
             message = f"time limit{limit_text} reached before a certified answer; {message}"
@@ -358,6 +354,39 @@ def _bars_note(bars: CosineBars | None) -> str:
     return text
 
 
+def _uncertified_message(model: Model, solver: str, cert: Certificate, scert: Certificate,
+                         lam: float, tols: tuple[float, float], said: str) -> str:
+    """What failed (each failing gap once, with its tolerance) and what to try next."""
+    failed = []
+    for c in dict.fromkeys((cert, scert)):  # one certificate at sample level
+        where = f"over {c.level} Grams"
+        if not c.excess_gap <= tols[1]:
+            value = ("not bounded (the excess is not resolved in float64)"
+                     if c.excess_gap == math.inf else f"{c.excess_gap:.2e} > {tols[1]:.1e}")
+            failed.append(f"the gap relative to the excess loss {where} is {value}")
+        if not c.rel_gap <= tols[0]:
+            failed.append(f"the gap relative to the loss {where} is {c.rel_gap:.2e} > "
+                          f"{tols[0]:.1e}")
+    if lam < 0:
+        failed.append(f"the answer is not PSD (smallest eigenvalue {lam:.1e})")
+    if not failed:
+        failed.append(f"the loss is {cert.loss!r}")
+    excess_failed = any("excess" in f for f in failed)
+    coarser = [level for level in model.loss.levels if not level.dense]
+    if model.level.dense and coarser and excess_failed:
+        hint = (f"try --level {coarser[-1].name}: the excess loss is computed exactly there, "
+                "and it is what fails here")
+    elif solver != "native" and any(b.name == "native" and b.supports(model)
+                                    for b in BACKENDS.values()):
+        hint = "try --solver native (or auto)"
+    elif solver == "native":
+        hint = "try --solver clarabel"
+    else:
+        hint = ("try another --solver, or --gap-tol / --excess-tol if that accuracy "
+                "suffices")
+    return f"not certified: {'; '.join(failed)}; {hint} (solver said {said!r})"
+
+
 def level_hint(model: Model, backend: Backend) -> str:
     """What to try instead when ``model`` does not fit in memory with ``backend``: a
     backend that needs less memory at the same level, else the smallest exact level."""
@@ -373,6 +402,10 @@ def level_hint(model: Model, backend: Backend) -> str:
         rows = sides[smallest]
         return (f"use --level {smallest.name} ({rows} row{'s' if rows > 1 else ''} instead "
                 f"of {model.dim})")
+    if len(sides) == 1:
+        # E.g. a batch-wise loss: suggesting a level it refuses would send the user round.
+        return (f"{model.loss.description} is defined at the {model.level.name} level only: "
+                "a smaller problem is the way")
     return "no smaller level exists for these counts"
 
 
@@ -402,17 +435,25 @@ def certify_seconds(model: Model) -> float:
     return CERTIFY_EIGS * best * (m / m0) ** 3
 
 
-def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
+def solve(spec: ProblemSpec | Sequence[int], *, tau: float | None = None,
+          level: str | None = None, solver: str = "auto",
           options: Mapping[str, Any] | None = None,
           gap_tol: float = DEFAULT_GAP_TOL,
           excess_tol: float = DEFAULT_EXCESS_TOL,
-          threads: int | None = None) -> SolveResult:
+          threads: int | None = None, **spec_fields) -> SolveResult:
     """Solve the convex relaxation of an SC-loss problem and certify the answer.
 
     Parameters
     ----------
-    spec : ProblemSpec
-        Counts, temperature, loss, relaxation and (default) level.
+    spec : ProblemSpec or sequence of int
+        Counts, temperature, loss, relaxation and (default) level; or the class counts
+        alone, with ``tau`` (and any other :class:`ProblemSpec` field, e.g. ``loss`` or
+        ``relaxation``) as keywords: ``solve([20, 20, 2, 2], tau=0.1)``.
+    tau : float, optional
+        The temperature, when ``spec`` is a count vector (not allowed with a spec).
+    **spec_fields
+        Further fields of the spec built from a count vector (``loss``, ``relaxation``,
+        ``batches``, ``names``).
     level : {"auto", "group", "class", "sample"}, optional
         Overrides ``spec.level``. ``"auto"`` solves at group level when counts repeat and at
         class level otherwise, and retries at class level (up to
@@ -458,9 +499,10 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
     >>> res = solve(ProblemSpec((5, 5, 5), tau=0.5))
     >>> res.status, round(res.loss, 8), round(float(res.class_gram[0, 1]), 6)
     ('optimal', 22.55406155, -0.5)
+    >>> solve([20, 20, 2, 2], tau=0.1).status
+    'optimal'
     """
-    if not isinstance(spec, ProblemSpec):
-        raise InvalidInputError(f"spec must be a ProblemSpec, got {type(spec).__name__}")
+    spec = _as_spec(spec, tau, spec_fields)
     if solver not in SOLVERS:
         raise InvalidInputError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
     tols = (check_tolerance(gap_tol, "gap_tol"), check_tolerance(excess_tol, "excess_tol"))
@@ -496,6 +538,25 @@ def solve(spec: ProblemSpec, *, level: str | None = None, solver: str = "auto",
         return _with_message(res, f"{res.message}; the sample level was no better "
                              f"({other.message})")
     return res
+
+
+def _as_spec(spec, tau, fields: dict) -> ProblemSpec:
+    """The spec of :func:`solve`: ``spec`` itself, or one built from counts and ``tau``."""
+    if isinstance(spec, ProblemSpec):
+        if tau is not None or fields:
+            given = sorted(fields) + (["tau"] if tau is not None else [])
+            raise InvalidInputError(f"{', '.join(given)} belong(s) to the spec: give them to "
+                                    "ProblemSpec, or pass the counts instead of a spec")
+        return spec
+    if isinstance(spec, (str, bytes, Mapping)) or not isinstance(spec, (Sequence, np.ndarray)):
+        raise InvalidInputError(f"spec must be a ProblemSpec or a sequence of class counts, "
+                                f"got {type(spec).__name__}")
+    if tau is None:
+        raise InvalidInputError("solve(counts, tau=...) needs the temperature tau")
+    unknown = sorted(set(fields) - {"loss", "relaxation", "batches", "names"})
+    if unknown:
+        raise InvalidInputError(f"solve() got unexpected keyword(s) {unknown}")
+    return ProblemSpec(spec, tau, **fields)
 
 
 CLASS_FALLBACK_MAX = 200

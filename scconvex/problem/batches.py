@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..files import check_json_memory, read_input
 
 
 def check_batches(batches: object, n: int) -> tuple[tuple[int, ...], ...]:
@@ -101,12 +102,19 @@ def epoch_batches(n: int, size: int, epochs: int = 1, seed: int = 0
     return tuple(out)
 
 
+BATCHES_FILE_MAX = 64 * 2**20
+"""Largest batches file read (64 MiB)."""
+
+
 def load_batches(path: str | os.PathLike) -> list:
-    """Read a JSON list of index lists (validated later, against the spec)."""
+    """Read a JSON list of index lists (validated later, against the spec).
+
+    The file must be a regular file of at most :data:`BATCHES_FILE_MAX` bytes whose
+    parse fits in memory (:func:`scconvex.files.check_json_memory`).
+    """
+    raw = read_input(path, "--batches", BATCHES_FILE_MAX)
+    check_json_memory(raw, f"--batches {os.fspath(path)!r}")
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSON, UTF-8, 5000-digit integers
         raise InvalidInputError(f"batches file is not valid JSON ({exc})") from None

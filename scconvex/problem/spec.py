@@ -106,6 +106,10 @@ class ProblemSpec:
     batches : tuple of tuple of int, optional
         Batch scheme of the batch-wise loss (:mod:`scconvex.problem.batches`): sample indices per
         batch, samples listed as in :attr:`labels`. None: the full-batch loss.
+    names : tuple of str, optional
+        A name for each class (from a counts file with ``name,count`` rows or a labels
+        file), shown in reports, JSON and figures. Names do not change the problem: specs
+        that differ only in names are equal.
 
     Examples
     --------
@@ -120,6 +124,7 @@ class ProblemSpec:
     relaxation: str = DEFAULT_RELAXATION
     level: str = AUTO
     batches: tuple | None = None
+    names: tuple[str, ...] | None = field(default=None, compare=False)
     _groups: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +135,8 @@ class ProblemSpec:
             if not isinstance(value, str) or value not in allowed:
                 raise InvalidInputError(f"unknown {name} {value!r}; choose one of "
                                         f"{tuple(allowed)}")
+        if self.names is not None:
+            object.__setattr__(self, "names", _check_names(self.names, self.k))
         if self.batches is not None:
             object.__setattr__(self, "batches", check_batches(self.batches, self.n))
             loss_of(self)  # refuses losses without a batch-wise form
@@ -149,12 +156,14 @@ class ProblemSpec:
         """Spec from a label array; classes are ordered by their sorted label values.
 
         Sample order is not kept: the spec describes the problem up to a permutation of
-        samples, and :attr:`labels` lists samples class by class.
+        samples, and :attr:`labels` lists samples class by class. The label values become
+        the class :attr:`names`.
         """
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0:
             raise InvalidInputError("labels must be a non-empty 1-D array")
-        _, counts = np.unique(labels, return_counts=True)
+        values, counts = np.unique(labels, return_counts=True)
+        kwargs.setdefault("names", tuple(str(v) for v in values.tolist()))
         return cls(tuple(int(c) for c in counts), tau, **kwargs)
 
     @classmethod
@@ -214,6 +223,11 @@ class ProblemSpec:
         return int(sum(self.counts))
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """:attr:`names`, or ``c0, c1, ...`` when the classes have none."""
+        return self.names if self.names is not None else tuple(f"c{i}" for i in range(self.k))
+
+    @property
     def labels(self) -> np.ndarray:
         """Class label of each sample, shape ``(n,)``, samples listed class by class."""
         return np.repeat(np.arange(self.k), self.counts)
@@ -239,11 +253,14 @@ class ProblemSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """JSON-safe description (``batches`` only when the loss is batch-wise)."""
+        """JSON-safe description (``batches`` only when the loss is batch-wise, ``names``
+        only when the classes have names)."""
         out = {"counts": list(self.counts), "tau": self.tau, "loss": self.loss,
                "relaxation": self.relaxation, "level": self.level}
         if self.batches is not None:
             out["batches"] = [list(b) for b in self.batches]
+        if self.names is not None:
+            out["names"] = list(self.names)
         return out
 
     @classmethod
@@ -251,7 +268,7 @@ class ProblemSpec:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         if not isinstance(data, dict):
             raise InvalidInputError("a spec must be a JSON object")
-        allowed = {"counts", "tau", "loss", "relaxation", "level", "batches"}
+        allowed = {"counts", "tau", "loss", "relaxation", "level", "batches", "names"}
         unknown = set(data) - allowed
         if unknown:
             raise InvalidInputError(f"unknown spec fields: {sorted(unknown)}")
@@ -259,6 +276,29 @@ class ProblemSpec:
             raise InvalidInputError("a spec needs 'counts' and 'tau'")
         return cls.from_counts(data["counts"], data["tau"],
                                **{k: v for k, v in data.items() if k not in ("counts", "tau")})
+
+
+MAX_NAME_LENGTH = 200
+"""Longest class name accepted (a name is a label, not a document)."""
+
+
+def _check_names(names: object, k: int) -> tuple[str, ...]:
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise InvalidInputError("class names must be a list of strings")
+    if len(names) != k:
+        raise InvalidInputError(f"{len(names)} class names for {k} classes")
+    out = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(f"a class name must be a non-empty string, got {name!r}")
+        if len(name) > MAX_NAME_LENGTH or any(ch in name for ch in "\n\r\t"):
+            raise InvalidInputError(f"class name {name[:30]!r}... is longer than "
+                                    f"{MAX_NAME_LENGTH} characters or not on one line")
+        out.append(name.strip())
+    if len(set(out)) != len(out):
+        dup = next(x for x in out if out.count(x) > 1)
+        raise InvalidInputError(f"class name {dup!r} is given to two classes")
+    return tuple(out)
 
 
 def _positive_int(x: object, name: str) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InvalidInputError
+from ..errors import BackendUnavailableError, InvalidInputError, UnsupportedModelError
 
 RAW_STATUSES = ("optimal", "inaccurate", "time_limit", "iteration_limit", "error")
 
@@ -120,12 +120,12 @@ class Backend:
                                           f"(needs {', '.join(self.requires)})")
         if model.level not in self.levels:
             names = tuple(level.name for level in self.levels)
-            raise BackendUnavailableError(f"solver {self.name!r} cannot solve the "
-                                          f"{model.level.name} level (supports {names})")
+            raise UnsupportedModelError(f"solver {self.name!r} cannot solve the "
+                                        f"{model.level.name} level (supports {names})")
         if not self.supports(model):
-            raise BackendUnavailableError(f"solver {self.name!r} cannot solve the "
-                                          f"{model.spec.relaxation!r} relaxation (supports "
-                                          f"{self.relaxations})")
+            raise UnsupportedModelError(f"solver {self.name!r} cannot solve the "
+                                        f"{model.spec.relaxation!r} relaxation (supports "
+                                        f"{self.relaxations})")
         options = self.check_options(options)
         if self.uses_rounder:
             return self.run(model, options, rounder=rounder)

@@ -26,10 +26,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..certificates.certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL
 from ..errors import InvalidInputError
 from ..files import dumps, jsonable
 from ..levels import get_level
@@ -89,6 +90,11 @@ TIGHTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
 ADDED_TIGHTNESS_COLUMNS = ("features", "features_note")
 """Tightness columns of schema 2. An older atlas opens without them (its tight rows are
 not re-derivable) and gets them, empty, on its first write."""
+
+LEGACY_NOTE = "not re-derivable: written before features were stored (atlas schema 1)"
+"""``features_note`` given, on the upgrade to schema 2, to the tight rows of an older
+atlas. Only an atlas that records such an upgrade (or still lacks the features column)
+may hold tight rows without features and without the cap as their reason."""
 
 CLAIM_COLUMNS = ("status", "loss", "excess_loss", "lower_bound", "gap", "rel_gap",
                  "excess_gap", "sample_lower_bound", "sample_gap", "sample_rel_gap",
@@ -156,6 +162,10 @@ class VerifyRow:
     """Tight tightness rows re-derived from their stored features (one line each)."""
     not_rederivable: tuple[str, ...] = ()
     """Tight tightness rows without stored features: checked for consistency only."""
+    gap_tol: float | None = None
+    """The row's own ``gap_tol`` (None when unreadable); reported, never judged by."""
+    excess_tol: float | None = None
+    """The row's own ``excess_tol`` (None when unreadable); reported, never judged by."""
 
 
 class Atlas:
@@ -164,20 +174,33 @@ class Atlas:
     Parameters
     ----------
     path : path-like
-        SQLite file.
+        SQLite file (not ``""`` or ``":memory:"``, which would store nothing).
     create : bool
         Create the file and tables if missing; otherwise a missing file is an error.
+    readonly : bool
+        Open for reading only, without writing anything (also no WAL files where the
+        folder is read-only): what ``atlas list|show|export|verify`` and ``plot`` use.
     """
 
-    def __init__(self, path: str | os.PathLike, *, create: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, create: bool = False,
+                 readonly: bool = False) -> None:
+        if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+            raise InvalidInputError(f"the atlas must be a file name, got {path!r}")
         self.path = os.fspath(path)
+        if self.path in ("", ":memory:"):
+            raise InvalidInputError(f"the atlas {self.path!r} would be a temporary database "
+                                    "that stores nothing; give a file name")
         if not create and not os.path.isfile(self.path):
             raise InvalidInputError(f"no atlas at {self.path!r}")
+        self.readonly = readonly and not create
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30)
+            if self.readonly:
+                self.conn = _connect_readonly(self.path)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
             if create:
                 self._create()
             tables = {r[0] for r in self.conn.execute(
@@ -213,13 +236,16 @@ class Atlas:
 
     # ------------------------------------------------------------------ writing
     def add(self, records: Iterable[dict]) -> int:
-        """Store records (from :func:`make_record`) in one transaction; returns rows added.
+        """Store records (from :func:`make_record`) in one transaction; returns solves stored.
 
-        A solve already present is kept (same key, same problem); tightness rows are
-        added or replaced.
+        A record with a solve row replaces any row of the same key **together with its
+        tightness rows**, which were measured against the replaced solve; its own
+        tightness rows are then stored. A record whose ``solve`` is None (tightness rows
+        measured against the stored solve, :func:`tightness_record`) adds or replaces
+        tightness rows of a solve the atlas holds.
         """
         names = [n for n, _ in SOLVE_COLUMNS]
-        solve_sql = (f"INSERT OR IGNORE INTO solves ({', '.join(names)}) VALUES "
+        solve_sql = (f"INSERT OR REPLACE INTO solves ({', '.join(names)}) VALUES "
                      f"({', '.join('?' * len(names))})")
         tnames = [n for n, _ in TIGHTNESS_COLUMNS]
         tight_sql = (f"INSERT OR REPLACE INTO tightness ({', '.join(tnames)}) VALUES "
@@ -229,11 +255,22 @@ class Atlas:
             self._upgrade()
             for rec in records:
                 row = rec["solve"]
-                cur = self.conn.execute(solve_sql, [row.get(n) for n in names])
-                added += cur.rowcount
+                if row is not None:
+                    self.conn.execute("DELETE FROM tightness WHERE key = ?", (row["key"],))
+                    cur = self.conn.execute(solve_sql, [row.get(n) for n in names])
+                    added += cur.rowcount
+                elif self.conn.execute("SELECT 1 FROM solves WHERE key = ?",
+                                       (rec["key"],)).fetchone() is None:
+                    continue  # no solve to refer to: nothing to measure against
                 for t in rec.get("tightness", ()):
                     self.conn.execute(tight_sql, [t.get(n) for n in tnames])
         return added
+
+    def stored(self, key: str) -> tuple[str | None, str | None]:
+        """``(status, certificate)`` of the solve row of ``key``, or ``(None, None)``."""
+        row = self.conn.execute("SELECT status, certificate FROM solves WHERE key = ?",
+                                (key,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
 
     def _upgrade(self) -> None:
         """Add the columns of later schemas to an older atlas (inside the caller's
@@ -250,11 +287,20 @@ class Atlas:
         if missing:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                               (str(ATLAS_SCHEMA),))
+            legacy = self.conn.execute("UPDATE tightness SET features_note = ? WHERE "
+                                       "tight = 1 AND features IS NULL", (LEGACY_NOTE,))
+            if legacy.rowcount:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('legacy_tight', ?)",
+                                  (str(legacy.rowcount),))
             self._tightness_columns.update(missing)
 
     # ------------------------------------------------------------------ reading
     def keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT key FROM solves")}
+
+    def statuses(self) -> dict[str, str]:
+        """Status of every stored solve, by key."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT key, status FROM solves")}
 
     def tightness_keys(self) -> set[tuple]:
         return {tuple(r) for r in self.conn.execute(
@@ -273,18 +319,25 @@ class Atlas:
         for col, value in where:
             if col not in names:
                 raise InvalidInputError(f"--where: unknown column {col!r}")
-            if col == "key":
-                clauses.append("key LIKE ?")
-                params.append(value + "%")
+            if col == "key":  # a prefix, taken literally (LIKE would read _ and %)
+                clauses.append("substr(key, 1, ?) = ?")
+                params += [len(value), value]
                 continue
             value = _coerce(value)
+            if isinstance(value, int) and not -2**63 <= value < 2**63:
+                # Beyond SQLite's integers: compared as a number (no stored row has it).
+                value = (math.inf if value > 0 else -math.inf) if abs(value) > 2**1023 \
+                    else float(value)
             if isinstance(value, float) or dict(SOLVE_COLUMNS)[col] == "REAL":
-                # Grid values come from arithmetic (linspace, R rounding): compare to 1e-9.
                 try:
                     value = float(value)
                 except ValueError:
                     raise InvalidInputError(f"--where {col}: {value!r} is not a number") \
                         from None
+                if not math.isfinite(value):  # never stored (NULL): matches nothing
+                    clauses.append("0")
+                    continue
+                # Grid values come from arithmetic (linspace, R rounding): compare to 1e-9.
                 clauses.append(f"ABS({col} - ?) <= 1e-9 * MAX(1.0, ABS(?))")
                 params += [value, value]
                 continue
@@ -294,7 +347,7 @@ class Atlas:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY family, k, R, tau, counts"
-        return [dict(r) for r in self.conn.execute(sql, params)]
+        return [_readable(r) for r in self.conn.execute(sql, params)]
 
     def tightness_rows(self, key: str | None = None) -> list[dict]:
         sql = "SELECT * FROM tightness"
@@ -302,12 +355,73 @@ class Atlas:
         if key is not None:
             sql += " WHERE key = ?"
             params.append(key)
-        return [dict(r) for r in self.conn.execute(sql + " ORDER BY key, d", params)]
+        return [_readable(r) for r in self.conn.execute(sql + " ORDER BY key, d", params)]
+
+    @property
+    def predates_features(self) -> bool:
+        """Whether this atlas may hold tight rows written before features were stored:
+        it lacks the features column, or its upgrade to schema 2 found such rows."""
+        if "features" not in self._tightness_columns:
+            return True
+        return self.conn.execute(
+            "SELECT 1 FROM meta WHERE name = 'legacy_tight'").fetchone() is not None
 
     def min_tight_dims(self) -> dict[str, int]:
-        """Smallest tight ``d`` of every key that has a tight tightness row."""
-        return {r[0]: int(r[1]) for r in self.conn.execute(
-            "SELECT key, MIN(d) FROM tightness WHERE tight = 1 GROUP BY key")}
+        """Smallest tight ``d`` of every key that has a tight tightness row.
+
+        A ``d`` below the stored rank of a solve whose certificate says its optimum is
+        unique is left out: every optimum then has that rank, so no point of lower rank
+        attains it (such a row can only be tight within its tolerance, or forged).
+        """
+        out: dict[str, int] = {}
+        rows = self.conn.execute(
+            "SELECT t.key, t.d, s.rank FROM tightness t JOIN solves s ON s.key = t.key "
+            "WHERE t.tight = 1 ORDER BY t.key, t.d")
+        for key, d, rank in rows:
+            if key in out or not isinstance(d, int) or isinstance(key, bytes):
+                continue
+            if isinstance(rank, int) and d < rank and self._unique(key):
+                continue
+            out[key] = d
+        return out
+
+    def _unique(self, key: str) -> bool:
+        """Whether the stored certificate of ``key`` says its optimum is unique."""
+        row = self.conn.execute("SELECT certificate FROM solves WHERE key = ?",
+                                (key,)).fetchone()
+        try:
+            return json.loads(row[0]).get("unique") is True
+        except (TypeError, ValueError, AttributeError, RecursionError):
+            return False
+
+
+def _readable(row: sqlite3.Row) -> dict:
+    """A row as a dictionary; a BLOB (never written by scconvex, only by hand) becomes a
+    text that says so, so that every reader sees text or numbers."""
+    return {name: (f"<BLOB of {len(v)} bytes>" if isinstance(v, bytes) else v)
+            for name, v in zip(row.keys(), row, strict=True)}
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """A connection that never writes: ``mode=ro``, or, where SQLite cannot create the WAL
+    index of a WAL database (a read-only folder), ``immutable=1``. Immutable is safe only
+    without a pending write-ahead log (no writer can add one in a read-only folder); with
+    one, the atlas is refused rather than read without its last transactions."""
+    from urllib.parse import quote
+
+    uri = "file:" + quote(os.path.abspath(path))
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30)
+    try:
+        conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        raise InvalidInputError(f"{path!r} cannot be read here: its write-ahead log "
+                                f"{wal!r} holds transactions that only a writable folder "
+                                "can apply (open it once where the folder is writable)")
+    return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=30)
 
 
 def _coerce(value: str):
@@ -375,19 +489,26 @@ def make_record(result: dict, point: dict, tightness_rows: Sequence[dict] = (),
         row[name] = result[name] if name == "status" else _float(result[name])
     for name in MEASURE_COLUMNS:
         row[name] = None if measures is None else _float(measures[name])
-    tight_rows = [{**{n: t.get(n) for n, _ in TIGHTNESS_COLUMNS},
-                   "key": point["key"], "tight": int(bool(t["tight"])),
-                   **{n: _float(t[n]) for n in ("best_loss", "rel_gap", "excess_gap",
-                                                "gram_distance", "seconds")},
-                   **_features_columns(t)}
-                  for t in tightness_rows]
-    return {"solve": row, "tightness": tight_rows}
+    return {**tightness_record(point["key"], tightness_rows), "solve": row}
+
+
+def tightness_record(key: str, tightness_rows: Sequence[dict]) -> dict:
+    """An atlas record of tightness rows alone, measured against the solve the atlas
+    holds for ``key`` (``tightness_rows`` as for :func:`make_record`)."""
+    rows = [{**{n: t.get(n) for n, _ in TIGHTNESS_COLUMNS},
+             "key": key, "tight": int(bool(t["tight"])),
+             **{n: _float(t[n]) for n in ("best_loss", "rel_gap", "excess_gap",
+                                          "gram_distance", "seconds")},
+             **_features_columns(t)}
+            for t in tightness_rows]
+    return {"solve": None, "key": key, "tightness": rows}
 
 
 def _bar_columns(cert: dict) -> dict:
     """The :data:`BAR_COLUMNS` of a certificate (None where it claims no bars)."""
     bounds = cert.get("cosine_bounds")
-    unique = cert.get("unique")
+    # A version 1 certificate held an estimate under "unique", not a proof.
+    unique = cert.get("unique") if cert.get("schema_version", 2) != 1 else None
     return {"max_bar": None if bounds is None else _float(bounds.get("max_half_width")),
             "unique_proof": None if unique is None else int(bool(unique)),
             "collapse_delta": None if bounds is None else _float(bounds.get("collapse_delta"))}
@@ -472,8 +593,9 @@ def _spec_reasons(row: dict, cert: dict) -> list[str]:
     return reasons
 
 
-def _tightness_reasons(rows: Sequence[dict], cert: dict,
-                       report=None) -> tuple[list[str], list[str], list[str]]:
+def _tightness_reasons(rows: Sequence[dict], cert: dict, report=None,
+                       predates_features: bool = False
+                       ) -> tuple[list[str], list[str], list[str]]:
     """Tightness rows must be consistent with the certificate, and a tight claim must be
     re-derivable from its stored features.
 
@@ -482,9 +604,14 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
     follows the verdict rule of :mod:`scconvex.features.tightness` (at least one restart within
     both tolerances). A row claiming ``tight`` with stored features is re-derived
     (:func:`_rederive`) from those features and ``report``, the certificate recomputed by
-    :func:`scconvex.certificates.verify.verify_data`; one without features (an older atlas, or a
-    point above :data:`FEATURES_MAX`) is checked for consistency only and listed as not
-    re-derivable. A row claiming not tight needs no features.
+    :func:`scconvex.certificates.verify.verify_data`. One without features is accepted,
+    checked for consistency only and listed as not re-derivable, in two cases alone: its
+    features exceed :data:`FEATURES_MAX` (checked: ``rows x d`` must), or the atlas
+    ``predates_features`` and the row does not give the cap as its reason. Even then a
+    ``d`` below the recomputed rank of an optimum proven unique (by the bars that
+    :func:`scconvex.certificates.verify.verify_data` re-derives) is rejected: every
+    optimum has that rank. A row claiming not
+    tight needs no features.
 
     Returns
     -------
@@ -525,9 +652,13 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
             reasons.append(f"{where}: tight, but its gaps or reached restarts say otherwise")
         if tight:
             if t.get("features") is None:
-                note = t.get("features_note") or "not re-derivable: no features stored " \
-                                                 "(the atlas predates them)"
-                not_rederivable.append(f"{where}: {note}")
+                bad = _missing_features(t, spec, report, cert, predates_features)
+                if bad:
+                    reasons.append(f"{where}: tight claim rejected: {bad}")
+                else:
+                    note = t.get("features_note") or "not re-derivable: no features " \
+                                                     "stored (the atlas predates them)"
+                    not_rederivable.append(f"{where}: {printable(note)}")
             else:
                 bad, note = _rederive(t, spec, report)
                 if bad:
@@ -551,6 +682,38 @@ def _tightness_reasons(rows: Sequence[dict], cert: dict,
             if abs(excess_lb * (1.0 + ex) - (best - spec.constant)) > slack:
                 reasons.append(f"{where}: excess_gap {ex!r} does not match best_loss")
     return reasons, rederived, not_rederivable
+
+
+def _missing_features(t: dict, spec, report, cert: dict,
+                      predates_features: bool) -> str | None:
+    """Why a tight row without features cannot be accepted, or None (see
+    :func:`_tightness_reasons`)."""
+    level, d = t["nc_level"], t["d"]
+    numbers = get_level(level).rows(spec) * d
+    note = t.get("features_note")
+    if numbers > FEATURES_MAX:
+        pass  # too large to store: the one reason a new atlas has
+    elif isinstance(note, str) and "cap" in note:
+        return (f"its note says the features exceed the cap, but {numbers} numbers "
+                f"({level} level, d={d}) are within the cap of {FEATURES_MAX}")
+    elif not predates_features:
+        return (f"no stored features, though its {numbers} numbers are within the cap of "
+                f"{FEATURES_MAX} and the atlas stores the features of every tight row")
+    if report is None or report.rank < 0:
+        return "the certificate does not recompute (no rank to judge the claim against)"
+    if d < report.rank and report.details.get("unique") is True:
+        return (f"d={d} is below the rank {report.rank} of the certified optimum, which is "
+                f"unique: no point of rank {d} attains it")
+    return None
+
+
+def printable(text: object) -> str:
+    """A stored text for a terminal: control and other unprintable characters escaped
+    (an edited atlas may hold terminal escape sequences)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
@@ -623,29 +786,48 @@ def _rederive(t: dict, spec, report) -> tuple[str | None, str]:
                   f"(loss {value:.12g}, rel gap {rel:.1e}, excess gap {ex:.1e})")
 
 
-def check_row(row: dict, tol: float | None = None,
-              tightness_rows: Sequence[dict] = ()) -> VerifyRow:
+def check_row(row: dict, tol: float = DEFAULT_GAP_TOL,
+              tightness_rows: Sequence[dict] = (), *,
+              excess_tol: float = DEFAULT_EXCESS_TOL,
+              predates_features: bool = False) -> VerifyRow:
     """Re-check one atlas row against its certificate, trusting no stored number.
 
-    The certificate is verified from scratch (:func:`scconvex.certificates.verify.verify_data` with
-    the row's ``gap_tol`` unless ``tol`` is given, and the row's ``excess_tol``); the key
-    must be the hash of the certificate's problem; the columns that describe the problem,
-    the geometry columns and the claimed values must equal the certificate's, the grid
-    coordinates must generate its counts, and the measures must equal those recomputed
-    from the certificate's geometry. ``tightness_rows`` (the row's tightness table rows)
-    must be consistent with the certificate, and a tight one is re-derived from its
-    stored features when it has them (:func:`_tightness_reasons`). A row that cannot be
-    read (damaged JSON, a text where a number belongs) is rejected.
+    The certificate is verified from scratch (:func:`scconvex.certificates.verify.verify_data`)
+    with the tolerances the *verifier* chooses, ``tol`` and ``excess_tol`` (defaults those
+    of ``verify``), never with the row's own ``gap_tol`` and ``excess_tol``: those are
+    part of the row, so a forger sets them too. They are reported in the result, and a row
+    that is certified only under its own looser tolerances is rejected with a reason that
+    says so. The key must be the hash of the certificate's problem; the columns that
+    describe the problem, the geometry columns and the claimed values must equal the
+    certificate's, the grid coordinates must generate its counts, and the measures must
+    equal those recomputed from the certificate's geometry. ``tightness_rows`` (the row's
+    tightness table rows) must be consistent with the certificate, and a tight one is
+    re-derived from its stored features when it has them (:func:`_tightness_reasons`;
+    ``predates_features`` says whether the atlas may hold tight rows written before
+    features were stored). A row that cannot be read (damaged JSON, a text where a number
+    belongs) is rejected.
+
+    Raises
+    ------
+    InvalidInputError
+        If a tolerance is not a finite number > 0.
     """
+    from ..checks import check_tolerance
+
+    tols = (check_tolerance(tol, "tol"), check_tolerance(excess_tol, "excess_tol"))
+    own = (_float(row.get("gap_tol")), _float(row.get("excess_tol")))
     try:
-        return _check_row(row, tol, tightness_rows)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        result = _check_row(row, tols, tightness_rows, predates_features)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError,
+            OverflowError) as exc:
         # Includes InvalidInputError (a ValueError), e.g. a row without a gap_tol.
-        return VerifyRow(str(row.get("key")), False, str(row.get("status") or "?"),
-                         (f"unreadable row ({type(exc).__name__}: {exc})",))
+        result = VerifyRow(str(row.get("key")), False, str(row.get("status") or "?"),
+                           (f"unreadable row ({type(exc).__name__}: {exc})",))
+    return replace(result, gap_tol=own[0], excess_tol=own[1])
 
 
-def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> VerifyRow:
+def _check_row(row: dict, tols: tuple[float, float], tightness_rows: Sequence[dict],
+               predates_features: bool) -> VerifyRow:
     from ..certificates.measures import BlockGeometry, geometry_of, step_minority, summary
     from ..certificates.verify import verify_data
 
@@ -669,12 +851,11 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
             reasons.append(f"column {name} ({row.get(name)!r}) differs from the "
                            f"certificate ({value!r})")
     report = None
-    if status == "optimal" or any(t.get("tight") and t.get("features") is not None
-                                  for t in tightness_rows):
-        # Also the recomputed lower bounds a stored tight claim is re-derived against.
-        report = verify_data(cert, tol=row["gap_tol"] if tol is None else tol,
-                             excess_tol=row["excess_tol"])
-    tight_reasons, rederived, trusted = _tightness_reasons(tightness_rows, cert, report)
+    if status == "optimal" or any(t.get("tight") for t in tightness_rows):
+        # Also the recomputed lower bounds (and rank) a tight claim is judged against.
+        report = verify_data(cert, tol=tols[0], excess_tol=tols[1])
+    tight_reasons, rederived, trusted = _tightness_reasons(tightness_rows, cert, report,
+                                                           predates_features)
     reasons += tight_reasons
 
     def outcome() -> VerifyRow:
@@ -703,10 +884,15 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
         if M.shape != (geo.k, geo.k) or np.max(np.abs(M - geo.class_gram())) > 1e-12:
             reasons.append("class_gram column differs from the certificate's geometry")
     stored_measures = json.loads(row["measures"]) if row.get("measures") else {}
-    minority = (step_minority(geo.k, row["rho"]) if row.get("family") == "step"
-                and row.get("rho") is not None else None)
-    fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"),
-                    bounds=_claimed_intervals(cert.get("cosine_bounds"), geo))
+    bounds = _claimed_intervals(cert.get("cosine_bounds"), geo)
+    if stored_measures.get("measures_version") is None and row.get("measures"):
+        # Measures of version 1 (older atlases): the STEP minority and 1 - cos_min_min.
+        minority = (step_minority(geo.k, row["rho"]) if row.get("family") == "step"
+                    and row.get("rho") is not None else None)
+        fresh = summary(geo, minority, counts=spec["counts"], rank=cert.get("rank"),
+                        bounds=bounds, version=1)
+    else:
+        fresh = summary(geo, counts=spec["counts"], rank=cert.get("rank"), bounds=bounds)
     for name in MEASURE_COLUMNS:
         want = _float(fresh[name])
         if not (_close(row.get(name), want, 1e-9)
@@ -725,7 +911,21 @@ def _check_row(row: dict, tol: float | None, tightness_rows: Sequence[dict]) -> 
                            f"certificate ({value!r})")
     if status == "optimal":
         reasons.extend(report.reasons)
+        if not report.ok:
+            reasons += _loose_reasons(row, tols)
+    elif _claims_bars(cert):
+        # Only a certified answer has bars (solve writes none otherwise), and only an
+        # optimal row is re-verified: bars on any other row would be shown unchecked.
+        reasons.append(f"a {status!r} row claims proven bars, uniqueness or measure "
+                       "intervals, which only a certified answer has")
     return outcome()
+
+
+def _claims_bars(cert: dict) -> bool:
+    """Whether a certificate claims anything about the optimum's geometry."""
+    measures = cert.get("measures")
+    return (cert.get("cosine_bounds") is not None or _bar_columns(cert)["unique_proof"]
+            is not None or isinstance(measures, dict) and measures.get("bounds") is not None)
 
 
 def _same_bounds(stored, fresh) -> bool:
@@ -744,20 +944,36 @@ def _same_bounds(stored, fresh) -> bool:
     return True
 
 
-def verify_atlas(atlas: Atlas, tol: float | None = None) -> list[VerifyRow]:
-    """:func:`check_row` for every row of the atlas.
+def _loose_reasons(row: dict, tols: tuple[float, float]) -> list[str]:
+    """Say so when a rejected row states tolerances looser than the verifier's."""
+    out = []
+    for name, flag, mine in (("gap_tol", "--gap-tol", tols[0]),
+                             ("excess_tol", "--excess-tol", tols[1])):
+        own = _float(row.get(name))
+        if own is not None and own > mine:
+            out.append(f"the row states {name} {own:g}, looser than the {mine:g} it is "
+                       f"judged by: it claims to be certified only at that tolerance "
+                       f"(pass {flag} {own:g} to judge it there)")
+    return out
+
+
+def verify_atlas(atlas: Atlas, tol: float = DEFAULT_GAP_TOL,
+                 excess_tol: float = DEFAULT_EXCESS_TOL) -> list[VerifyRow]:
+    """:func:`check_row` for every row of the atlas, judged by ``tol`` and ``excess_tol``.
 
     Raises
     ------
     InvalidInputError
-        If ``tol`` is given and is not a finite number > 0.
+        If a tolerance is not a finite number > 0.
     """
-    if tol is not None:
-        from ..checks import check_tolerance
+    from ..checks import check_tolerance
 
-        tol = check_tolerance(tol, "tol")
+    tol = check_tolerance(tol, "tol")
+    excess_tol = check_tolerance(excess_tol, "excess_tol")
+    legacy = atlas.predates_features
     return [check_row(row, tol, atlas.tightness_rows(row["key"]) if row["key"] is not None
-                      else ()) for row in atlas.rows()]
+                      else (), excess_tol=excess_tol, predates_features=legacy)
+            for row in atlas.rows()]
 
 
 # ---------------------------------------------------------------------- export
@@ -777,11 +993,17 @@ def table(atlas: Atlas, where: Sequence[tuple[str, str]] = ()) -> list[dict]:
     The majority/minority cosines are left empty unless the counts have at most two
     distinct values (STEP structure); ``cos_min/mean/max`` are always given.
     """
+    from ..certificates.measures import minority_collapse
+
     tight = atlas.min_tight_dims()
     out = []
     for row in atlas.rows(where):
         rec = {name: row.get(name) for name in EXPORT_COLUMNS}
         rec["min_tight_dim"] = tight.get(row["key"])
+        if (row.get("measures") and '"measures_version"' not in row["measures"]
+                and isinstance(row.get("cos_min_min"), float) and (row.get("k") or 0) >= 2):
+            # A row of an older atlas stores 1 - cos_min_min: export today's definition.
+            rec["minority_collapse"] = minority_collapse(row["cos_min_min"], row["k"])
         if row.get("family") != "step" and _distinct_counts(row["counts"]) > 2:
             for name in ("cos_maj_maj", "cos_min_min", "cos_maj_min"):
                 rec[name] = None
@@ -812,8 +1034,10 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike | None, stream=None)
         write_text(path, buf.getvalue())
 
 
-def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    """Write export rows as Parquet, atomically (needs pyarrow: the ``parquet`` extra).
+def write_parquet(rows: Sequence[dict], path: str | os.PathLike | None,
+                  stream=None) -> None:
+    """Write export rows as Parquet to ``path`` (atomically) or to the binary ``stream``
+    (needs pyarrow: the ``parquet`` extra).
 
     The columns are those of the CSV export, in the same order; an empty cell of the CSV
     is a null here.
@@ -829,7 +1053,11 @@ def write_parquet(rows: Sequence[dict], path: str | os.PathLike) -> None:
     columns = {name: [rec.get(name) for rec in rows] for name in EXPORT_COLUMNS}
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns), sink)
-    write_bytes(path, sink.getvalue().to_pybytes())
+    if path is None:
+        stream.write(sink.getvalue().to_pybytes())
+        stream.flush()
+    else:
+        write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def show(atlas: Atlas, key: str) -> dict:
@@ -847,6 +1075,10 @@ def show(atlas: Atlas, key: str) -> dict:
                 out[name] = json.loads(out[name])
             except (TypeError, ValueError):
                 pass  # a damaged column is shown as stored (atlas verify rejects it)
+    if isinstance(out.get("measures"), dict):
+        # Tightness rows added after the solve (or replaced with it) decide, not the
+        # value the sweep knew when it stored the solve.
+        out["measures"]["min_tight_dim"] = atlas.min_tight_dims().get(row["key"])
     out["tightness"] = atlas.tightness_rows(row["key"])
     for t in out["tightness"]:
         if t.get("features") is not None:

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..certificates.measures import default_minority
 from ..errors import InvalidInputError
-from ..files import SCHEMA_VERSION, jsonable, version
+from ..files import SCHEMA_VERSION, jsonable, open_input, version
 from ..losses import loss_of
 from ..losses.streamed import normalized_rows, streamed_batch_loss, streamed_loss
 from ..pipeline.solve import SolveResult, solve
@@ -701,6 +701,11 @@ def load_features(path: str | os.PathLike):
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix not in FEATURE_SUFFIXES:
         raise InvalidInputError(f"{where}: features must be a .npy or .npz file")
+    # A FIFO or a device is refused before numpy opens it (an open FIFO blocks); an
+    # .npz is loaded whole, so its arrays, as they unpack, must fit in memory.
+    with open_input(path, "--features", FEATURES_FILE_MAX) as fh:
+        if suffix == ".npz":
+            _check_npz_memory(fh, where)
     try:
         data = np.load(path, mmap_mode="r" if suffix == ".npy" else None,
                        allow_pickle=False)
@@ -731,6 +736,26 @@ def load_features(path: str | os.PathLike):
     if features.dtype.kind not in "fiu":
         raise InvalidInputError(f"{where}: features must be numbers, got {features.dtype}")
     return features, labels, names
+
+
+FEATURES_FILE_MAX = 2**40
+"""Largest features file opened (1 TiB: a ``.npy`` file is memory-mapped and read in
+blocks; an ``.npz`` file must also fit in memory unpacked)."""
+
+
+def _check_npz_memory(fh, where: str) -> None:
+    """The unpacked size of an ``.npz`` archive, from its directory, against the memory
+    budget (a compressed archive of a few KB can unpack to GBs)."""
+    import zipfile
+
+    from ..resources import check_memory
+
+    try:
+        with zipfile.ZipFile(fh) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{where}: not a plain numpy file ({exc})") from None
+    check_memory(2.0 * unpacked, f"loading {where} ({unpacked} bytes unpacked)")
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:

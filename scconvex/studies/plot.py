@@ -36,8 +36,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InvalidInputError, missing_extra
-from ..files import write_bytes
+from ..errors import InvalidInputError, ScconvexError, missing_extra
+from ..files import check_writable, write_bytes
 
 KINDS = ("cosines", "tau", "gram", "sphere", "gap", "phase", "landscape", "uniqueness")
 """Kinds drawn from an atlas; ``trajectory`` (:func:`trajectory_figure`) is drawn from the
@@ -57,6 +57,67 @@ BAR_FLOOR = 1e-16
 """Bars of exactly 0 are drawn at this value on the log colour scale."""
 SPHERE_MAX_K = 12
 
+GRAM_MAX_K = 400
+"""Largest class Gram drawn (``--kind gram`` and ``sphere``)."""
+
+
+def _damaged(row: dict, column: str, what: str) -> InvalidInputError:
+    from .atlas import printable
+
+    key = printable(row.get("key"))[:12]
+    value = printable(repr(row.get(column)))[:40]
+    return InvalidInputError(f"row {key}: column {column} holds {value}, not {what} (the "
+                             f"atlas is damaged; atlas verify shows what else)")
+
+
+PLOT_RANGE = 1e100
+"""Largest magnitude of a plotted number (axis limits and log scales overflow near the
+float64 range; no ratio, temperature or gap comes near this)."""
+
+
+def _is_number(value, low: float = -PLOT_RANGE, high: float = PLOT_RANGE) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and low <= value <= high
+
+
+def _check(rows: Sequence[dict], *, positive: Sequence[str] = (),
+           integers: Sequence[str] = (), numbers: Sequence[str] = (),
+           cosines: Sequence[str] = (), texts: Sequence[str] = ()) -> None:
+    """Every value a figure reads must have its type and range: a hand-edited atlas can
+    hold NULL, text or any number anywhere. ``numbers`` (gaps, >= 0) and ``cosines`` (in
+    [-1, 1]) may be NULL (drawn as gaps in the curves); the others may not."""
+    for row in rows:
+        for col in positive:
+            if not _is_number(row.get(col), 1.0 / PLOT_RANGE):
+                raise _damaged(row, col, f"a number in [1e-100, {PLOT_RANGE:g}]")
+        for col in integers:
+            v = row.get(col)
+            if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10**9):
+                raise _damaged(row, col, "a positive integer")
+        for col in numbers:
+            if row.get(col) is not None and not _is_number(row[col], 0.0):
+                raise _damaged(row, col, f"a number in [0, {PLOT_RANGE:g}] or empty")
+        for col in cosines:
+            if row.get(col) is not None and not _is_number(row[col], -1 - 1e-9, 1 + 1e-9):
+                raise _damaged(row, col, "a cosine in [-1, 1] or empty")
+        for col in texts:
+            if not isinstance(row.get(col), str):
+                raise _damaged(row, col, "a text")
+
+
+def _check_family(rows: Sequence[dict]) -> None:
+    """What ``_one_config`` and the titles read, by family."""
+    _check(rows, positive=("R", "tau"), integers=("k",), texts=("family", "key"))
+    for row in rows:
+        if row["k"] < 2:
+            raise _damaged(row, "k", "a number of classes >= 2")
+        need = {"step": dict(positive=("rho",), integers=("n_min",)),
+                "long_tail": dict(integers=("n_max",)),
+                "counts": dict(texts=("dataset",))}.get(row["family"])
+        if need is None:
+            raise _damaged(row, "family", "step, long_tail or counts")
+        _check([row], **need)
+
 
 def _figure(**kwargs):
     try:
@@ -69,6 +130,7 @@ def _figure(**kwargs):
 def _one_config(rows: list[dict], what: str) -> list[dict]:
     if not rows:
         raise InvalidInputError(f"no atlas rows to plot for {what}")
+    _check_family(rows)
     configs = {(r["family"], r["k"], r["rho"], r["n_min"], r["n_max"], r["dataset"])
                for r in rows}
     if len(configs) > 1:
@@ -94,7 +156,7 @@ def _curves(ax, rows: list[dict], x: str, by: str) -> None:
         xs = [r[x] for r in sub]
         for name in names:
             ys = [np.nan if r[name] is None else r[name] for r in sub]
-            ax.plot(xs, ys, STYLES[name], color=color, marker=".",
+            ax.plot(xs, ys, STYLES[name], color=color, marker=".", lw=1.6,
                     label=f"{LABELS[name]}, {by}={value:g}", gid=f"{name}|{by}={value!r}")
             _error_bars(ax, xs, ys, [_bounds(r, name) for r in sub], span, color,
                         f"bar|{name}|{by}={value!r}")
@@ -102,16 +164,39 @@ def _curves(ax, rows: list[dict], x: str, by: str) -> None:
     k = rows[0]["k"]
     ax.axhline(-1.0 / (k - 1), color="0.6", lw=0.8, zorder=0)
     ax.set_ylabel("cosine between class means")
-    ax.legend(fontsize=6, ncol=max(1, len(groups) // 4), loc="best")
+    _two_legends(ax, "cosine", [(LABELS[name], STYLES[name]) for name in names], by,
+                 groups, colors)
+
+
+def _two_legends(ax, title: str, styles: list[tuple[str, str]], by: str, values, colors
+                 ) -> None:
+    """Line style = which quantity (long black samples without markers, so solid, dashed
+    and dotted read apart), colour = the value of ``by``; both right of the axes, where
+    they hide no curve."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="black", ls=ls, lw=1.6, label=label)
+               for label, ls in styles]
+    first = ax.legend(handles=handles, fontsize=7, handlelength=3.5, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0), title=title, title_fontsize=7)
+    ax.add_artist(first)
+    swatches = [Line2D([], [], color=c, lw=4, label=f"{by} = {v:g}")
+                for c, v in zip(colors, values, strict=True)]
+    ax.legend(handles=swatches, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0),
+              ncol=max(1, (len(values) + 11) // 12))
 
 
 def _bounds(row: dict, name: str) -> tuple[float, float] | None:
-    """The proven interval of a measure of the optimum (None without bars)."""
-    bounds = json.loads(row["measures"]).get("bounds") if row.get("measures") else None
-    pair = None if not bounds else bounds.get(name)
-    if pair is None or any(not isinstance(v, (int, float)) for v in pair):
+    """The proven interval of a measure of the optimum (None without bars, and None
+    where a hand-edited ``measures`` column holds no readable interval)."""
+    try:
+        pair = json.loads(row["measures"])["bounds"][name]
+        low, high = (float(v) for v in pair)
+    except (TypeError, ValueError, KeyError, IndexError, RecursionError):
         return None
-    return float(pair[0]), float(pair[1])
+    if not (_is_number(low, -1 - 1e-9, 1 + 1e-9) and _is_number(high, -1 - 1e-9, 1 + 1e-9)):
+        return None
+    return low, high
 
 
 def _y_span(rows: list[dict], names) -> float:
@@ -133,10 +218,14 @@ def _error_bars(ax, xs, ys, bounds, span: float, color, gid: str) -> None:
 
 
 def _colors(n: int):
+    """Distinct colours that all read on white: the qualitative tab10 for up to 10 values,
+    else a dark-to-medium stretch of viridis (its light yellow end is left out)."""
     from matplotlib import colormaps
 
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
     cmap = colormaps["viridis"]
-    return [cmap(0.9 * i / max(n - 1, 1)) for i in range(n)]
+    return [cmap(0.8 * i / max(n - 1, 1)) for i in range(n)]
 
 
 def _title(rows: list[dict]) -> str:
@@ -150,7 +239,8 @@ def _title(rows: list[dict]) -> str:
 
 def _cosine_figure(rows: list[dict], kind: str, x: str, by: str, xlabel: str):
     rows = _one_config(rows, kind)
-    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    _check(rows, cosines=_cosine_names(rows))
+    fig = _figure(figsize=(7.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     _curves(ax, rows, x, by)
     ax.set_xlabel(xlabel)
@@ -172,10 +262,12 @@ def gap_figure(rows: list[dict]):
     """Certified sample-level gaps against R: relative to the loss (solid) and to the
     excess loss (dashed), one pair of curves per tau."""
     rows = _one_config(rows, "gap")
-    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    _check(rows, numbers=("sample_rel_gap", "sample_excess_gap"))
+    fig = _figure(figsize=(7.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     taus = sorted({r["tau"] for r in rows})
-    for color, tau in zip(_colors(len(taus)), taus, strict=True):
+    colors = _colors(len(taus))
+    for color, tau in zip(colors, taus, strict=True):
         sub = sorted((r for r in rows if r["tau"] == tau), key=lambda r: r["R"])
         for name, style in (("sample_rel_gap", "-"), ("sample_excess_gap", "--")):
             ys = [np.nan if r[name] is None else max(r[name], GAP_FLOOR) for r in sub]
@@ -186,7 +278,9 @@ def gap_figure(rows: list[dict]):
     ax.set_xlabel("imbalance ratio R")
     ax.set_ylabel(f"certified gap / loss, / excess loss (0 drawn at {GAP_FLOOR:g})")
     ax.set_title(_title(rows), fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
+    _two_legends(ax, "certified gap (all n x n Grams)",
+                 [("relative to the loss", "-"), ("relative to the excess loss", "--")],
+                 "tau", taus, colors)
     return fig
 
 
@@ -197,12 +291,33 @@ def _grid(values_x, values_y, cells: dict) -> np.ndarray:
     return Z
 
 
+def cell_edges(values: Sequence[float], log: bool) -> np.ndarray:
+    """Edges of heatmap cells centred on sorted ``values``: midpoints, geometric ones on
+    a log axis (so every cell has the same width there and keeps its tick), the outer
+    cells as wide as their neighbours (a single value gets a factor of 2 or +-0.5)."""
+    v = np.asarray(values, dtype=float)
+    t = np.log(v) if log else v
+    if len(t) == 1:
+        half = math.log(2.0) if log else 0.5
+        edges = np.array([t[0] - half, t[0] + half])
+    else:
+        mid = 0.5 * (t[1:] + t[:-1])
+        edges = np.concatenate([[2 * t[0] - mid[0]], mid, [2 * t[-1] - mid[-1]]])
+    return np.exp(edges) if log else edges
+
+
 def _heatmap(fig, ax, xs, ys, Z, label: str, logx: bool, logy: bool, **kw):
-    mesh = ax.pcolormesh(xs, ys, Z, shading="nearest", **kw)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
+    mesh = ax.pcolormesh(cell_edges(xs, logx), cell_edges(ys, logy), Z, shading="flat",
+                         **kw)
+    for values, log, scale, ticks in ((xs, logx, ax.set_xscale, ax.set_xticks),
+                                      (ys, logy, ax.set_yscale, ax.set_yticks)):
+        if log:
+            scale("log")
+        if len(values) <= 12:  # a tick on every row and column, labelled by its value
+            ticks(list(values), [f"{v:.3g}" for v in values], minor=False)
+            ticks([], minor=True)
+    if 6 < len(xs) <= 12:  # labels of our own, too wide to stand side by side
+        ax.tick_params(axis="x", labelrotation=30)
     fig.colorbar(mesh, ax=ax, label=label)
     return mesh
 
@@ -210,6 +325,7 @@ def _heatmap(fig, ax, xs, ys, Z, label: str, logx: bool, logy: bool, **kw):
 def phase_figure(rows: list[dict]):
     """Minority-minority cosine over the (R, tau) grid."""
     rows = _one_config(rows, "phase")
+    _check(rows, cosines=("cos_min_min",))
     Rs = sorted({r["R"] for r in rows})
     taus = sorted({r["tau"] for r in rows})
     Z = _grid(Rs, taus, {(r["R"], r["tau"]): r["cos_min_min"] for r in rows})
@@ -267,6 +383,9 @@ def landscape_figure(rows: list[dict], tight_rows: Sequence[dict]):
     cells = {}
     for t in tight_rows:
         if t["key"] in by_key:
+            _check([t], integers=("d", "restarts"))
+            if not (isinstance(t.get("reached"), int) and 0 <= t["reached"] <= t["restarts"]):
+                raise _damaged(t, "reached", "a count of restarts")
             cells[(by_key[t["key"]]["tau"], t["d"])] = t["reached"] / t["restarts"]
     if not cells:
         raise InvalidInputError("no tightness rows for these problems (sweep with --dims)")
@@ -287,31 +406,69 @@ def landscape_figure(rows: list[dict], tight_rows: Sequence[dict]):
 
 
 def _class_gram(row: dict) -> np.ndarray:
+    """The class Gram of one row: its ``class_gram`` column, or the lift of its block
+    Gram; a square, symmetric, finite matrix with the row's ``k`` and unit diagonal."""
     from ..certificates.measures import BlockGeometry
 
-    if row.get("class_gram"):
-        return np.asarray(json.loads(row["class_gram"]), dtype=float)
-    if not row.get("block_gram"):
+    _check([row], integers=("k",), texts=("key",))
+    k = row["k"]
+    if k > GRAM_MAX_K:
+        raise InvalidInputError(f"k = {k} is too large to draw a class Gram")
+    column = "class_gram" if row.get("class_gram") is not None else "block_gram"
+    if row.get(column) is None:
         raise InvalidInputError(f"row {row['key'][:12]} has no geometry (status "
-                                f"{row['status']})")
-    geo = BlockGeometry.from_dict(json.loads(row["block_gram"]))
-    if geo.k > 400:
-        raise InvalidInputError(f"k = {geo.k} is too large to draw a class Gram")
-    return geo.class_gram()
+                                f"{row.get('status')!r})")
+    try:
+        data = json.loads(row[column])
+        if column == "class_gram":
+            M = np.asarray(data, dtype=float)
+        else:
+            geo = BlockGeometry.from_dict(data)
+            if geo.gram.ndim != 2 or geo.block_of.ndim != 1 or len(geo.block_of) != k \
+                    or geo.block_of.min() < 0 or geo.block_of.max() >= len(geo.gram):
+                raise ValueError("block form does not match k")
+            M = geo.class_gram()
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError,
+            RecursionError):
+        raise _damaged(row, column, "a JSON matrix") from None
+    if M.shape != (k, k) or not np.all(np.isfinite(M)) or not np.allclose(M, M.T) \
+            or not np.allclose(np.diag(M), 1.0):
+        raise _damaged(row, column, f"a symmetric {k} x {k} Gram with unit diagonal")
+    return M
 
 
 def _row_title(row: dict) -> str:
-    counts = row["counts"] if len(row["counts"]) <= 40 else row["counts"][:37] + "..."
+    from .atlas import printable
+
+    _check([row], positive=("tau",), texts=("counts",))
+    counts = printable(row["counts"])
+    counts = counts if len(counts) <= 40 else counts[:37] + "..."
     return f"counts {counts}, tau={row['tau']:g}"
 
 
+def _class_names(row: dict, k: int) -> list[str] | None:
+    """The class names of the row's problem (from its certificate's spec), if it has any."""
+    try:
+        names = json.loads(row.get("certificate") or "{}").get("spec", {}).get("names")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if not isinstance(names, list) or len(names) != k:
+        return None
+    return [str(x) for x in names]
+
+
 def gram_figure(row: dict):
-    """Heatmap of one class Gram (cosines between class means)."""
+    """Heatmap of one class Gram (cosines between class means); class names as tick
+    labels when the problem has them (up to 40 classes)."""
     M = _class_gram(row)
     fig = _figure(figsize=(5.2, 4.4), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(M, cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="cosine")
+    names = _class_names(row, len(M))
+    if names is not None and len(names) <= 40:
+        ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
     ax.set_xlabel("class")
     ax.set_ylabel("class")
     ax.set_title(_row_title(row), fontsize=9)
@@ -333,7 +490,7 @@ def sphere_figure(row: dict, dim: int | None = None):
         raise InvalidInputError(f"--dim must be 2 or 3, got {d}")
     f = factor(M, d, warn=False)
     U = f.features
-    counts = _counts_of(row)
+    counts = _counts_of(row, k)
     fig = _figure(figsize=(5.2, 5.0), layout="constrained")
     note = "exact" if f.exact else f"truncated: rank {f.rank} > d"
     if d == 2:
@@ -355,17 +512,26 @@ def sphere_figure(row: dict, dim: int | None = None):
         ax.scatter(U[:, 0], U[:, 1], U[:, 2], s=20 + 80 * counts / counts.max(),
                    c=np.log(counts), cmap="coolwarm", depthshade=False, gid="means")
         ax.set_box_aspect((1, 1, 1))
+    names = _class_names(row, k)
     for i in range(k):
-        ax.text(*(1.08 * U[i]), str(int(counts[i])), fontsize=7)
-    ax.set_title(f"{_row_title(row)}\nclass means in d={d} ({note}; label: samples)",
+        label = str(int(counts[i])) if names is None else f"{names[i]} ({int(counts[i])})"
+        ax.text(*(1.08 * U[i]), label, fontsize=7)
+    what = "samples" if names is None else "class (samples)"
+    ax.set_title(f"{_row_title(row)}\nclass means in d={d} ({note}; label: {what})",
                  fontsize=9)
     return fig
 
 
-def _counts_of(row: dict) -> np.ndarray:
+def _counts_of(row: dict, k: int) -> np.ndarray:
     from ..problem.inputs import parse_counts
 
-    return np.asarray(parse_counts(row["counts"]), dtype=float)
+    try:
+        counts = parse_counts(row["counts"], "counts")
+    except InvalidInputError:
+        raise _damaged(row, "counts", "a count vector") from None
+    if len(counts) != k or min(counts) < 1:
+        raise _damaged(row, "counts", f"{k} positive counts")
+    return np.asarray(counts, dtype=float)
 
 
 def _single_row(atlas, where, key) -> dict:
@@ -471,17 +637,39 @@ def _finite(x) -> float:
     return float(x) if isinstance(x, (int, float)) else math.nan
 
 
-def save_figure(fig, path: str | os.PathLike) -> None:
-    """Write a figure as PNG, PDF or SVG (by suffix), atomically."""
+def figure_bytes(fig, suffix: str) -> bytes:
+    """The figure as a ``.png``, ``.pdf`` or ``.svg`` file's bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=150, format=suffix[1:])
+    return buf.getvalue()
+
+
+def figure_format(path: str | os.PathLike) -> str:
+    """The suffix of a figure file (``.png``, ``.pdf`` or ``.svg``), checked with the
+    target (:func:`scconvex.files.check_writable`) before any work is done."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".png", ".pdf", ".svg"):
         raise InvalidInputError(f"--out must end in .png, .pdf or .svg, got {path!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=150, format=suffix[1:])
+    check_writable(path)
+    return suffix
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Write a figure as PNG, PDF or SVG (by suffix), atomically.
+
+    Raises
+    ------
+    InvalidInputError
+        For a wrong suffix or a target that cannot be written (a device, a folder).
+    ScconvexError
+        When writing fails (a full disk); the previous file is left intact.
+    """
+    path = os.fspath(path)
+    data = figure_bytes(fig, figure_format(path))
     try:
         # The same atomic write as every other output (unique temporary file, removed on
         # error; the permissions of a replaced file kept).
-        write_bytes(path, buf.getvalue())
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write {path!r}: {exc.strerror}") from None
+        write_bytes(path, data)
+    except OSError as exc:  # the machine (a full disk), not the input: exit 1
+        raise ScconvexError(f"cannot write {path!r}: {exc.strerror or exc}") from None

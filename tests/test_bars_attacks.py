@@ -1,0 +1,292 @@
+"""Attacks on the cosine bars (issue 17 review): files that ``verify`` and ``atlas verify``
+accepted although their geometry claims were not proven, and proof steps that the code
+did not follow.
+
+References are closed forms (the simplex ETF is the optimum of balanced counts, MATH.md
+section 4), never the code under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from conftest import forge, honest_claims
+
+from scconvex import ProblemSpec, solve
+from scconvex.certificates.bars import model_bars
+from scconvex.certificates.certify import certify
+from scconvex.certificates.verify import verify_data
+from scconvex.problem.model import build_model
+
+
+@pytest.fixture(scope="module")
+def balanced():
+    """A genuine class-level certificate of balanced counts at tau = 0.02 (optimum: the
+    simplex ETF, every cosine -1/3)."""
+    res = solve(ProblemSpec((5, 5, 5, 5), 0.02), level="class")
+    assert res.success, res.message
+    return res.to_dict()
+
+
+@pytest.fixture(scope="module")
+def singletons():
+    res = solve(ProblemSpec((5, 4, 3, 1, 1), 0.5), level="class")
+    assert res.success, res.message
+    return res.to_dict()
+
+
+# ------------------------------------------------------------ a slightly infeasible centre
+@pytest.mark.parametrize("tau", [0.02, 1e-5])
+@pytest.mark.parametrize("delta", [1e-12, 9e-11])
+def test_infeasible_geometry_within_rounding_gets_bars_that_hold(balanced, tau, delta):
+    """``verify`` takes a smallest eigenvalue down to -1e-10 as rounding. The ETF pushed
+    outwards, ``(1 + delta) ETF - delta I``, is infeasible by ``delta``, and its certified
+    gap computes to exactly 0: the bars derived from it were 0 and claimed the optimum is
+    this geometry, ``delta / 3`` away from the true -1/3. Every bar a file is accepted
+    with must contain the optimum."""
+    data = copy.deepcopy(balanced)
+    data["spec"]["tau"] = data["tau"] = tau
+    M = np.full((4, 4), -(1 + delta) / 3)
+    np.fill_diagonal(M, 1.0)
+    data["class_gram"] = M.tolist()
+    honest_claims(data)
+    report = verify_data(data)
+    assert report.ok, report.reasons
+    half = np.array(data["cosine_bounds"]["half_width"])
+    off = ~np.eye(4, dtype=bool)
+    assert np.all(np.abs(M - (-1 / 3))[off] <= half[off])
+    # A file claiming the old zero bars is rejected.
+    zero = forge(data, ("cosine_bounds", "half_width"), np.zeros((4, 4)).tolist())
+    zero["cosine_bounds"]["max_half_width"] = 0.0
+    assert not verify_data(zero).ok
+
+
+def test_asymmetric_geometry_bars_are_measured_from_the_stored_numbers():
+    """A stored class Gram that is not symmetric (by less than the 1e-10 verify accepts)
+    shows two values for one cosine, and the bars were derived around their average.
+    Counts 5,1,1 with the negatives-only loss have an exact optimum (gap 0, bars 0):
+    storing -1 +- 4e-11 for the cosine -1 kept the claim "exactly this value"."""
+    res = solve(ProblemSpec((5, 1, 1), 0.1, loss="negatives-only"), level="class")
+    data = res.to_dict()
+    M = np.array(data["class_gram"])
+    assert M[0, 1] == -1.0  # the optimum: the single-sample classes opposite the class of 5
+    M[0, 1] += 4e-11
+    M[1, 0] -= 4e-11
+    data["class_gram"] = M.tolist()
+    assert data["cosine_bounds"]["half_width"][0][1] == 0.0
+    assert not verify_data(data).ok
+    wide = copy.deepcopy(data)
+    wide["cosine_bounds"]["half_width"][0][1] = wide["cosine_bounds"]["half_width"][1][0] = 1e-10
+    wide["cosine_bounds"]["max_half_width"] = 1e-10
+    assert verify_data(wide).ok, verify_data(wide).reasons
+
+
+def test_genuine_exact_optimum_keeps_zero_bars():
+    """Rounding of a zero eigenvalue is not a violation: counts 5,1,1 with the
+    negatives-only loss attain the loss's constant (gap exactly 0) at a rank-one class
+    Gram whose computed eigenvalue may be -1e-16; its zero bars still verify."""
+    for level in ("class", "sample"):
+        res = solve(ProblemSpec((5, 1, 1), 0.1, loss="negatives-only"), level=level)
+        data = res.to_dict(full_gram=True)
+        assert verify_data(data).ok, verify_data(data).reasons
+
+
+# ------------------------------------------------------------ downgrades and loose claims
+@pytest.mark.parametrize("path, value", [
+    (("cosine_bounds", "half_width", 0, 1), 0.0),
+    (("cosine_bounds", "collapse_delta"), 0.0),
+    (("unique",), False),
+    (("measures", "bounds", "etf_distance"), [1.0, 1.0]),
+], ids=lambda v: str(v))
+def test_schema_1_file_cannot_carry_unchecked_bars(singletons, path, value):
+    """Version 1 files had no bars; a file relabelled version 1 had its bars, its
+    ``unique`` and its measure intervals shown without any check."""
+    data = forge(forge(singletons, ("schema_version",), 1), path, value)
+    assert not verify_data(data).ok
+
+
+@pytest.mark.parametrize("path, value", [
+    (("cosine_bounds", "excess_gap"), -5.0),
+    (("cosine_bounds", "level"), "sample"),
+    (("cosine_bounds", "lower"), [[0.0]]),
+    (("cosine_bounds", "half_width", 0, 1), True),
+    (("cosine_bounds", "half_width", 0, 1), "1e9"),
+    (("cosine_bounds", "half_width", 0, 0), -1.0),
+    (("measures", "bounds", "rank"), [2, 2]),
+    (("measures", "bounds", "anything"), [0.0, 0.0]),
+], ids=lambda v: str(v))
+def test_unchecked_cosine_bounds_fields_are_rejected(singletons, path, value):
+    assert verify_data(singletons).ok
+    assert not verify_data(forge(singletons, path, value)).ok
+
+
+def test_wider_claims_in_any_json_encoding_are_accepted(singletons):
+    """A wider bar is still proven: infinities as jsonable writes them are fine."""
+    p, q, _, _ = singletons["cosine_bounds"]["intervals"][0]
+    data = forge(singletons, ("cosine_bounds", "intervals"), [[p, q, "-inf", "inf"]])
+    data = forge(data, ("cosine_bounds", "collapse_delta"), "inf")
+    assert verify_data(data).ok, verify_data(data).reasons
+
+
+# ------------------------------------------------------------ atlas
+@pytest.fixture(scope="module")
+def atlas_file(tmp_path_factory):
+    from scconvex.studies.atlas import Atlas
+    from scconvex.studies.sweep import build_points, run_sweep
+
+    path = str(tmp_path_factory.mktemp("atlas") / "a.sqlite")
+    settings = {"step_k": 4, "rho": 0.5, "n_min": 3, "R": "2", "tau": "0.1", "dims": "2",
+                "restarts": 1}
+    with Atlas(path, create=True) as atlas:
+        run_sweep(build_points(settings), atlas, workers=0)
+    return path
+
+
+def _atlas_reasons(path, tmp_path, edit) -> list[str]:
+    from scconvex.studies.atlas import Atlas, verify_atlas
+
+    copy_path = str(tmp_path / "copy.sqlite")
+    with sqlite3.connect(path) as src, sqlite3.connect(copy_path) as dst:
+        src.backup(dst)
+    with sqlite3.connect(copy_path) as conn:
+        for rowid, cert in conn.execute("SELECT rowid, certificate FROM solves").fetchall():
+            data = json.loads(cert)
+            columns = edit(data)
+            conn.execute("UPDATE solves SET certificate = ? WHERE rowid = ?",
+                         (json.dumps(data), rowid))
+            for name, value in columns.items():
+                conn.execute(f"UPDATE solves SET {name} = ? WHERE rowid = ?", (value, rowid))
+    conn.close()
+    with Atlas(copy_path) as atlas:
+        return [r for res in verify_atlas(atlas) if not res.ok for r in res.reasons]
+
+
+def _narrow_bars(data: dict) -> dict:
+    """Zero bars, with the measure intervals (certificate and column) made to follow
+    from them, so that only a re-derivation of the bars can tell."""
+    from scconvex.certificates.measures import geometry_of, summary
+    from scconvex.files import jsonable
+    from scconvex.studies.atlas import _claimed_intervals
+
+    bounds = data["cosine_bounds"]
+    side = len(bounds["half_width"])
+    bounds["half_width"] = np.zeros((side, side)).tolist()
+    bounds["max_half_width"] = 0.0
+    geo = geometry_of(data)
+    measures = jsonable(summary(geo, None, counts=data["spec"]["counts"], rank=data["rank"],
+                                bounds=_claimed_intervals(bounds, geo)))
+    data["measures"]["bounds"] = measures["bounds"]
+    return {"max_bar": 0.0, "measures": json.dumps(measures)}
+
+
+def test_atlas_row_relabelled_uncertified_cannot_show_forged_bars(atlas_file, tmp_path):
+    """Only optimal rows are re-verified, so a row whose status was edited to
+    'uncertified' showed forged bars (and uniqueness) unchecked."""
+    def edit(data):
+        columns = _narrow_bars(data)
+        data["status"] = "uncertified"
+        return {**columns, "status": "uncertified"}
+
+    assert _atlas_reasons(atlas_file, tmp_path, lambda data: {}) == []
+    assert _atlas_reasons(atlas_file, tmp_path, edit)
+
+
+def test_atlas_certificate_relabelled_schema_1_cannot_show_forged_bars(atlas_file, tmp_path):
+    def edit(data):
+        columns = _narrow_bars(data)
+        data["schema_version"] = 1
+        data["unique"] = False
+        data["uniqueness"]["unique"] = False
+        return {**columns, "unique_proof": 0}
+
+    assert _atlas_reasons(atlas_file, tmp_path, edit)
+
+
+# ------------------------------------------------------------ proof steps
+def test_collapse_box_of_a_group_answer_lets_single_class_cosines_go_below_the_average():
+    """The collapse delta bounds every sample Gram within the gap, whose class Gram need
+    not be symmetric: one cosine between two classes of a block can go below
+    ``-1/(m - 1)``, the bound of the block *average*. Clipping the per-class box there
+    made the group-level delta smaller than the class-level one for the same geometry
+    and gaps (by 475x at an excess gap of 0.05); with the box over the per-class range
+    both agree."""
+    spec = ProblemSpec((2, 2, 2, 2), 0.5)
+    group, cls = build_model(spec, "group"), build_model(spec, "class")
+    a = -1.0 / 3 + 1e-2
+    B = np.array([[a]])
+    M = np.full((4, 4), a)
+    np.fill_diagonal(M, 1.0)
+    bars_g = model_bars(group, B, *certify(group, B))
+    bars_c = model_bars(cls, M, *certify(cls, M))
+    assert bars_g.collapse_delta == pytest.approx(bars_c.collapse_delta, rel=1e-6)
+
+
+def test_bars_of_a_far_answer_at_small_tau_are_infinite_not_nan():
+    """At tau = 1e-5 a far answer needs the whole-range box, where exp(R / tau) overflows
+    next to an underflowed share: inf * 0 made the floors nan, and a nan bar passes every
+    ``bars >= R`` validity test."""
+    spec = ProblemSpec((5, 3, 2), 1e-5)
+    model = build_model(spec, "class")
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((3, 3))
+    U /= np.linalg.norm(U, axis=1)[:, None]
+    P = U @ U.T
+    np.fill_diagonal(P, 1.0)
+    with np.errstate(all="ignore"):
+        bars = model_bars(model, P, *certify(model, P))
+    assert not np.any(np.isnan(bars.half_width))
+
+
+# ------------------------------------------------------------ bars against a second method
+def _barrier_check(counts, tau, loss, shift, seed):
+    """The bars of the solve's answer moved by ``shift`` (exactly feasible: unit factor
+    rows), recomputed honestly, against the barrier-path optimum of tests/barrier_reference."""
+    from barrier_reference import optimum
+
+    spec = ProblemSpec(counts, tau, loss=loss)
+    res = solve(spec, level="class")
+    assert res.success, res.message
+    M = res.variable
+    k = len(counts)
+    lam, V = np.linalg.eigh(M)
+    U = V * np.sqrt(np.maximum(lam, 0.0))
+    U = U + shift * np.random.default_rng(seed).standard_normal(U.shape)
+    U /= np.linalg.norm(U, axis=1)[:, None]
+    P = U @ U.T
+    np.fill_diagonal(P, 1.0)
+    model = res.model
+    bars = model_bars(model, P, *certify(model, P))
+    theta = min(0.05, 20 * tau)
+    ref, change = optimum([int(c) for c in counts], repr(float(tau)),
+                          loss="sc" if loss == "sc" else "negatives-only",
+                          start=((1 - theta) * M + theta * np.eye(k)).tolist(),
+                          scale_at=M.tolist(), dps=45)
+    ref = np.array(ref.tolist(), dtype=float)
+    slack = 100 * change + 1e-15
+    off = ~np.eye(k, dtype=bool)
+    assert np.all((bars.lower - slack <= ref)[off]) and np.all((ref <= bars.upper + slack)[off])
+    assert np.all((np.abs(P - ref) <= bars.half_width + slack)[off])
+    return float(np.max(np.abs(P - ref)[off]))
+
+
+@pytest.mark.parametrize("counts, tau, loss", [
+    ((6, 4, 3, 2), 0.02, "sc"), ((6, 4, 3, 2), 1e-5, "sc"), ((9, 3, 1, 1), 0.5, "sc"),
+    ((7, 4, 4, 2), 1e-3, "negatives-only"),
+])
+def test_honest_bars_of_a_moved_answer_contain_the_barrier_optimum(counts, tau, loss):
+    _barrier_check(counts, tau, loss, 1e-7, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("counts, tau, loss", [
+    ((1000000, 138949, 19306, 2682, 1), 0.5, "sc"), ((2000000, 2000000, 2, 2), 0.02, "sc"),
+    ((40, 1, 1, 1, 1), 1e-5, "sc"), ((12, 9, 5, 3, 2), 50.0, "negatives-only"),
+    ((5, 5, 5, 1), 1e-3, "sc"),
+])
+@pytest.mark.parametrize("shift", [1e-9, 1e-5, 1e-3])
+def test_honest_bars_contain_the_barrier_optimum_slow(counts, tau, loss, shift):
+    _barrier_check(counts, tau, loss, shift, 2)
