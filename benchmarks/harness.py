@@ -62,6 +62,7 @@ def _worker(conn, inst: dict, solver: str, options: dict) -> None:
     """Run one solve in a child process and send back a JSON-safe summary."""
     try:
         from scconvex import solve
+        from scconvex.resources import solve_bytes
 
         spec = make_spec(inst)
         level = inst.get("level", "class" if inst["kind"] == "class" else "group")
@@ -80,7 +81,9 @@ def _worker(conn, inst: dict, solver: str, options: dict) -> None:
                "rel_gap": res.rel_gap, "sample_rel_gap": res.sample_rel_gap,
                "excess_gap": (res.certificate.excess_gap if res.certificate is not None
                               else math.nan),
-               "peak_mib": max(peak - base, 0.0), "message": res.message}
+               "peak_mib": max(peak - base, 0.0), "peak_total_mib": peak,
+               "estimate_mib": solve_bytes(res.model.dim, solver) / 2**20,
+               "blocks": res.model.dim, "message": res.message}
         if inst.get("return_gram") and res.class_gram is not None:
             out["class_gram"] = res.class_gram
         if inst["kind"] == "step" and res.class_gram is not None:

@@ -8,8 +8,11 @@ The estimates are per-entry costs of the ``m x m`` matrix variable (``m = n``, `
 ``g`` at sample, class and group level), measured as peak resident memory on small
 problems (docs/benchmarks.md-style numbers, 2-core machine, cvxpy 1.9.3, Clarabel 0.11.1):
 
-* native backend, repair and certificate: about 15 dense ``m x m`` float64 arrays at the
-  peak (0.48 GB above the interpreter at ``m = 2000``); :data:`DENSE_BYTES` allows 20;
+* native backend, repair, certificates and cosine bars: the whole process peaked at
+  1,725 MiB for the 21841-class long tail (group level, ``m = 2987``: 203 bytes per entry
+  with the interpreter) and at 1,482 MiB at class level with ``m = 3000``
+  (``benchmarks/scaling.py``, docs/benchmarks_scaling.md); with :data:`BASE_BYTES`,
+  :data:`DENSE_BYTES` = 200 is above every size measured (``m = 250`` to ``3000``);
 * Clarabel through cvxpy: the PSD cone of ``t = m (m + 1) / 2`` entries gets a dense
   ``t x t`` block (exactly ``8 t^2`` bytes: Clarabel asked for 16.3 GB at ``n = 300``
   and 75.3 GB at ``n = 440``), and the peak is about ``60 t^2`` bytes (1.44 GB at
@@ -35,8 +38,9 @@ MEMORY_ENV = "SCCONVEX_MEMORY_LIMIT"
 BASE_BYTES = 200 * 2**20
 """Headroom for the interpreter, numpy and cvxpy themselves."""
 
-DENSE_BYTES = 160
-"""Bytes per entry of the ``m x m`` variable for dense work: 20 float64 copies."""
+DENSE_BYTES = 200
+"""Bytes per entry of the ``m x m`` variable for dense work: 25 float64 copies (the
+estimate was 160, below the 606 MiB a native solve peaked at under a 560 MiB limit)."""
 
 CLARABEL_BYTES = 64
 """Bytes per entry of the dense ``t x t`` PSD block of Clarabel, ``t = m (m + 1) / 2``."""

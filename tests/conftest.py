@@ -92,6 +92,20 @@ def loss_loop(H, labels, tau, *, negatives_only=False):
     return total
 
 
+def split_singletons(spec):
+    """``(sizes, counts, block_of)`` of the group level with every single-sample class a
+    block of its own (the partition before issue 21; an exact reduction too)."""
+    from scconvex.problem.model import build_model
+
+    merged = build_model(spec, "group")
+    ones = np.flatnonzero(np.asarray(spec.counts) == 1)
+    keep = merged.block_counts >= 2
+    block_of = merged.block_of.copy()
+    block_of[ones] = int(np.sum(keep)) + np.arange(ones.size)
+    return (np.concatenate([merged.sizes[keep], np.ones(ones.size, int)]),
+            np.concatenate([merged.block_counts[keep], np.ones(ones.size, int)]), block_of)
+
+
 def forge(data: dict, path: tuple, value) -> dict:
     """A deep copy of a certificate dict with the entry at ``path`` (keys and indices)
     set to ``value``: one edited claim."""

@@ -52,7 +52,7 @@ def test_lift_reproduces_the_direction_in_q(rng, k0):
     W = rng.standard_normal((g, g - k0))
     N = _null_basis(rng, W) if k0 else np.zeros((g, 0))
     E = _FaceProjection(N, np.array([0, 3]))(_sym(rng, g))
-    V = FaceNewton.lift(W, np.linalg.solve(W.T @ W, W.T).T, E)
+    V = FaceNewton.lift(np.linalg.solve(W.T @ W, W.T).T, N, E)
     np.testing.assert_allclose(V @ W.T + W @ V.T, E, atol=1e-10 * np.abs(E).max())
     # Tangent to the sphere rows, whose diagonal E leaves at zero.
     assert np.abs(np.einsum("ij,ij->i", W, V)[[0, 3]]).max() < 1e-10
@@ -67,7 +67,7 @@ def test_face_model_is_the_second_derivative_at_the_optimum(rng, level, counts):
     model = build_model(ProblemSpec(counts, 0.1), level)
     cost = LogExcessCost(model.sizes, model.block_counts, 0.1)
     problem = nt._Problem(cost, int(sum(model.sizes)), face=True)
-    W = nt._start(model, model.dim - 1)
+    W = nt._start(model.sizes, model.dim - 1)
     out = nt._minimize(problem, W, tol=1e-13, max_iter=5000, deadline=np.inf, memory=5,
                        newton_gap=1e-2)
     assert out.status == "optimal"
@@ -82,7 +82,7 @@ def test_face_model_is_the_second_derivative_at_the_optimum(rng, level, counts):
     F = proj(_sym(rng, model.dim))
     for _ in range(3):
         E = proj(_sym(rng, model.dim))
-        V = face.lift(p.X, system["K"], E)
+        V = face.lift(system["K"], system["N"], E)
         model_q = float(np.vdot(E, hess_q(E.copy())))
         exact = float(np.vdot(V, hess_w(V)))
         assert abs(model_q - exact) <= 1e-6 * abs(exact)
@@ -147,7 +147,7 @@ def test_single_precision_directions_match_double_precision(rng):
     model = build_model(ProblemSpec.long_tail(300, 30, 60, 0.1), "group")
     cost = LogExcessCost(model.sizes, model.block_counts, 0.1)
     problem = nt._Problem(cost, int(sum(model.sizes)))
-    out = nt._minimize(problem, nt._start(model, model.dim - 1), tol=1e-9, max_iter=5000,
+    out = nt._minimize(problem, nt._start(model.sizes, model.dim - 1), tol=1e-9, max_iter=5000,
                        deadline=np.inf, memory=5, newton_gap=1e-2)
     p = out.point
     Q, C, state = p.data

@@ -84,7 +84,10 @@ def test_native_cost_value_and_gradient(rng, level, counts):
     Q = random_block_q(rng, cost.sphere)
     F, C = cost(Q)
     B = cost.cosines(Q.copy())
-    np.testing.assert_allclose(block_gram(B, model.sizes), Q, rtol=1e-12, atol=1e-12)
+    # The cost's variable is the block Gram of its geometry (a block of single-sample
+    # classes is one unit vector).
+    np.testing.assert_allclose(block_gram(B, cost.geometry.astype(int)), Q, rtol=1e-12,
+                               atol=1e-12)
     assert F == pytest.approx(math.log(NEG.block_terms(B, model.sizes, model.block_counts,
                                                        0.3).excess), rel=1e-12)
     E = rng.standard_normal(Q.shape)

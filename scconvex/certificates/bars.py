@@ -301,6 +301,8 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     a floor of 0: a bar of inf).
     """
     c, a, a_div, up, down = rows.linear()
+    # In place where it can be: at g = 3000 each g x g array is 71 MB, and this is the
+    # peak of the whole pipeline's memory.
     Rt = R / rows.tau
     # The high corner in log space: exp(R / tau) overflows at small tau where a term of
     # the row has underflowed to 0, and inf * 0 would make the floor nan.
@@ -311,7 +313,7 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     pref = np.exp(np.where(rows.active, rows.logkappa - log_E + c - logden - rows.margin(),
                            -np.inf))
     shrink *= a_div  # A_e^- / (e^c div) per entry
-    F = np.exp(c)[:, None] * shrink
+    F = np.multiply(np.exp(c)[:, None], shrink, out=grow)
     F += 1.0
     np.divide(shrink, F, out=F)
     F *= pref[:, None]
@@ -466,7 +468,10 @@ def _singleton_intervals(rows: _Rows, R: np.ndarray, det: np.ndarray, pinned: bo
     single = np.flatnonzero(~rows.active)
     act = np.flatnonzero(rows.active)
     t = single.size
-    if t < 2:
+    # A block of several single-sample classes (the group level has one) holds the cosine
+    # between two of them on its diagonal.
+    multi = rows.m[single] >= 2
+    if t < 2 and not np.any(multi):
         return
     low = np.full((t, t), -1.0)
     high = np.ones((t, t))
@@ -511,12 +516,19 @@ def _singleton_intervals(rows: _Rows, R: np.ndarray, det: np.ndarray, pinned: bo
         # The formula holds with i and j swapped too.
         low = np.maximum(low, low.T)
         high = np.minimum(high, high.T)
+        # Two classes i, j of one block of single-sample classes: every w_qi x_qj term
+        # equals w_qi x_qi, so the numerator is the denominator and the cosine is 1
+        # (docs/theory.md, section 4): they coincide.
+        same = np.flatnonzero(ok & multi)
+        low[same, same] = 1.0 - 8 * EPS
+        high[same, same] = 1.0
     cur_lo, cur_hi = lo[np.ix_(single, single)], hi[np.ix_(single, single)]
     new_lo = np.maximum(cur_lo, low)
     new_hi = np.maximum(np.minimum(cur_hi, high), new_lo)
-    off = ~np.eye(t, dtype=bool)
-    lo[np.ix_(single, single)] = np.where(off, new_lo, cur_lo)
-    hi[np.ix_(single, single)] = np.where(off, new_hi, cur_hi)
+    write = ~np.eye(t, dtype=bool)
+    write[np.diag_indices(t)] = multi
+    lo[np.ix_(single, single)] = np.where(write, new_lo, cur_lo)
+    hi[np.ix_(single, single)] = np.where(write, new_hi, cur_hi)
 
 
 # ---------------------------------------------------------------------- collapse
@@ -541,9 +553,14 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
         # sigma_p: mass on other classes, increasing in every cosine of the row. Its lower
         # bound is taken over a class-level box that holds every class Gram within
         # eps_c + eps_s of the optimum (the same argument with eps_c + eps_s for eps).
-        cls = rows if np.all(rows.m == 1) else _Rows(
-            rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B, rows.curvature,
-            rows.lowest, per_class=True)
+        if np.all(rows.m == 1):
+            cls = rows
+        else:
+            # The block rows' cached terms are not needed any more: free them before the
+            # class rows make theirs (4 g x g arrays, 280 MB at g = 3000).
+            rows._linear = None
+            cls = _Rows(rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B,
+                        rows.curvature, rows.lowest, per_class=True)
         full = _full_radius(cls)
         start = R * math.sqrt((exg + exg_s) / exg) * 1.5 if cls is rows and exg > 0 else None
         _, Rc = _remainder_bars(cls, det, exg + exg_s, log_E, full, start, shrink=False)
@@ -714,7 +731,7 @@ def _no_anchor(g, cos, lo, hi, exg, exg_s) -> CosineBars:
 
 
 def _uniqueness(rows: _Rows, pinned: bool) -> tuple[bool | None, str]:
-    singles = int(np.sum(~rows.active))
+    singles = int(np.sum(rows.m[~rows.active]))  # classes, not blocks
     convex = ("the loss is strictly convex in every cosine with a class of two or more "
               "samples" if rows.remainder else
               "the loss is strictly convex in the cosines with a class of two or more "

@@ -27,10 +27,10 @@ import numpy as np
 
 from ..errors import ResourceLimitError
 from ..levels import CLASS, SAMPLE
-from ..levels.blocks import block_min_eig
+from ..levels.blocks import GramSpectrum, block_min_eig
 from ..problem.model import Model
 from ..resources import check_memory
-from .repair import repair, sign_rounding
+from .repair import repaired, sign_rounding
 
 DEFAULT_GAP_TOL = 1e-6
 """Largest certified gap relative to the loss for the status ``optimal`` (``solve``'s
@@ -381,17 +381,23 @@ def round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float],
     level_cert, sample_cert : Certificate
         Its certificates (see :func:`certify`).
     """
+    return _round_and_certify(model, X, tols, deadline)[:4]
+
+
+def _round_and_certify(model: Model, X: np.ndarray, tols: tuple[float, float],
+                       deadline: float = math.inf):
+    """:func:`round_and_certify`, and the spectrum of the chosen point (from its repair)."""
     starts = [X]
     if np.all(np.isfinite(X)):
         collapsed = model.level.collapsed(model, np.asarray(X, dtype=float))
         if collapsed is not None:
             starts.append(collapsed)
     best = None
-    for Y in _candidates(model, starts):
+    for Y, spectrum in _candidates(model, starts):
         cert, scert = certify(model, Y)
         worst = max(badness(cert, tols), badness(scert, tols))
         if best is None or worst < best[0]:
-            best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert)
+            best = (worst, Y, float(np.max(np.abs(Y - X))), cert, scert, spectrum)
         if worst <= 1.0 or time.perf_counter() > deadline:
             break
     return best[1:]
@@ -414,6 +420,9 @@ class Rounded:
     worst : float
         Largest :func:`badness` of the two under the rounder's tolerances (<= 1:
         certified).
+    spectrum : GramSpectrum or None
+        The spectrum of ``X`` its repair computed (:func:`scconvex.certificates.repair.
+        repaired`).
     """
 
     source: np.ndarray
@@ -422,6 +431,7 @@ class Rounded:
     cert: Certificate
     sample_cert: Certificate
     worst: float
+    spectrum: GramSpectrum | None = None
 
     def badness(self, tols: tuple[float, float]) -> float:
         """Largest :func:`badness` of the two certificates under ``tols``."""
@@ -455,9 +465,11 @@ class Rounder:
 
     def __call__(self, X: np.ndarray) -> Rounded:
         """Round and certify ``X`` (:func:`round_and_certify`)."""
-        Y, shift, cert, scert = round_and_certify(self.model, X, self.tols, self.deadline)
+        Y, shift, cert, scert, spectrum = _round_and_certify(self.model, X, self.tols,
+                                                             self.deadline)
         out = Rounded(source=X, X=Y, shift=shift, cert=cert, sample_cert=scert,
-                      worst=max(badness(cert, self.tols), badness(scert, self.tols)))
+                      worst=max(badness(cert, self.tols), badness(scert, self.tols)),
+                      spectrum=spectrum)
         self._made.add(out)
         return out
 
@@ -472,12 +484,12 @@ def _candidates(model: Model, starts: list):
     """Feasible candidates in the order :func:`round_and_certify` tries them."""
     for drop in ROUNDING_DROPS:
         for start in starts:
-            yield repair(model, start, drop=drop)[0]
+            yield repaired(model, start, drop=drop)[::2]
     # Last, the geometry on one line next to the answer, if there is one: where the loss
     # attains its constant there, the gap relative to the excess (0) is met only at the
     # exact point (negatives-only loss, one class of two or more samples).
     for start in starts:
         snapped = sign_rounding(start) if np.all(np.isfinite(start)) else None
         if snapped is not None:
-            yield repair(model, snapped)[0]
+            yield repaired(model, snapped)[::2]
             return

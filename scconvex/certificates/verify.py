@@ -369,6 +369,9 @@ def _geometry(spec: ProblemSpec, level: Level, data: dict) -> tuple[Model, np.nd
             raise InvalidInputError(f"level {level.name!r} but the file holds a "
                                     f"{other.name}-level geometry ({other.key!r})")
     model = build_model(spec, level)
+    stored = level.stored_partition(spec, data)
+    if stored is not None:
+        model = Model(spec, level, *stored)
     return model, level.load(model, data, _matrix)
 
 

@@ -233,7 +233,7 @@ def _time_limit(value: float | None) -> float | None:
 
 
 def _cmd_solve(args) -> int:
-    from ..files import check_writable, dumps, write_json
+    from ..files import check_writable, dump, write_json
     from ..pipeline.report import format_result
     from ..pipeline.solve import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, solve
     from ..resources import check_memory, class_gram_bytes
@@ -261,8 +261,10 @@ def _cmd_solve(args) -> int:
         except (OSError, ScconvexError) as exc:  # the result is still printed below
             write_failure = getattr(exc, "strerror", None) or str(exc)
     if args.json or to_stdout:
-        # The certificate is the JSON result: on standard output it is printed once, alone.
-        print(dumps(data))
+        # The certificate is the JSON result: on standard output it is printed once, alone,
+        # and streamed (the group Gram of 21841 classes in 2987 blocks is 9e6 numbers).
+        dump(data, sys.stdout)
+        sys.stdout.write("\n")
     else:
         print(format_result(res))
     sys.stdout.flush()

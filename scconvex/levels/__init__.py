@@ -5,7 +5,7 @@ A level fixes the variable of the relaxation (MATH.md sections 3 and 4):
 * :data:`SAMPLE`: the ``n x n`` Gram matrix ``G`` (PSD, unit diagonal);
 * :data:`CLASS`: the ``k x k`` Gram matrix ``M`` of the class means;
 * :data:`GROUP`: the ``g x g`` block matrix ``B`` of a partition of the classes into groups
-  of equal count (each class of a single sample is a group of its own, see
+  of equal count, the classes of a single sample included (see
   :meth:`GroupLevel.partition`).
 
 Class and group level share one representation (:mod:`scconvex.levels.blocks`): a
@@ -165,6 +165,11 @@ class Level:
         """What a certificate file holds of this level's geometry (under :attr:`key`)."""
         return {self.key: X}
 
+    def stored_partition(self, spec, data: dict):
+        """The partition a certificate file stores when it differs from
+        :meth:`partition` and is valid too, else None (only the group level has one)."""
+        return None
+
     def load(self, model, data: dict, read) -> np.ndarray:
         """The variable stored in a certificate file, validated against ``model``.
 
@@ -256,28 +261,25 @@ class ClassLevel(Level):
 
 
 class GroupLevel(Level):
-    """One block per distinct count of two or more samples (MATH.md section 4)."""
+    """One block per distinct count (MATH.md section 4)."""
 
     def partition(self, spec):
-        """Each count ``s >= 2`` held by several classes forms one block, and every class
-        of a single sample is a block of its own.
+        """One block per distinct count, the classes of a single sample included.
 
-        Classes of one sample have no anchor, so the cosines among them never enter the
-        loss; the within-block cosine ``a_p`` of a block of such classes would be a free
-        variable that only the constraints touch, and its optimum sits on the bound
-        ``a_p = 1``. Solvers that treat ``a_p`` as an unconstrained interior variable (the
-        native Burer-Monteiro factor does) then leave the feasible set and cannot certify
-        (10,1,1 at tau 0.1 did not, where the class level did). One block per such class
-        removes ``a_p``: every remaining cosine enters the loss, and the partition is
-        still one of exchangeable classes, so the reduction stays exact.
+        Classes of one sample have no anchor, so the cosine ``a_p`` between two of them
+        enters no term of the loss: only the constraints touch it, and raising it to 1
+        keeps every feasible point feasible (``Q + t e_p e_p^T`` stays PSD), so ``a_p = 1``
+        is optimal. Their classes then coincide, and the block behaves like one class that
+        weighs ``m_p`` samples in the other anchors' terms: the native backend solves it as
+        one unit vector (:func:`scconvex.losses.base.native_geometry`); conic solvers keep
+        ``a_p`` free. Proof and the interval of optimal ``a_p``: docs/theory.md, section
+        4. (Before issue 21 every such class was a block of its own: 4,877 blocks instead
+        of 2,987 for 21,841 classes down to one sample.)
         """
         counts = np.asarray(spec.counts)
-        multi = [(c, m) for c, m in spec.groups if c >= 2]
-        singles = int(np.sum(counts == 1))
-        distinct = np.array([c for c, _ in multi] + [1] * singles, dtype=int)
-        sizes = np.array([m for _, m in multi] + [1] * singles, dtype=int)
-        block_of = np.searchsorted(-distinct[: len(multi)], -counts)
-        block_of[counts == 1] = len(multi) + np.arange(singles)
+        distinct = np.array([c for c, _ in spec.groups], dtype=int)
+        sizes = np.array([m for _, m in spec.groups], dtype=int)
+        block_of = np.searchsorted(-distinct, -counts)
         return sizes, distinct, block_of
 
     def store(self, model, X):
@@ -294,6 +296,45 @@ class GroupLevel(Level):
             if not same_json(groups.get(key), expected.tolist()):
                 raise InvalidInputError(f"{self.key}.{key} does not match the spec's counts")
         return read(groups, "gram", self.side(model))
+
+    def stored_partition(self, spec, data: dict) -> tuple[np.ndarray, np.ndarray,
+                                                          np.ndarray] | None:
+        """The partition a certificate file stores, when it is one of classes of equal
+        count into blocks other than :meth:`partition`'s (else None).
+
+        Any such partition reduces the problem exactly (the average of an optimum over
+        the permutations inside each block is optimal) and lifts to a class Gram, so its
+        certificates are as valid: files written before the classes of one sample shared a
+        block (one block each) still verify.
+
+        Raises
+        ------
+        InvalidInputError
+            When the stored blocks are malformed or do not hold classes of equal count.
+        """
+        groups = data.get(self.key)
+        if not isinstance(groups, dict):
+            return None
+        parts = {}
+        for key in ("counts", "sizes", "block_of"):
+            got = groups.get(key)
+            if not (isinstance(got, list) and got and all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in got)):
+                raise InvalidInputError(f"{self.key}.{key} must be a list of integers")
+            parts[key] = np.array(got, dtype=np.int64)
+        counts, sizes, block_of = parts["counts"], parts["sizes"], parts["block_of"]
+        g = counts.size
+        if (sizes.size != g or block_of.size != spec.k or np.any(block_of < 0)
+                or np.any(block_of >= g)
+                or not np.array_equal(np.bincount(block_of, minlength=g), sizes)
+                or not np.array_equal(counts[block_of],
+                                      np.asarray(spec.counts, dtype=np.int64))):
+            raise InvalidInputError(f"{self.key} does not match the spec's counts")
+        own = self.partition(spec)
+        if all(np.array_equal(a, b) for a, b in zip((sizes, counts, block_of), own,
+                                                   strict=True)):
+            return None
+        return sizes, counts, block_of
 
 
 SAMPLE = SampleLevel("sample", "the n x n sample Gram", dense=True, certified_over="sample",
@@ -319,8 +360,8 @@ def get_level(name: object) -> Level:
 
 def choose(spec, name: object, exact: tuple[Level, ...]) -> Level:
     """The level to build: ``name``, or for ``"auto"`` the coarsest that reduces
-    ``spec`` exactly and pays off (group level when some count of at least 2 repeats,
-    else class level), among the levels ``exact`` of the spec's loss.
+    ``spec`` exactly and pays off (group level when some count repeats, else class
+    level), among the levels ``exact`` of the spec's loss.
 
     Raises
     ------
@@ -328,8 +369,8 @@ def choose(spec, name: object, exact: tuple[Level, ...]) -> Level:
         For an unknown level or one that does not reduce the loss exactly.
     """
     if name == AUTO:
-        big = [c for c in spec.counts if c >= 2]
-        level = GROUP if len(set(big)) < len(big) else CLASS
+        counts = list(spec.counts)
+        level = GROUP if len(set(counts)) < len(counts) else CLASS
         return level if level in exact else exact[0]
     if not isinstance(name, Level) and name not in LEVELS:
         raise InvalidInputError(f"unknown level {name!r}; choose one of "

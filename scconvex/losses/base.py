@@ -288,16 +288,19 @@ class NativeCost(Protocol):
 
     ``cost(Q) -> (F, C)``: ``F`` the log of the excess loss at the block Gram ``Q`` and
     ``C = dF/dQ`` its symmetric gradient (Frobenius pairing). ``g`` is the side of
-    ``Q``, ``tau`` the temperature, ``sphere`` marks the blocks of one class (their
-    ``Q_pp`` is fixed at 1), ``class_level`` says every block is one class,
-    ``invroot`` is ``1 / sqrt(m_p m_q)`` and ``cosines(Q)`` returns ``B``. A cost may also
-    offer ``evaluate(Q) -> (F, C, state)``, ``hess(state, E)`` (the second derivative
-    along a symmetric ``E``), ``hess_diagonal(C)`` and ``astype(dtype)``: the backend
-    then finishes with Newton steps.
+    ``Q``, ``tau`` the temperature, ``geometry`` the block sizes of the variable
+    (:func:`native_geometry`: 1 for a block of one class and for a block of single-sample
+    classes), ``sphere`` marks the blocks of size 1 there (their ``Q_pp`` is fixed at 1),
+    ``class_level`` says every block is one, ``invroot`` is ``1 / sqrt(m_p m_q)`` of the
+    geometry and ``cosines(Q)`` returns ``B``. A cost may also offer ``evaluate(Q) -> (F,
+    C, state)``, ``hessian_operator(state)`` (the second derivative along a symmetric
+    ``E``), ``hess_diagonal(C)`` and ``astype(dtype)``: the backend then finishes with
+    Newton steps.
     """
 
     g: int
     tau: float
+    geometry: np.ndarray
     sphere: np.ndarray
     class_level: bool
     invroot: np.ndarray
@@ -308,6 +311,19 @@ class NativeCost(Protocol):
 
 
 # ---------------------------------------------------------------------- native cost
+def native_geometry(sizes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Block sizes of the variable a native cost optimises over.
+
+    A block of several single-sample classes (the group level has one) is solved at
+    ``a_p = 1``, which loses nothing: their mutual cosine enters no term of the loss, and
+    raising ``Q_pp`` keeps ``Q`` PSD (docs/theory.md, section 4). Its classes then
+    coincide, so its row is one unit vector, like a block of one class, that weighs
+    ``m_p`` samples in the other anchors' terms: its size in the variable is 1.
+    """
+    sizes = np.asarray(sizes, dtype=float)
+    return np.where((np.asarray(counts) == 1) & (sizes >= 2), 1.0, sizes)
+
+
 class BlockLogExcessCost:
     """``F(Q) = log(excess loss)`` of a block Gram ``Q`` for any :class:`Loss`.
 
@@ -324,16 +340,18 @@ class BlockLogExcessCost:
         self.counts = np.asarray(model.block_counts)
         self.g = sizes.size
         self.tau = model.spec.tau
-        self.sphere = sizes == 1
+        self.geometry = native_geometry(sizes, self.counts)
+        self.sphere = self.geometry == 1
         self.class_level = bool(np.all(self.sphere))
-        self.invroot = 1.0 / np.sqrt(np.outer(sizes, sizes))
+        self.invroot = 1.0 / np.sqrt(np.outer(self.geometry, self.geometry))
         self.free = np.flatnonzero(~self.sphere)
-        self.free_den = sizes[self.free] - 1.0
+        self.free_den = self.geometry[self.free] - 1.0
         self.logmass = np.log(sizes * self.counts)
 
     def cosines(self, Q: np.ndarray) -> np.ndarray:
-        """``B`` from ``Q`` (:func:`scconvex.levels.blocks.from_block_gram`)."""
-        return from_block_gram(Q, self.int_sizes)
+        """``B`` from ``Q`` (:func:`scconvex.levels.blocks.from_block_gram` of the
+        geometry, :func:`native_geometry`)."""
+        return from_block_gram(Q, self.geometry.astype(int))
 
     def __call__(self, Q: np.ndarray) -> tuple[float, np.ndarray]:
         B = self.cosines(Q)

@@ -151,7 +151,8 @@ class DoublyNonnegative(Relaxation):
         # it on every instance.
         X = model.identity()
         single = _row_counts(model) == 1
-        if np.count_nonzero(single) >= 2:
+        # Rows of single-sample classes: one row each, or one block holding them all.
+        if np.count_nonzero(np.asarray(model.spec.counts) == 1) >= 2:
             X[np.ix_(single, single)] = 1.0
         return X
 

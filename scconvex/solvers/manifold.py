@@ -79,6 +79,11 @@ class _RowGeometry:
         Y *= scale[:, None]
         return Y, scale
 
+    def slope(self, grad: np.ndarray, d: np.ndarray, scale: np.ndarray) -> float:
+        """``<grad, d/dt R_X(t d)>`` at a trial point, from the ``scale`` that
+        :meth:`retract_scaled` returned there and the Riemannian gradient ``grad`` at it."""
+        return float(np.einsum("ij,ij->i", grad, d) @ scale)
+
     def retract(self, X: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Metric-projection retraction: ``X + V`` with sphere rows normalised."""
         return self.retract_scaled(X, V)[0]

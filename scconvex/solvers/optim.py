@@ -27,6 +27,7 @@ efficient line search", SIAM J. Optim. 16 (2005).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -35,7 +36,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from scipy.linalg import get_blas_funcs
 from scipy.linalg.blas import daxpy, ddot, saxpy, sdot
+
+logger = logging.getLogger(__name__)
 
 _EPS = np.finfo(float).eps
 
@@ -146,8 +150,9 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
     ----------
     problem : Problem
         Manifold (``proj``, ``retract_scaled``), cost and optional preconditioner.
-    X0 : ndarray
-        Starting point on the manifold.
+    X0 : ndarray or Point
+        Starting point on the manifold, or one already evaluated (saves an evaluation;
+        manifolds that remember their points by identity need it).
     monitor : callable
         Called before every iteration; decides when to stop (see :data:`Monitor`).
     max_iter : int
@@ -176,7 +181,7 @@ def lbfgs(problem: Problem, X0: np.ndarray, *, monitor: Monitor, max_iter: int,
     """
     man = problem.manifold
     evaluate = _Counted(problem)
-    p = evaluate(np.array(X0, dtype=float))
+    p = X0 if isinstance(X0, Point) else evaluate(np.array(X0, dtype=float))
     if not _finite(p):
         return Outcome(p, 0, evaluate.count, "non_finite", "non-finite cost at the start")
     pairs: deque = deque(maxlen=memory)
@@ -282,8 +287,7 @@ def _wolfe(evaluate, man, p: Point, d: np.ndarray, slope: float, t0: float, f_no
             hi = t
             t = 0.5 * (lo + hi)
             continue
-        # d/dt of the retraction is the tangent projection of d, scaled on sphere rows.
-        dphi = float(np.einsum("ij,ij->i", pt.grad, d) @ scale)
+        dphi = man.slope(pt.grad, d, scale)
         armijo = pt.F <= p.F + c1 * t * slope
         approx = pt.F <= p.F + noise and dphi <= (2 * c1 - 1) * slope
         if not (armijo or approx):
@@ -326,8 +330,9 @@ def newton_cg(problem, X0: np.ndarray | Point, *, monitor: Monitor, max_iter: in
     deadline)``, a Newton direction computed its own way (the native backend solves on a
     face of the PSD cone) or None; that direction is tried first. When the line search
     fails along a direction, the next one is tried: the manifold Newton direction, then
-    the preconditioned gradient. When all three fail the run ends (a retry would repeat
-    the same steps). ``enough(point)``, when given, is a relative residual that already
+    the preconditioned gradient (unless the problem sets ``fallback_directions`` False:
+    then the run ends at the first failure). When all three fail the run ends (a retry
+    would repeat the same steps). ``enough(point)``, when given, is a relative residual that already
     suffices at ``point`` (the native backend derives it from how far its certified gap
     is from the target): the forcing term is never below it. ``X0`` may be a
     :class:`Point` already evaluated (the end of an L-BFGS run), which saves one
@@ -346,28 +351,34 @@ def newton_cg(problem, X0: np.ndarray | Point, *, monitor: Monitor, max_iter: in
         if halt is not None:
             return halt
         gnorm = float(np.linalg.norm(p.grad))
-        inv_h = 1.0 / _weights(problem, p)
         eta = min(0.1, math.sqrt(gnorm / g0)) if g0 > 0 else 0.1
         if enough is not None:
             eta = min(0.1, max(eta, enough(p)))
 
-        def directions(p=p, inv_h=inv_h, eta=eta, gnorm=gnorm):
+        def directions(p=p, eta=eta, gnorm=gnorm):
             if own is not None:
                 d = own(p, eta, max_cg, deadline)
                 if d is not None:
                     yield man.proj(p.X, d, inplace=True)
+            if not getattr(problem, "fallback_directions", True):
+                return
+            # The preconditioner only when the problem's own direction failed.
+            inv_h = 1.0 / _weights(problem, p)
             yield _truncated_cg(problem, p, inv_h, eta * gnorm, max_cg, deadline, hess_dtype)
             yield man.proj(p.X, p.grad * -inv_h, inplace=True)
 
         fails = 1
-        for d in directions():
+        for which, d in enumerate(directions()):
             slope = float(np.vdot(p.grad, d))
             if not slope < 0:
+                logger.debug("newton: direction %d is not a descent direction (slope %.2e)",
+                             which, slope)
                 continue
-            ok, _, p_new = _wolfe(evaluate, man, p, d, slope, 1.0, f_noise)
+            ok, t, p_new = _wolfe(evaluate, man, p, d, slope, 1.0, f_noise)
             if ok:
                 p, fails = p_new, 0
                 break
+            logger.debug("newton: line search failed along direction %d", which)
     return _halt(monitor, max_iter, p, fails, evaluate.count, math.inf, math.inf) or Outcome(
         p, max_iter, evaluate.count, "iteration_limit", "iteration limit reached")
 
@@ -383,7 +394,7 @@ def _truncated_cg(problem, p: Point, inv_h: np.ndarray, tol: float, max_cg: int,
 
 def truncated_cg(apply: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
                  precondition: Callable[[np.ndarray], np.ndarray], tol: float, max_cg: int,
-                 deadline: float = math.inf) -> np.ndarray:
+                 deadline: float = math.inf, info: dict | None = None) -> np.ndarray:
     """Preconditioned conjugate gradients for ``apply(x) = b``, truncated for Newton steps.
 
     ``apply`` is self-adjoint in the Frobenius inner product on a subspace that holds
@@ -392,25 +403,44 @@ def truncated_cg(apply: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
     residual norm is at most ``tol``, after ``max_cg`` products, past ``deadline``, or at
     the first direction of non-positive curvature: then the iterate so far is returned, or
     that direction itself at the first step (it is still a descent direction for ``-b``).
+    ``info``, when given, receives the number of products (``"products"``), the last
+    residual norm (``"residual"``) and whether the run ended at a direction of
+    non-positive curvature (``"negative_curvature"``). ``b`` and
+    what ``apply`` and ``precondition`` return are C-contiguous arrays of one float type
+    (updated in place with BLAS).
     """
+    # In-place BLAS level-1 on flat views: at g = 3000 a vector is a 9e6-entry matrix,
+    # and numpy's "x += alpha * d" costs a temporary and three passes where axpy costs one.
+    axpy, dot, nrm2 = get_blas_funcs(("axpy", "dot", "nrm2"), (b,))
     x = np.zeros_like(b)
     r = b.copy()
+    xv, rv = x.ravel(), r.ravel()
     z = precondition(r)
-    d = z.copy()
-    rz = float(np.vdot(r, z))
+    d = np.array(z, copy=True)
+    rz = float(dot(rv, z.ravel()))
     for j in range(max_cg):
+        if info is not None:
+            info["products"] = j + 1
         Hd = apply(d)
-        curv = float(np.vdot(d, Hd))
+        dv = d.ravel()
+        curv = float(dot(dv, Hd.ravel()))
         if not curv > 0:
+            if info is not None:
+                info["negative_curvature"] = True
             return d if j == 0 else x
         alpha = rz / curv
-        x += alpha * d
-        r -= alpha * Hd
-        if float(np.linalg.norm(r)) <= tol or time.perf_counter() > deadline:
+        axpy(dv, xv, a=alpha)
+        axpy(Hd.ravel(), rv, a=-alpha)
+        res = float(nrm2(rv))
+        if info is not None:
+            info["residual"] = res
+        if res <= tol or time.perf_counter() > deadline:
             break
         z = precondition(r)
-        rz_new = float(np.vdot(r, z))
-        d *= rz_new / rz
-        d += z
+        zv = z.ravel()
+        rz_new = float(dot(rv, zv))
+        # d <- z + (rz_new / rz) d, in the new z's memory.
+        axpy(dv, zv, a=rz_new / rz)
+        d = z
         rz = rz_new
     return x
