@@ -253,7 +253,10 @@ def _cmd_solve(args) -> int:
     with _Ticker(not args.json, label):
         res = solve(spec, level=args.level, solver=args.solver, options=options,
                     gap_tol=gap_tol, excess_tol=excess_tol, threads=args.threads)
-    data = res.to_dict(full_gram=args.full_gram)
+    # The JSON form only where it is written: at 2,987 blocks building it takes longer than
+    # the solve.
+    wanted = args.json or args.certificate is not None
+    data = res.to_dict(full_gram=args.full_gram) if wanted else None
     write_failure = None
     if args.certificate is not None and not to_stdout:
         try:
