@@ -323,7 +323,21 @@ class _Problem:
         return np.maximum(h, 1e-3 * float(np.mean(h)) + 1e-300)
 
 
-class _Monitor:
+class _Certifying:
+    """The certificate of a point (:func:`_certificate`), computed once per point."""
+
+    problem: _Problem
+    _cached: tuple[Point, _Cert] | None
+
+    def certify(self, p: Point) -> _Cert:
+        if self._cached is None or self._cached[0] is not p:
+            Q, C = p.data[:2]
+            self._cached = (p, _certificate(Q, C, self.problem.manifold.sphere,
+                                            self.problem.k))
+        return self._cached[1]
+
+
+class _Monitor(_Certifying):
     """Stops :func:`scconvex.solvers.optim.lbfgs` on the certificate, checked every
     ``cert_every`` iterations (and after every failed line search).
 
@@ -345,13 +359,6 @@ class _Monitor:
         self.best = math.inf
         self.stalls = 0
         self._cached = cached
-
-    def certify(self, p: Point) -> _Cert:
-        if self._cached is None or self._cached[0] is not p:
-            Q, C = p.data[:2]
-            self._cached = (p, _certificate(Q, C, self.problem.manifold.sphere,
-                                            self.problem.k))
-        return self._cached[1]
 
     def __call__(self, it: int, p: Point, fails: int):
         if it - self.last_it < self.cert_every and fails == 0:
@@ -393,7 +400,7 @@ class _Monitor:
         return None
 
 
-class _NewtonMonitor:
+class _NewtonMonitor(_Certifying):
     """Stops Newton steps in ``Q`` (:class:`scconvex.solvers.corank.GramProblem`) on
     the certificate, tested by one Cholesky factorisation per step
     (:func:`_certificate_below`) instead of an eigenvalue solve.
@@ -418,13 +425,6 @@ class _NewtonMonitor:
 
     def estimate(self, p: Point) -> float:
         return max(self.ratio * float(np.linalg.norm(p.grad)), self.tol)
-
-    def certify(self, p: Point) -> _Cert:
-        if self._cached is None or self._cached[0] is not p:
-            Q, C = p.data[:2]
-            self._cached = (p, _certificate(Q, C, self.problem.manifold.sphere,
-                                            self.problem.k))
-        return self._cached[1]
 
     def __call__(self, it: int, p: Point, fails: int):
         Q, C = p.data[:2]
