@@ -29,14 +29,14 @@ from conftest import forge  # noqa: E402
 from reference import class_reference, step_reference  # noqa: E402
 
 
-def bars_of(model, X, cert=None, scert=None):
+def bars_of(model, X, cert=None, scert=None, thorough=False):
     """The bars of a feasible block variable, from its own certificates."""
     if cert is None:
         cert, scert = certify(model, X)
     spec = model.spec
     return cosine_bars(model.sizes, model.block_counts, spec.tau, X, cert.excess_gap,
                        loss=spec.loss, relaxation=spec.relaxation,
-                       sample_excess_gap=scert.excess_gap)
+                       sample_excess_gap=scert.excess_gap, thorough=thorough)
 
 
 def assert_valid_box(model, X, bars, excess_gap):
@@ -87,19 +87,22 @@ def test_bars_contain_the_mpmath_optimum(rng, counts, tau, loss):
     truth, _ = class_reference(counts, tau, res.class_gram, dps=40,
                                negatives_only=loss != "sc")
     truth = as_float(truth)
-    # At the solver's answer, whatever it is.
-    bars = bars_of(model, res.variable, res.certificate, res.sample_certificate)
-    assert_contains(bars, res.variable, truth)
-    assert_valid_box(model, res.variable, bars, res.certificate.excess_gap)
-    assert bars.unique is True
+    # At the solver's answer, whatever it is; both schedules of the box argument.
+    for thorough in (False, True):
+        bars = bars_of(model, res.variable, res.certificate, res.sample_certificate,
+                       thorough)
+        assert_contains(bars, res.variable, truth)
+        assert_valid_box(model, res.variable, bars, res.certificate.excess_gap)
+        assert bars.unique is True
     # At feasible points moved off the optimum (larger gaps, wider bars).
     for t in (1e-2, 1e-3, 1e-4):
         P = rng.standard_normal(truth.shape)
         X, _ = repair(model, truth + t * (P + P.T))
         cert, scert = certify(model, X)
-        bars = bars_of(model, X, cert, scert)
-        assert_contains(bars, X, truth)
-        assert_valid_box(model, X, bars, cert.excess_gap)
+        for thorough in (False, True):
+            bars = bars_of(model, X, cert, scert, thorough)
+            assert_contains(bars, X, truth)
+            assert_valid_box(model, X, bars, cert.excess_gap)
 
 
 @pytest.mark.parametrize("counts,tau,level", [((7, 3, 1, 1), 0.5, "class"),
@@ -547,3 +550,108 @@ def test_plot_draws_bars_and_the_uniqueness_map(tmp_path):
         fig = make_figure(atlas, "cosines", where=[("tau", "0.1")])
         gids = {c.get_gid() for ax in fig.axes for c in ax.collections}
         assert not any(g and g.startswith("bar|") for g in gids)
+
+
+# ------------------------------------------------------------- schedules and claims
+def test_secant_bars_are_proofs_close_to_the_settled_ones(rng):
+    """The solve's schedule (one secant step) and verify's (shrink until settled) both
+    give valid boxes; the secant bars are within a few percent of the settled ones, and
+    the tighter of the two still contains the optimum of a perturbed answer."""
+    from scconvex.certificates.bars import tighter
+
+    counts = tuple(int(c) for c in rng.integers(2, 400, size=60))
+    spec = ProblemSpec(counts, 0.1)
+    model = build_model(spec, "class")
+    res = solve(spec, level="class")
+    fast = bars_of(model, res.variable, res.certificate, res.sample_certificate)
+    slow = bars_of(model, res.variable, res.certificate, res.sample_certificate, True)
+    for bars in (fast, slow):
+        assert_valid_box(model, res.variable, bars, res.certificate.excess_gap)
+    det = fast.determined
+    ratio = fast.half_width[det] / slow.half_width[det]
+    assert np.max(ratio) < 1.05 and np.median(ratio) < 1.01
+    assert fast.collapse_delta == pytest.approx(slow.collapse_delta, rel=0.05)
+    both = tighter(fast, slow)
+    assert np.all(both.half_width <= fast.half_width)
+    assert np.all(both.half_width <= slow.half_width)
+    assert np.all(both.lower <= res.variable + both.half_width)
+
+
+def test_claimed_bars_hold_for_a_verifier_whose_gap_is_a_little_larger():
+    """A verifier elsewhere recomputes the gap a few ulps differently (BLAS, threads):
+    the bars a solve claims are derived from a padded gap and still cover its proof, and
+    bars derived from the unpadded gap would not."""
+    import dataclasses
+
+    from scconvex.certificates.bars import CLAIM_ATOL, CLAIM_RTOL, model_bars
+
+    spec = ProblemSpec((40, 30, 20, 10, 5, 2), 0.1)
+    res = solve(spec, level="class")
+    model, X = res.model, res.variable
+    cert, scert = res.certificate, res.sample_certificate
+    claimed = res.bars
+    noise = cert.excess_gap * CLAIM_RTOL / 2 + CLAIM_ATOL * model.dim / 2
+    other = dataclasses.replace(cert, excess_gap=cert.excess_gap + noise)
+    other_s = dataclasses.replace(scert, excess_gap=scert.excess_gap + noise)
+    proven = model_bars(model, X, other, other_s)
+    assert np.all(proven.half_width <= claimed.half_width)
+    assert proven.collapse_delta <= claimed.collapse_delta
+    unpadded = model_bars(model, X, cert, scert)
+    assert np.any(proven.half_width > unpadded.half_width)
+
+
+def test_files_with_the_settled_bars_of_earlier_versions_verify():
+    """Earlier versions claimed the bars of the settled schedule; verify keeps the
+    tighter proof of both schedules per entry, so such a file still verifies, and a
+    claim narrower than both is still rejected."""
+    import dataclasses
+
+    from scconvex.certificates.bars import model_bars
+    from scconvex.certificates.verify import verify_data
+
+    spec = ProblemSpec(tuple(range(2, 42)), 0.1)
+    res = solve(spec, level="class")
+    settled = model_bars(res.model, res.variable, res.certificate, res.sample_certificate,
+                         thorough=True, claim=True)
+    data = dataclasses.replace(res, bars=settled).to_dict()
+    report = verify_data(data)
+    assert report.ok, report.reasons
+    half = np.array(data["cosine_bounds"]["half_width"])
+    p, q = np.unravel_index(np.argmax(half), half.shape)
+    proofs = [model_bars(res.model, res.variable, res.certificate, res.sample_certificate,
+                         thorough=t).half_width[p, q] for t in (False, True)]
+    narrower = min(proofs) * (1 - 1e-6)
+    data["cosine_bounds"]["half_width"][p][q] = narrower
+    report = verify_data(data)
+    assert not report.ok and "narrower than the proven" in " ".join(report.reasons)
+
+
+@pytest.mark.parametrize("counts,tau", [((9, 4, 2, 1), 0.1), ((30, 5, 2, 1, 1), 3.0),
+                                        ((6, 6, 4, 2), 0.02)])
+def test_floor_paths_agree(rng, counts, tau):
+    """The floor in exponentials (the common case), in log space (where e^(R / tau) would
+    overflow) and at the centre are one formula: they agree to rounding; the low-corner
+    row sums agree with the corners formed directly."""
+    from scconvex.certificates import bars as bars_module
+
+    spec = ProblemSpec(counts, tau)
+    model = build_model(spec, "class")
+    res = solve(spec, level="class")
+    X = res.variable
+    curvature = model.loss.curvature_rows(model.sizes, model.block_counts, tau)
+    rows = bars_module._Rows(model.sizes, model.block_counts, tau, X, curvature, -1.0)
+    log_E = model.loss.block_terms(X, model.sizes, model.block_counts, tau).log_excess
+    full = bars_module._full_radius(rows)
+    for R in (np.zeros_like(X), full * rng.uniform(0, 0.1, X.shape), full):
+        R = np.minimum(R, R.T)
+        D, low = bars_module._floor(rows, R, log_E, low_sums=True)
+        D_log, low_log = bars_module._floor_logs(rows, R / tau, log_E, True)
+        np.testing.assert_allclose(D, D_log, rtol=1e-10, atol=0)
+        np.testing.assert_allclose(low, low_log, rtol=1e-12, atol=1e-12)
+        zl, _ = rows.corners(R)
+        act = rows.active
+        np.testing.assert_allclose(low[act], bars_module._row_logsumexp(zl)[act],
+                                   rtol=1e-12, atol=1e-12)
+        if not np.any(R):
+            np.testing.assert_allclose(bars_module._floor_at_centre(rows, log_E), D,
+                                       rtol=1e-12, atol=0)

@@ -61,6 +61,13 @@ the box argument valid)."""
 MAX_SHRINKS = 8
 """At most this many shrinking passes (each O(g^2)); they stop once the bars settle."""
 
+FAST_SHRINKS = 2
+"""Up to this many shrinking passes are made without watching whether the bars settle.
+The bars a solve computes take one secant step instead (:func:`_secant_step`; each pass
+costs a floor, about 1.5 % of a k = 1000 class-level solve). ``verify`` also shrinks up
+to :data:`MAX_SHRINKS` times (``thorough``) and keeps the tighter of the two proofs entry
+by entry, so a file written with either schedule verifies."""
+
 MAX_REPAIRS = 12
 """At most this many passes to make the first box valid (then the whole feasible set)."""
 
@@ -209,33 +216,58 @@ class _Rows:
         self.logkappa = self.logkappa - 2.0 * math.log(self.tau)
         with np.errstate(divide="ignore"):
             z0 = np.log(w)
-        z0 += (self.B - self.shift) / self.tau
+        step = np.subtract(self.B, self.shift)
+        step /= self.tau
+        z0 += step
+        del step
         z0 -= base[:, None]
         z0[~self.enters] = -np.inf
         self.z0 = z0
         # The size of the logarithms formed (the corners add at most 2 / tau): margin().
-        self.maxz = float(np.max(np.abs(z0[self.enters]))) if np.any(self.enters) else 0.0
+        self.maxz = float(np.max(np.abs(z0), where=self.enters, initial=0.0))
         self._linear = None
+        self._lowest = None
 
     def linear(self):
         """Row-scaled linear terms for the SC floor: ``c_p`` (the row's largest log-term),
         ``a = exp(z0 - c)`` (per-class shares divided by their multiplicity where
         ``per_class``, and undivided for the row sums) and the room of each cosine to its
-        bounds, in units of ``tau``."""
+        bounds in units of ``tau``, exponentiated (``e^up``, ``e^down``; inf where they
+        overflow)."""
         if self._linear is None:
             top = np.max(self.z0, axis=1)
             c = np.where(self.active & np.isfinite(top), top, 0.0)
-            a = np.exp(self.z0 - c[:, None])
+            a = np.subtract(self.z0, c[:, None])
+            np.exp(a, out=a)
             a_div = a if self.logdiv is None else a * np.exp(-self.logdiv)
-            up = (1.0 - self.B) / self.tau
-            down = (self.B - self.lowest_matrix()) / self.tau
-            self._linear = (c, a, a_div, np.maximum(up, 0.0), np.maximum(down, 0.0))
+            with np.errstate(over="ignore"):
+                exp_up = self.room_up()
+                np.exp(exp_up, out=exp_up)
+                exp_down = self.room_down()
+                np.exp(exp_down, out=exp_down)
+            self._linear = (c, a, a_div, exp_up, exp_down)
         return self._linear
 
+    def room_up(self) -> np.ndarray:
+        """``(1 - B) / tau``, at least 0: how far each cosine can rise, in units of tau."""
+        out = np.subtract(1.0, self.B)
+        out /= self.tau
+        return np.maximum(out, 0.0, out=out)
+
+    def room_down(self) -> np.ndarray:
+        """``(B - lowest) / tau``, at least 0: how far each cosine can fall."""
+        out = np.subtract(self.B, self.lowest_matrix())
+        out /= self.tau
+        return np.maximum(out, 0.0, out=out)
+
     def lowest_matrix(self) -> np.ndarray:
-        lo = np.full((self.g, self.g), self.lowest)
-        lo[np.diag_indices(self.g)] = self.lowest_diag
-        return lo
+        """The lowest value of each entry on the feasible set (read only: cached)."""
+        if self._lowest is None:
+            lo = np.full((self.g, self.g), self.lowest)
+            lo[np.diag_indices(self.g)] = self.lowest_diag
+            lo.flags.writeable = False
+            self._lowest = lo
+        return self._lowest
 
     def corners(self, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row log-terms at the low and the high corner of the box ``|X - B| <= R``
@@ -291,7 +323,7 @@ class _Rows:
 
 
 # ---------------------------------------------------------------- rows with a remainder (SC)
-def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
+def _floor(rows: _Rows, R: np.ndarray, log_E: float, low_sums: bool = False):
     """``D_e(R) / E`` per block entry (0 where the entry enters no row), rounded down.
 
     Row ``p`` contributes ``kappa_p / (1/pi_e + 1/q)`` to each entry ``e`` it holds, with
@@ -299,32 +331,89 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float) -> np.ndarray:
     row and ``q = 1 / denominator``. Each row is scaled by its largest term, so nothing
     overflows and only entries below ``1e-300`` of their row's largest term underflow (to
     a floor of 0: a bar of inf).
+
+    With ``low_sums`` also returns ``log sum_q exp(z_pq)`` per row at the low corner of
+    the box (the mass a row puts on other classes there, :func:`_collapse_delta`).
     """
-    c, a, a_div, up, down = rows.linear()
-    # In place where it can be: at g = 3000 each g x g array is 71 MB, and this is the
-    # peak of the whole pipeline's memory.
     Rt = R / rows.tau
-    # The high corner in log space: exp(R / tau) overflows at small tau where a term of
-    # the row has underflowed to 0, and inf * 0 would make the floor nan.
+    if Rt.size and not float(np.max(Rt)) < 700.0:
+        return _floor_logs(rows, Rt, log_E, low_sums)
+    c, a, a_div, exp_up, exp_down = rows.linear()
+    # Each pass over a g x g array costs about as much as the arithmetic at g = 1000, and
+    # at g = 3000 each array is 71 MB (this is the peak of the pipeline's memory): in
+    # place, and in as few passes as the formula allows. With E = e^(R / tau) (finite
+    # here), the high corner's terms are a min(E, e^up), and 1 / (e^c A^- / div) is
+    # min(E, e^down) / a_div.
+    E = np.exp(Rt, out=Rt)
+    T = np.minimum(E, exp_up)
     with np.errstate(divide="ignore"):
-        grow = np.log(a) + np.minimum(Rt, up)
-    shrink = np.exp(-np.minimum(Rt, down, out=Rt), out=Rt)
-    logden = np.logaddexp(0.0, c + _row_logsumexp(grow))
-    pref = np.exp(np.where(rows.active, rows.logkappa - log_E + c - logden - rows.margin(),
-                           -np.inf))
-    shrink *= a_div  # A_e^- / (e^c div) per entry
+        lse = np.log(np.einsum("pq,pq->p", T, a))
+    pref = _row_factor(rows, c, lse, log_E)
+    np.minimum(E, exp_down, out=T)
+    low = None
+    if low_sums:
+        low = np.einsum("pq,pq->p", a, np.divide(1.0, T, out=E))
+    # kappa / (1/pi + 1/q) = pref / (e^c + div / A^-): 0 where a term is 0 (a_div = 0).
+    with np.errstate(divide="ignore"):
+        np.divide(T, a_div, out=T)
+    T += np.exp(c)[:, None]
+    F = np.divide(pref[:, None], T, out=T)
+    return _symmetric(rows, F, E, low)
+
+
+def _floor_at_centre(rows: _Rows, log_E: float) -> np.ndarray:
+    """:func:`_floor` at ``R = 0`` (the box is the point: every corner is ``B``), without
+    the exponentials."""
+    c, a, a_div, _, _ = rows.linear()
+    with np.errstate(divide="ignore"):
+        lse = np.log(np.sum(a, axis=1))
+        T = np.divide(1.0, a_div)
+    pref = _row_factor(rows, c, lse, log_E)
+    T += np.exp(c)[:, None]
+    F = np.divide(pref[:, None], T, out=T)
+    return _symmetric(rows, F, np.empty_like(F), None)
+
+
+def _row_factor(rows: _Rows, c: np.ndarray, lse: np.ndarray, log_E: float) -> np.ndarray:
+    """``kappa_p / (E * denominator_p)`` in units of the row scale, rounded down: the
+    factor ``1 - 16 eps`` covers the few roundings of the floor after it."""
+    logden = np.logaddexp(0.0, c + lse)
+    return np.exp(np.where(rows.active, rows.logkappa - log_E + c - logden - rows.margin(),
+                           -np.inf)) * (1.0 - 16 * EPS)
+
+
+def _symmetric(rows: _Rows, F: np.ndarray, out: np.ndarray, low):
+    """``D = F + F^T`` (a cosine enters the rows of both its classes), into ``out``."""
+    D = np.add(F, F.T, out=out)
+    D[np.diag_indices(rows.g)] = np.diag(F) * (2.0 if rows.per_class else 1.0)
+    if low is None:
+        return D
+    with np.errstate(divide="ignore"):
+        return D, rows.linear()[0] + np.log(low)
+
+
+def _floor_logs(rows: _Rows, Rt: np.ndarray, log_E: float, low_sums: bool):
+    """:func:`_floor` in log space, where ``e^(R / tau)`` would overflow (small tau, wide
+    box): there a term of a row that underflowed to 0 would meet ``inf``."""
+    c, a, a_div, _, _ = rows.linear()
+    with np.errstate(divide="ignore"):
+        grow = np.log(a) + np.minimum(Rt, rows.room_up())
+    pref = _row_factor(rows, c, _row_logsumexp(grow), log_E)
+    shrink = np.minimum(Rt, rows.room_down(), out=Rt)
+    np.negative(shrink, out=shrink)
+    np.exp(shrink, out=shrink)
+    low = np.einsum("pq,pq->p", shrink, a) if low_sums else None
+    shrink *= a_div
     F = np.multiply(np.exp(c)[:, None], shrink, out=grow)
     F += 1.0
     np.divide(shrink, F, out=F)
     F *= pref[:, None]
-    D = F + F.T
-    D[np.diag_indices(rows.g)] = np.diag(F) * (2.0 if rows.per_class else 1.0)
-    D *= 1.0 - 16 * EPS
-    return D
+    return _symmetric(rows, F, shrink, low)
 
 
 def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | None = None,
-              shrink: bool = True):
+              shrinks: int = MAX_SHRINKS, first_scale: float = 1.0, on_valid=None,
+              secant: bool = False):
     """Bars from the box argument, for either loss.
 
     ``bars_at(R)`` gives the bars that follow from the floors over the box of radii ``R``;
@@ -332,66 +421,149 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
     ``R_e >= full_e`` (the box then holds all feasible values of ``e``, and no segment can
     leave it through ``e``). A first box (``start``, or twice the bars at the point) is
     made valid by widening the entries that fail (to twice their bar, then to ``full``);
-    then
-    ``R <- min(R, SHRINK bars(R))`` keeps it valid (the floors only grow as the box
-    shrinks) while the bars settle.
+    then at most ``shrinks`` times ``R <- min(R, SHRINK bars(R))`` keeps it valid (the
+    floors only grow as the box shrinks) while the bars settle (beyond
+    :data:`FAST_SHRINKS` passes; up to that many, all are made).
+
+    ``first_scale`` asks the first box to be valid for the bars times that factor (the
+    bars of a larger gap, ``first_scale^2`` times this one, which scale as its square
+    root); ``on_valid(R)`` is called once with that box, right after ``bars_at(R)``.
+    Such a box is valid for this gap too.
+
+    ``secant`` (with no ``start``) first tries one step to where the chord of each bar
+    between the point and the first box meets ``R / SHRINK`` (:func:`_secant_step`).
 
     Returns ``(bars, radius)``.
     """
+    centre = None
     if start is None:
-        start = 2.0 * bars_at(np.zeros_like(full))
+        centre = bars_at(np.zeros_like(full))
+        start = 2.0 * first_scale * centre
+    everywhere = bool(np.all(det))
     R = np.where(det & (start < full), start, full)
     widened = np.zeros(full.shape, dtype=bool)
     for _ in range(MAX_REPAIRS):
         bars = bars_at(R)
-        bad = ~(bars < R) & (R < full) & det  # nan fails too
-        if not np.any(bad):
+        bad = _failing(bars * first_scale if first_scale != 1.0 else bars, R, full, det)
+        if bad is None:
             break
         # Widen a failing entry to twice its bar once, then to the whole range: a jump to
         # the whole range at once would inflate the denominators of its rows for nothing.
-        R = np.where(bad, np.where(widened, full, np.minimum(full, 2.0 * bars)), R)
+        R = np.where(bad, np.where(widened, full,
+                                   np.minimum(full, 2.0 * first_scale * bars)), R)
         widened |= bad
     else:
         R = full
         bars = bars_at(R)
-    if shrink:
-        size = _spread(bars, det)
-        for _ in range(MAX_SHRINKS):
-            R = np.minimum(R, SHRINK * bars)  # entries off the loss keep R (bars inf)
-            bars = bars_at(R)
-            new = _spread(bars, det)
+    if on_valid is not None:
+        on_valid(R)
+    checked = True  # the pair (bars, R) has passed the box condition as computed
+    if secant and centre is not None:
+        bars, R = _secant_step(bars_at, centre, bars, R, full, det)
+    size = _spread(bars, det, everywhere) if shrinks > FAST_SHRINKS else None
+    for _ in range(shrinks):
+        R = np.minimum(R, SHRINK * bars)  # entries off the loss keep R (bars inf)
+        bars = bars_at(R)
+        checked = False
+        if size is not None:
+            new = _spread(bars, det, everywhere)
             if new[0] >= (1 - SETTLED) * size[0] and new[1] >= (1 - SETTLED) * size[1]:
                 break
             size = new
     # The shrinking keeps the box valid in exact arithmetic; the returned pair is checked
     # as computed, so that it proves itself.
-    if np.any(~(bars < R) & (R < full) & det):
+    if not checked and _failing(bars, R, full, det) is not None:
         R = full
         bars = bars_at(R)
     return bars, R
 
 
-def _spread(bars: np.ndarray, det: np.ndarray) -> tuple[float, float]:
-    """Largest and mean bar over the entries (what the shrinking watches)."""
+def _secant_step(bars_at, b0: np.ndarray, b1: np.ndarray, R1: np.ndarray,
+                 full: np.ndarray, det: np.ndarray):
+    """One step from a valid box ``R1`` (bars ``b1``) towards the fixed point
+    ``R = SHRINK bars(R)``, or ``(b1, R1)`` when it does not give a valid box.
+
+    Each bar grows with the box about like ``e^(R / 2 tau)``: convex, so its chord from
+    the point (bars ``b0``) to ``R1`` lies above it, and where the chord meets ``R /
+    SHRINK`` the box is valid. The coupling through the rows' denominators is not in
+    that picture, so the step is checked as computed like every box. At k = 1000 it
+    lands within 1 % of the settled bars, where plain shrinking needs three more floors.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.subtract(b1, b0)
+        target /= R1
+        np.subtract(1.0 / SHRINK, target, out=target)
+        np.divide(b0, target, out=target)
+    # A chord as steep as 1 / SHRINK (or an entry off the loss, bars inf) gives a target
+    # of at most 0 (or nan): that entry keeps R1.
+    use = target > 0
+    use &= target < R1
+    if not np.any(use):
+        return b1, R1
+    R2 = np.where(use, target, R1)
+    b2 = bars_at(R2)
+    if _failing(b2, R2, full, det) is None:
+        return b2, R2
+    return b1, R1
+
+
+def _failing(bars: np.ndarray, R: np.ndarray, full: np.ndarray, det: np.ndarray):
+    """The entries that break the box condition (``bars < R`` or ``R >= full`` on every
+    determined entry), or None when there is none."""
+    miss = ~(bars < R)  # nan fails too
+    if not np.any(miss):
+        return None
+    miss &= R < full
+    miss &= det
+    return miss if np.any(miss) else None
+
+
+def _spread(bars: np.ndarray, det: np.ndarray, everywhere: bool) -> tuple[float, float]:
+    """Largest and mean bar over the entries (what the shrinking watches); ``everywhere``
+    says that every entry is determined (the masks are then skipped)."""
+    if everywhere:
+        return float(np.max(bars, initial=0.0)), float(np.mean(bars)) if bars.size else 0.0
     top = float(np.max(bars, where=det, initial=0.0))
     mean = float(np.mean(bars, where=det)) if np.any(det) else 0.0
     return top, mean
 
 
 def _remainder_bars(rows: _Rows, det: np.ndarray, eps: float, log_E: float,
-                    full: np.ndarray, start: np.ndarray | None = None, shrink: bool = True):
+                    full: np.ndarray, start: np.ndarray | None = None,
+                    shrinks: int = MAX_SHRINKS, first_scale: float = 1.0,
+                    low_sums: bool = False, secant: bool = False):
     """SC bars ``sqrt(2 eps / D_e(R))`` (module docstring, :func:`_box_bars`); ``eps`` is
-    the gap relative to the excess, ``log_E`` the log of the excess."""
-    two_eps = 2.0 * eps * math.exp(rows.margin()) * (1 + 16 * EPS)
+    the gap relative to the excess, ``log_E`` the log of the excess.
+
+    Returns ``(bars, radius)``, and with ``low_sums`` a third item: the row log-sums at
+    the low corner (:func:`_floor`) of the first valid box, which holds every class Gram
+    within ``first_scale^2 eps`` of the optimum.
+    """
+    # (1 + 4 eps) on the bar, folded into 2 eps: it covers the rounding of the division
+    # and the square root.
+    two_eps = 2.0 * eps * math.exp(rows.margin()) * (1 + 16 * EPS) * (1 + 8 * EPS)
+    off = np.flatnonzero(~det)
+    last = {}
 
     def bars_at(R):
-        D = _floor(rows, R, log_E)
+        if not np.any(R):
+            D = _floor_at_centre(rows, log_E)
+        elif low_sums and "first" not in last:
+            D, last["low"] = _floor(rows, R, log_E, low_sums=True)
+        else:
+            D = _floor(rows, R, log_E)
         with np.errstate(divide="ignore"):
-            out = np.sqrt(two_eps / D)
-        out *= 1 + 4 * EPS
-        return np.where(det, out, np.inf)
+            np.divide(two_eps, D, out=D)
+        np.sqrt(D, out=D)
+        D.flat[off] = np.inf
+        return D
 
-    return _box_bars(bars_at, det, full, start, shrink)
+    def on_valid(R):
+        last["first"] = last.get("low")
+
+    bars, radius = _box_bars(bars_at, det, full, start, shrinks, first_scale, on_valid,
+                             secant)
+    return (bars, radius, last["first"]) if low_sums else (bars, radius)
 
 
 # ------------------------------------------------------------ rows without (negatives-only)
@@ -533,12 +705,14 @@ def _singleton_intervals(rows: _Rows, R: np.ndarray, det: np.ndarray, pinned: bo
 
 # ---------------------------------------------------------------------- collapse
 def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, exg: float,
-                    exg_s: float) -> float:
+                    exg_s: float, full: np.ndarray, low: np.ndarray | None = None) -> float:
     """``delta`` with within-class cosines ``>= 1 - delta`` for every sample Gram within
     the sample-level gap (module docstring; docs/theory.md section 10).
 
-    ``rows``, ``R``: the rows and the valid box of the main bars, reused when they are
-    already per-class (class level).
+    ``rows``, ``R``, ``full``: the rows, the valid box of the main bars and the box of the
+    whole feasible set, reused when they are already per-class (class level). ``low``:
+    the row log-sums at the low corner of a valid box for ``exg + exg_s`` when the main
+    bars found one (:func:`_collapse_scale`).
     """
     act = rows.active
     s = rows.s
@@ -553,7 +727,9 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
         # sigma_p: mass on other classes, increasing in every cosine of the row. Its lower
         # bound is taken over a class-level box that holds every class Gram within
         # eps_c + eps_s of the optimum (the same argument with eps_c + eps_s for eps).
-        if np.all(rows.m == 1):
+        if low is not None:
+            cls, top = rows, low
+        elif np.all(rows.m == 1):
             cls = rows
         else:
             # The block rows' cached terms are not needed any more: free them before the
@@ -561,11 +737,12 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
             rows._linear = None
             cls = _Rows(rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B,
                         rows.curvature, rows.lowest, per_class=True)
-        full = _full_radius(cls)
-        start = R * math.sqrt((exg + exg_s) / exg) * 1.5 if cls is rows and exg > 0 else None
-        _, Rc = _remainder_bars(cls, det, exg + exg_s, log_E, full, start, shrink=False)
-        zl, _ = cls.corners(Rc)
-        top = _row_logsumexp(zl)
+        if low is None:
+            full = full if cls is rows else _full_radius(cls)
+            start = (R * math.sqrt((exg + exg_s) / exg) * 1.5 if cls is rows and exg > 0
+                     else None)
+            _, _, top = _remainder_bars(cls, det, exg + exg_s, log_E, full, start,
+                                        shrinks=0, low_sums=True)
         log_sigma = np.where(act, top - np.logaddexp(0.0, top), 0.0) - cls.margin()
     else:
         # Negatives-only: F(delta, M) - F(0, M) = sum_c n_c delta_c / tau exactly.
@@ -576,6 +753,19 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
     # Beyond 2 nothing is claimed (every cosine is at least -1): no overflow either.
     delta = float(np.exp(min(float(np.max(logd[act])) + 1e-12, 1.0)))
     return min(delta, 2.0) * (1 + 8 * EPS)
+
+
+def _collapse_scale(rows: _Rows, exg: float, exg_s: float) -> float | None:
+    """``sqrt((eps_c + eps_s) / eps_c)`` where the collapse delta can reuse the first box
+    of the main bars (class level: the rows are per class already), else None.
+
+    A box valid for the larger gap ``eps_c + eps_s`` is valid for ``eps_c`` too (the bars
+    scale as the square root of the gap over the same floors), so one floor serves both:
+    the main bars start from it, and the collapse delta reads its low corner.
+    """
+    if not (np.all(rows.m == 1) and exg > 0 and math.isfinite(exg_s) and exg_s > 0):
+        return None
+    return math.sqrt((exg + exg_s) / exg)
 
 
 def _determined(rows: _Rows) -> np.ndarray:
@@ -593,7 +783,7 @@ def _full_radius(rows: _Rows) -> np.ndarray:
 def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *,
                 loss: Loss | str = "sc", relaxation: Relaxation | str = "elliptope",
                 log_excess: float | None = None, grad: np.ndarray | None = None,
-                sample_excess_gap: float = math.nan) -> CosineBars:
+                sample_excess_gap: float = math.nan, thorough: bool = False) -> CosineBars:
     """Proven intervals for the optimal cosines, from a certified block-form answer.
 
     Parameters
@@ -621,6 +811,10 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *,
     sample_excess_gap : float, optional
         The certified gap over sample Grams relative to the excess; gives
         ``collapse_delta`` (nan when omitted).
+    thorough : bool, optional
+        Shrink the box until the bars settle (:data:`MAX_SHRINKS`) instead of one secant
+        step (:func:`_secant_step`), and derive ``collapse_delta`` from a box of its own.
+        Either way the bars are proofs; :func:`tighter` combines the two.
 
     Returns
     -------
@@ -661,36 +855,62 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *,
     cos = _cosine_entries(g, sizes)
     full = _full_radius(rows)
     exg = float(excess_gap)
-    lo = np.where(cos, rows.lowest_matrix(), 1.0)
-    hi = np.ones((g, g))
+    # The entries that are not cosines: the unit diagonal of one-class blocks.
+    unit = np.flatnonzero(sizes < 2) * (g + 1)
+    lo = rows.lowest_matrix().copy()
+    lo.flat[unit] = 1.0
     if not np.any(rows.active):
-        return _no_anchor(g, cos, lo, hi, exg, sample_excess_gap)
+        return _no_anchor(g, cos, lo, np.ones((g, g)), exg, sample_excess_gap)
+    low = None
     if exg == 0.0 or log_E == -math.inf:
         bars = np.where(det, 0.0, np.inf)
         radius = np.zeros((g, g))
     elif not math.isfinite(exg) or exg < 0:
         bars = np.full((g, g), np.inf)
         radius = full
-    elif curvature.remainder:
+    elif curvature.remainder and thorough:
         bars, radius = _remainder_bars(rows, det, exg, log_E, full)
+    elif curvature.remainder:
+        scale = _collapse_scale(rows, exg, float(sample_excess_gap))
+        if scale is None:
+            bars, radius = _remainder_bars(rows, det, exg, log_E, full, shrinks=0,
+                                           secant=True)
+        else:
+            bars, radius, low = _remainder_bars(rows, det, exg, log_E, full, shrinks=0,
+                                                first_scale=scale, low_sums=True,
+                                                secant=True)
     else:
         share, level = _laplacian_level(rows, B, grad, exg, log_E)
         bars, radius = _laplacian_bars(rows, det, exg, log_E, full, share, level)
-    bars = np.where(cos, bars, 0.0)
-    fin = det & np.isfinite(bars)
+    # Passes over g x g arrays are most of what is left of the cost at g = 1000: each
+    # mask is applied only where it excludes something.
+    bars.flat[unit] = 0.0  # every branch above made bars afresh
     # Rounded outwards: B -+ bar in float64 may land inside the exact interval (a bar of
-    # 0 is exact).
-    pad = np.where(bars > 0, bars * (1 + 4 * EPS) + 2 * EPS, 0.0)
+    # 0 is exact). fmin and fmax pass a nan bar over (its entry keeps [lo, 1]); the
+    # cosines that enter no term keep theirs (few entries: one pass over their indices).
+    pad = bars * (1 + 4 * EPS)
+    pad += 2 * EPS
+    np.copyto(pad, 0.0, where=bars == 0)
+    free = np.flatnonzero(~det)
     with np.errstate(invalid="ignore"):
-        lo = np.where(fin, np.maximum(B - pad, lo), lo)
-        hi = np.where(fin, np.minimum(B + pad, 1.0), hi)
-    _singleton_intervals(rows, np.where(det, radius, 0.0), det, pinned, lo, hi)
-    half = np.where(cos & ~det, np.maximum(hi - B, B - lo), bars)
-    half = np.where(cos, half, 0.0)
+        hi = np.fmin(B + pad, 1.0)
+        below = np.fmax(np.subtract(B, pad, out=pad), lo)
+    below.flat[free] = lo.flat[free]
+    hi.flat[free] = 1.0
+    lo = below
+    _singleton_intervals(rows, radius, det, pinned, lo, hi)
+    half = bars
+    free = free[cos.flat[free]]  # cosines that enter no term: the width of their interval
+    if free.size:
+        half = bars.copy()
+        half.flat[free] = np.maximum(hi.flat[free] - B.flat[free],
+                                     B.flat[free] - lo.flat[free])
     unique, reason = _uniqueness(rows, pinned)
-    delta = _collapse_delta(rows, radius, det, log_E, exg, float(sample_excess_gap))
+    delta = _collapse_delta(rows, radius, det, log_E, exg, float(sample_excess_gap), full,
+                            low)
     return CosineBars(half_width=half, lower=lo, upper=hi,
-                      radius=np.where(det, radius, np.nan), determined=det, cosines=cos,
+                      radius=radius if np.all(det) else np.where(det, radius, np.nan),
+                      determined=det, cosines=cos,
                       unique=unique, reason=reason, collapse_delta=delta, excess_gap=exg,
                       sample_excess_gap=float(sample_excess_gap))
 
@@ -749,11 +969,14 @@ def _uniqueness(rows: _Rows, pinned: bool) -> tuple[bool | None, str]:
 
 # ---------------------------------------------------------------------- for the pipeline
 def model_bars(model, X: np.ndarray, cert, scert, *, min_eigenvalue: float | None = None,
-               centre: np.ndarray | None = None) -> CosineBars | None:
+               centre: np.ndarray | None = None, thorough: bool = False,
+               claim: bool = False) -> CosineBars | None:
     """The bars of a certified answer ``X`` of ``model`` (None when its loss supplies no
     curvature rows).
 
     ``cert`` and ``scert`` are its certificates (:func:`scconvex.certificates.certify.certify`).
+    With ``claim`` the bars are derived from the gaps padded by :func:`claim_gap`: what a
+    file claims must hold for a verifier whose recomputed gap is a few ulps larger.
     At a dense level (samples) the bars are those of the answer's class Gram, from that
     Gram's own certificate over class Grams; ``collapse_delta`` uses the sample-level gap.
 
@@ -792,12 +1015,66 @@ def model_bars(model, X: np.ndarray, cert, scert, *, min_eigenvalue: float | Non
         X = _feasible_centre(model, X, -float(min_eigenvalue))
         cert, scert = certify(model, X)
         sample_gap = scert.excess_gap
-    bars = cosine_bars(model.sizes, model.block_counts, spec.tau, X, cert.excess_gap,
+    gap = cert.excess_gap
+    if claim:
+        gap, sample_gap = claim_gap(gap, model.dim), claim_gap(sample_gap, model.dim)
+    bars = cosine_bars(model.sizes, model.block_counts, spec.tau, X, gap,
                        loss=model.loss, relaxation=model.relaxation,
-                       sample_excess_gap=sample_gap)
+                       log_excess=_log_excess(cert), sample_excess_gap=sample_gap,
+                       thorough=thorough)
     if stored is X or np.array_equal(stored, X):
         return bars
     return _recentred(bars, stored, X)
+
+
+CLAIM_RTOL = 1e-6
+"""Relative allowance for another machine's recomputation of a gap (:func:`claim_gap`)."""
+
+CLAIM_ATOL = 4 * EPS
+"""Absolute allowance per variable of the model, in units of the excess loss."""
+
+
+def claim_gap(excess_gap: float, size: int) -> float:
+    """The gap bars that a file claims are derived from: ``excess_gap`` padded by what a
+    recomputation elsewhere may add to it.
+
+    The gap is a difference of rounded sums: with another BLAS, or another number of its
+    threads, it comes out different in the last bits of those sums (measured: up to
+    8e-16 of the excess at g = 300 and 1000, 3e-7 of the gap). A verifier proves the
+    bars of the gap it computes, so bars from the unpadded gap can be a few ulps narrower
+    than it proves; ``CLAIM_RTOL`` of the gap plus ``CLAIM_ATOL`` per variable is more
+    than 300 times the largest difference measured.
+    """
+    if not (math.isfinite(excess_gap) and excess_gap >= 0):
+        return excess_gap
+    return excess_gap * (1 + CLAIM_RTOL) + CLAIM_ATOL * max(int(size), 1)
+
+
+def _log_excess(cert) -> float | None:
+    """``log`` of the excess the certificate's ``excess_gap`` is relative to, rounded up
+    (None where the float does not carry it: 0, subnormal or not finite; the bars then
+    recompute it in log space). The gap is ``excess_gap`` times this very float, so its
+    logarithm is the right scale; recomputing the loss's terms for it cost a tenth of the
+    bars at g = 1000."""
+    excess = float(cert.excess_loss)
+    if not (math.isfinite(excess) and excess > 1e-300):
+        return None
+    log_e = math.log(excess)
+    return log_e + 4 * EPS * (1.0 + abs(log_e))
+
+
+def tighter(a: CosineBars | None, b: CosineBars | None) -> CosineBars | None:
+    """Two proofs about the same optima combined entry by entry: every optimum lies in
+    both intervals, so in their intersection, and within the smaller half-width of the
+    same centre (:func:`cosine_bars` with and without ``thorough``)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return CosineBars(half_width=np.minimum(a.half_width, b.half_width),
+                      lower=np.maximum(a.lower, b.lower), upper=np.minimum(a.upper, b.upper),
+                      radius=a.radius, determined=a.determined, cosines=a.cosines,
+                      unique=a.unique, reason=a.reason,
+                      collapse_delta=float(np.fmin(a.collapse_delta, b.collapse_delta)),
+                      excess_gap=a.excess_gap, sample_excess_gap=a.sample_excess_gap)
 
 
 def _eigen_rounding(k: int) -> float:

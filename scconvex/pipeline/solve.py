@@ -295,7 +295,7 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
     bars = None
     if ok:
         t0 = time.perf_counter()
-        bars = model_bars(model, X, cert, scert)
+        bars = model_bars(model, X, cert, scert, claim=True)
         if (bars is not None and bars.max_half_width > REFINE_BARS and not model.level.dense
                 and time.perf_counter() < deadline):
             t1 = time.perf_counter()
@@ -328,7 +328,7 @@ def _refine(model: Model, X: np.ndarray, rounder: Rounder, bars: CosineBars, ran
         return None
     spectrum = (rounded.spectrum if rounded.spectrum is not None
                 else gram_spectrum(model, rounded.X))
-    polished = model_bars(model, rounded.X, rounded.cert, rounded.sample_cert)
+    polished = model_bars(model, rounded.X, rounded.cert, rounded.sample_cert, claim=True)
     # Kept only for a clear gain: the polished point's gap may be a little larger.
     if spectrum.min < 0 or polished is None or not (
             polished.max_half_width < REFINE_GAIN * bars.max_half_width):
