@@ -73,3 +73,19 @@ def test_estimate_depends_on_the_side_and_the_solver_only():
     assert solve_bytes(m, "native") == dense
     assert solve_bytes(m, "clarabel") == dense + 64 * (m * (m + 1) / 2) ** 2
     assert solve_bytes(m, "scs") == dense + 8192 * m * m
+
+
+@pytest.mark.parametrize("counts", [(5, 5, 3, 1, 1), (9, 4, 2, 1), (3, 3, 3, 3)])
+def test_each_level_estimates_its_own_memory(counts):
+    """A level's estimate is that of its side (g, k or n); the bound from the spec alone
+    (what a sweep sizes its workers by) is never below it."""
+    from scconvex.levels import LEVELS
+    from scconvex.problem.model import build_model
+
+    spec = ProblemSpec(counts, 0.5)
+    sides = {"group": len(set(counts)), "class": len(counts), "sample": sum(counts)}
+    for name, level in LEVELS.items():
+        model = build_model(spec, level)
+        for solver in ("native", "clarabel", "scs"):
+            assert level.memory(model, solver) == solve_bytes(sides[name], solver)
+            assert level.memory_bound(spec, solver) >= level.memory(model, solver)

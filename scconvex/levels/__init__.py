@@ -12,9 +12,10 @@ Class and group level share one representation (:mod:`scconvex.levels.blocks`): 
 partition of the classes into blocks of ``m_p`` classes with ``s_p`` samples each; the
 class level is the partition into single classes. Each level object knows its variables
 and their multiplicities, how to build its Gram and lift it to the next level, its PSD
-test and the repair step that makes a point feasible, what its certificate ranges over and
-where a certificate file stores its geometry. Code elsewhere asks these objects; it never
-compares level names (the names are for the command line and JSON only).
+test and the repair step that makes a point feasible, its memory estimate, what its
+certificate ranges over and where a certificate file stores its geometry. Code elsewhere
+asks these objects; it never compares level names (the names are for the command line and
+JSON only).
 
 The objects read a model through four attributes (``spec``, ``sizes``, ``block_counts``,
 ``block_of``; :class:`scconvex.problem.model.Model`) and a spec through ``counts``,
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError, lookup
+from ..resources import solve_bytes
 from .blocks import (
     RANK_TOL,
     GramSpectrum,
@@ -91,6 +93,17 @@ class Level:
     def rows(self, spec) -> int:
         """Unit vectors of a factorisation at this level (``n`` or ``k``)."""
         return spec.k
+
+    # -- resources
+    def memory(self, model, solver: str) -> float:
+        """Estimated peak memory of solving, repairing and certifying the model's variable
+        with ``solver`` (:func:`scconvex.resources.solve_bytes` of its side)."""
+        return solve_bytes(self.side(model), solver)
+
+    def memory_bound(self, spec, solver: str) -> float:
+        """An upper bound of :meth:`memory` from the spec alone, before the partition is
+        built (a scheduler sizing its workers): the side is at most ``k`` here."""
+        return solve_bytes(spec.k, solver)
 
     def fixed_diagonal(self, model) -> np.ndarray:
         """Which diagonal entries of the variable are fixed at 1 (the others are
@@ -187,6 +200,9 @@ class SampleLevel(Level):
 
     def rows(self, spec) -> int:
         return spec.n
+
+    def memory_bound(self, spec, solver: str) -> float:
+        return solve_bytes(spec.n, solver)
 
     def fixed_diagonal(self, model) -> np.ndarray:
         return np.ones(self.side(model), dtype=bool)

@@ -33,7 +33,7 @@ from ..levels import AUTO, CLASS, GROUP, SAMPLE
 from ..levels.blocks import RANK_TOL
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
-from ..resources import check_memory, solve_bytes
+from ..resources import check_memory
 from ..solvers import BACKENDS, Backend, RawResult, get_backend
 from ..solvers.refine import polish
 from ..threads import blas_threads, check_threads, choose_threads
@@ -225,7 +225,7 @@ def _pipeline(spec: ProblemSpec, model: Model, solver: str, options,
 def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
                   tols: tuple[float, float], t_start: float) -> SolveResult:
     backend = get_backend(solver)
-    check_memory(solve_bytes(model.dim, solver),
+    check_memory(model.level.memory(model, solver),
                  f"the {model.level.name} level ({model.dim} x {model.dim}) with the "
                  f"{solver} solver", level_hint(model, backend))
     limit = backend.check_options(options).get("time_limit")  # validated before use

@@ -453,19 +453,21 @@ def pending(points: Sequence[dict], atlas, retry: bool = True) -> list[dict]:
 
 def worker_bytes(points: Sequence[dict]) -> float:
     """Estimated peak memory of one worker running ``points``: its largest solve
-    (:func:`scconvex.resources.solve_bytes` with the side of the point's largest level,
+    (:meth:`scconvex.levels.Level.memory_bound`: the side of the point's largest level,
     ``k``, or ``n`` at sample level) and its largest non-convex problem, each with the
     interpreter's own memory."""
-    from ..levels import AUTO, get_level
-    from ..resources import nonconvex_bytes, solve_bytes
+    from ..levels import choose, get_level
+    from ..losses import loss_of
+    from ..resources import nonconvex_bytes
 
     worst = 0.0
     for p in points:
         spec = ProblemSpec.from_dict(p["spec"])
-        dense = spec.level != AUTO and get_level(spec.level).dense
-        side = spec.n if dense else spec.k
+        # The level the solve will build ("auto" is the sample level for a loss that
+        # reduces at no other).
+        level = choose(spec, spec.level, loss_of(spec).levels)
         solver = "native" if p["solver"] == "auto" else p["solver"]
-        need = solve_bytes(side, solver)
+        need = level.memory_bound(spec, solver)
         if p["dims"]:
             rows = get_level(p["nc_level"]).rows(spec)
             need = max(need, nonconvex_bytes(rows, max(p["dims"]), p["restarts"]))
