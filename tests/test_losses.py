@@ -276,3 +276,24 @@ def test_features_value_matches_double_loop(rng, name, negatives_only):
                                   rel=1e-12)
     with pytest.raises(InvalidInputError, match="unit norm"):
         get_loss(name).features_value(1.1 * H, labels, 0.3)
+
+
+def test_every_command_offers_the_registered_losses():
+    """The command line lists the loss names itself (it imports no numpy before a command
+    runs); every ``--loss`` must offer exactly the registered built-in losses."""
+    import argparse
+
+    from scconvex.cli import _parser
+
+    def loss_actions(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from loss_actions(sub)
+            elif "--loss" in action.option_strings:
+                yield action
+
+    found = list(loss_actions(_parser()))
+    assert len(found) >= 2  # solve, sweep, compare, ...
+    for action in found:
+        assert set(action.choices) == set(LOSSES), action.choices
