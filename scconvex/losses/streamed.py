@@ -399,18 +399,12 @@ def _log_sum_exp(features, y, tau, dtype, rows, pool, nworkers, loss, shift, pro
 
     def tile_job(w: int, tasks) -> None:
         wk = workers[w]
-        for a0, a1, b0, b1, A, B, i0, j0 in tasks:
-            P = wk.buf[: a1 - a0, : b1 - b0]
-            np.matmul(A[a0 - i0:a1 - i0], B[b0 - j0:b1 - j0].T, out=P)
+        for task in tasks:
+            a0, a1, b0, b1 = task[:4]
+            P = _tile_logits(wk, task, y, neg_only)
             if shift is not None:
                 P -= shift[a0:a1, None].astype(dtype)
             np.exp(P, out=P)
-            if a0 < b1 and b0 < a1:  # the tile holds diagonal entries i == j
-                lo, hi = max(a0, b0), min(a1, b1)
-                idx = np.arange(lo, hi)
-                P[idx - a0, idx - b0] = 0
-            if neg_only:
-                P[y[a0:a1, None] == y[None, b0:b1]] = 0
             # Sums of at most TILE terms in the working precision (the error bound counts
             # gamma_{TILE-1}), accumulated in float64.
             wk.acc[a0:a1] += P.sum(axis=1)
@@ -433,6 +427,21 @@ def _log_sum_exp(features, y, tau, dtype, rows, pool, nworkers, loss, shift, pro
     if shift is not None:
         out += shift
     return out
+
+
+def _tile_logits(wk, task, y, neg_only: bool) -> np.ndarray:
+    """The logits of one tile in the worker's buffer, ``-inf`` on the entries outside the
+    anchors' denominators (``i == j``, and same-class pairs for the negatives-only loss),
+    so that their exponentials are exactly 0 and they never win a maximum."""
+    a0, a1, b0, b1, A, B, i0, j0 = task
+    P = wk.buf[: a1 - a0, : b1 - b0]
+    np.matmul(A[a0 - i0:a1 - i0], B[b0 - j0:b1 - j0].T, out=P)
+    if a0 < b1 and b0 < a1:  # the tile holds diagonal entries i == j
+        idx = np.arange(max(a0, b0), min(a1, b1))
+        P[idx - a0, idx - b0] = -np.inf
+    if neg_only:
+        P[y[a0:a1, None] == y[None, b0:b1]] = -np.inf
+    return P
 
 
 def _full_pairs(features, rows: int, dtype, scale: float):
@@ -459,15 +468,9 @@ def _row_max(features, y, tau, dtype, rows, pool, nworkers, loss, progress):
 
     def tile_job(w: int, tasks) -> None:
         wk = workers[w]
-        for a0, a1, b0, b1, A, B, i0, j0 in tasks:
-            P = wk.buf[: a1 - a0, : b1 - b0]
-            np.matmul(A[a0 - i0:a1 - i0], B[b0 - j0:b1 - j0].T, out=P)
-            if a0 < b1 and b0 < a1:
-                lo, hi = max(a0, b0), min(a1, b1)
-                idx = np.arange(lo, hi)
-                P[idx - a0, idx - b0] = -np.inf
-            if neg_only:
-                P[y[a0:a1, None] == y[None, b0:b1]] = -np.inf
+        for task in tasks:
+            a0, a1 = task[:2]
+            P = _tile_logits(wk, task, y, neg_only)
             np.maximum(wk.acc[a0:a1], P.max(axis=1), out=wk.acc[a0:a1])
 
     for i0, i1, A, j0, j1, B in _full_pairs(features, rows, dtype, 1.0 / tau):
