@@ -441,6 +441,7 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
         start = 2.0 * first_scale * centre
     everywhere = bool(np.all(det))
     R = np.where(det & (start < full), start, full)
+    del start  # at g = 3000 each g x g array is 71 MB: none is kept longer than needed
     widened = np.zeros(full.shape, dtype=bool)
     for _ in range(MAX_REPAIRS):
         bars = bars_at(R)
@@ -459,7 +460,9 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
         on_valid(R)
     checked = True  # the pair (bars, R) has passed the box condition as computed
     if secant and centre is not None:
-        bars, R = _secant_step(bars_at, centre, bars, R, full, det)
+        target = _secant_target(centre, bars, R)
+        del centre
+        bars, R = _secant_step(bars_at, target, bars, R, full, det)
     size = _spread(bars, det, everywhere) if shrinks > FAST_SHRINKS else None
     for _ in range(shrinks):
         R = np.minimum(R, SHRINK * bars)  # entries off the loss keep R (bars inf)
@@ -478,29 +481,39 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
     return bars, R
 
 
-def _secant_step(bars_at, b0: np.ndarray, b1: np.ndarray, R1: np.ndarray,
-                 full: np.ndarray, det: np.ndarray):
-    """One step from a valid box ``R1`` (bars ``b1``) towards the fixed point
-    ``R = SHRINK bars(R)``, or ``(b1, R1)`` when it does not give a valid box.
+def _secant_target(b0: np.ndarray, b1: np.ndarray, R1: np.ndarray) -> np.ndarray:
+    """Per entry, where the chord of its bar from the point (bars ``b0``) to the valid box
+    ``R1`` (bars ``b1``) meets ``R / SHRINK``: a candidate box for :func:`_secant_step`.
 
-    Each bar grows with the box about like ``e^(R / 2 tau)``: convex, so its chord from
-    the point (bars ``b0``) to ``R1`` lies above it, and where the chord meets ``R /
-    SHRINK`` the box is valid. The coupling through the rows' denominators is not in
-    that picture, so the step is checked as computed like every box. At k = 1000 it
-    lands within 1 % of the settled bars, where plain shrinking needs three more floors.
+    Each bar grows with the box about like ``e^(R / 2 tau)``: convex, so its chord lies
+    above it, and where the chord meets ``R / SHRINK`` the box is valid in that picture.
+    Entries whose chord is as steep as ``1 / SHRINK`` (no crossing), or that are off the
+    loss (bars inf), get a target of at most 0 or nan.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         target = np.subtract(b1, b0)
         target /= R1
         np.subtract(1.0 / SHRINK, target, out=target)
-        np.divide(b0, target, out=target)
-    # A chord as steep as 1 / SHRINK (or an entry off the loss, bars inf) gives a target
-    # of at most 0 (or nan): that entry keeps R1.
+        return np.divide(b0, target, out=target)
+
+
+def _secant_step(bars_at, target: np.ndarray, b1: np.ndarray, R1: np.ndarray,
+                 full: np.ndarray, det: np.ndarray):
+    """One step from a valid box ``R1`` (bars ``b1``) to ``min(R1, target)``
+    (:func:`_secant_target`) where the target is positive, or ``(b1, R1)`` when that box
+    does not pass the check as computed.
+
+    The rows couple the entries through their denominators, which the chord picture
+    leaves out: the new box is checked like every box. At k = 1000 it lands within 1 % of
+    the settled bars, where plain shrinking needs three more floors.
+    """
     use = target > 0
     use &= target < R1
     if not np.any(use):
         return b1, R1
-    R2 = np.where(use, target, R1)
+    np.logical_not(use, out=use)
+    np.copyto(target, R1, where=use)  # in place: target becomes the box R2
+    R2 = target
     b2 = bars_at(R2)
     if _failing(b2, R2, full, det) is None:
         return b2, R2
