@@ -413,14 +413,15 @@ def test_secant_step_keeps_the_first_box_when_the_step_fails_as_computed():
         calls.append(R.copy())
         return np.where(det, 1.5 * target, np.inf)  # fails bars < R at R = target
 
-    bars, R = bm._secant_step(coupled, b0, b1, R1, full, det)
+    assert bm._secant_target(b0, b1, R1)[0, 1] == pytest.approx(target)
+    bars, R = bm._secant_step(coupled, bm._secant_target(b0, b1, R1), b1, R1, full, det)
     assert len(calls) == 1 and calls[0][0, 1] == pytest.approx(target)
     assert bars is b1 and R is R1
 
     def chord(R):
         return np.where(det, 0.9 * R, np.inf)
 
-    bars, R = bm._secant_step(chord, b0, b1, R1, full, det)
+    bars, R = bm._secant_step(chord, bm._secant_target(b0, b1, R1), b1, R1, full, det)
     assert R[0, 1] == pytest.approx(target) and np.all(bars[det] < R[det])
 
 
@@ -447,9 +448,9 @@ def test_fast_schedule_boxes_are_valid_as_computed(rng, counts, tau, shift, monk
     seen = {}
     original = bm._secant_step
 
-    def spy(bars_at, b0, b1, R1, full, det):
+    def spy(bars_at, target, b1, R1, full, det):
         seen["R1"] = R1.copy()
-        return original(bars_at, b0, b1, R1, full, det)
+        return original(bars_at, target, b1, R1, full, det)
 
     monkeypatch.setattr(bm, "_secant_step", spy)
     first = {}
