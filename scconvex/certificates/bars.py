@@ -353,8 +353,9 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float, low_sums: bool = False):
     low = None
     if low_sums:
         low = np.einsum("pq,pq->p", a, np.divide(1.0, T, out=E))
-    # kappa / (1/pi + 1/q) = pref / (e^c + div / A^-): 0 where a term is 0 (a_div = 0).
-    with np.errstate(divide="ignore"):
+    # kappa / (1/pi + 1/q) = pref / (e^c + div / A^-): 0 where a term is 0 (a_div = 0)
+    # or subnormal (the quotient overflows to inf: a floor of 0, a bar of inf).
+    with np.errstate(divide="ignore", over="ignore"):
         np.divide(T, a_div, out=T)
     T += np.exp(c)[:, None]
     F = np.divide(pref[:, None], T, out=T)
@@ -365,7 +366,8 @@ def _floor_at_centre(rows: _Rows, log_E: float) -> np.ndarray:
     """:func:`_floor` at ``R = 0`` (the box is the point: every corner is ``B``), without
     the exponentials."""
     c, a, a_div, _, _ = rows.linear()
-    with np.errstate(divide="ignore"):
+    # 1 / a_div overflows to inf for a subnormal term, as in _floor: a floor of 0.
+    with np.errstate(divide="ignore", over="ignore"):
         lse = np.log(np.sum(a, axis=1))
         T = np.divide(1.0, a_div)
     pref = _row_factor(rows, c, lse, log_E)
@@ -565,7 +567,8 @@ def _remainder_bars(rows: _Rows, det: np.ndarray, eps: float, log_E: float,
             D, last["low"] = _floor(rows, R, log_E, low_sums=True)
         else:
             D = _floor(rows, R, log_E)
-        with np.errstate(divide="ignore"):
+        # A floor of 0 or a subnormal one gives a bar of inf.
+        with np.errstate(divide="ignore", over="ignore"):
             np.divide(two_eps, D, out=D)
         np.sqrt(D, out=D)
         D.flat[off] = np.inf
