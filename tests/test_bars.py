@@ -655,3 +655,29 @@ def test_floor_paths_agree(rng, counts, tau):
         if not np.any(R):
             np.testing.assert_allclose(bars_module._floor_at_centre(rows, log_E), D,
                                        rtol=1e-12, atol=0)
+
+
+def test_a_bar_wider_than_the_range_of_a_cosine_is_said_to_pin_nothing(capsys):
+    """Negatives-only, 500,500,50,50,5,5 at tau 0.05: some proven bars are astronomically
+    wide (true, and useless); every place that prints the widest bar says so, and an
+    informative answer says nothing of the kind."""
+    from scconvex.cli import main
+
+    res = solve(ProblemSpec((500, 500, 50, 50, 5, 5), 0.05, loss="negatives-only"))
+    assert res.success and res.bars.max_half_width >= 2
+    assert "does not pin them" in res.message
+    assert main(["solve", "--counts", "500,500,50,50,5,5", "--tau", "0.05",
+                 "--loss", "negatives-only"]) == 0
+    assert "does not pin them" in capsys.readouterr().out
+    res = solve(ProblemSpec((5, 3, 2), 0.3))
+    assert res.bars.max_half_width < 1e-3 and "pin" not in res.message
+
+
+@pytest.mark.parametrize("gap, sample_gap", [(-1e-12, 1e-12), (math.nan, 1e-12),
+                                             (1e-12, -1.0)])
+def test_a_negative_or_nan_gap_is_a_clear_error(gap, sample_gap):
+    from scconvex import InvalidInputError
+
+    etf = np.full((3, 3), -0.5) + 1.5 * np.eye(3)
+    with pytest.raises(InvalidInputError, match="excess_gap must be >= 0"):
+        cosine_bars([1, 1, 1], [5, 5, 5], 0.5, etf, gap, sample_excess_gap=sample_gap)

@@ -146,6 +146,19 @@ class CosineBars:
                 "excess_gap": self.excess_gap}
 
 
+VACUOUS = 2.0
+"""A bar at least this wide says nothing: every cosine lies in ``[-1, 1]``."""
+
+
+def width_note(widest: float) -> str:
+    """What a printed widest bar means when it is as wide as the range of a cosine
+    (empty otherwise): the number is still the proven bound, it just pins nothing."""
+    if widest >= VACUOUS:
+        return (" (as wide as the whole range [-1, 1] for some cosines: the certified gap "
+                "does not pin them)")
+    return ""
+
+
 def round_up(x, digits: int = 3):
     """``x >= 0`` rounded up to ``digits`` significant digits (0, inf and nan kept)."""
     x = np.asarray(x, dtype=float)
@@ -871,6 +884,11 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *,
     cos = _cosine_entries(g, sizes)
     full = _full_radius(rows)
     exg = float(excess_gap)
+    exg_s = float(sample_excess_gap)
+    if not exg >= 0 or exg_s < 0:
+        raise InvalidInputError(f"excess_gap must be >= 0 (inf when nothing is certified), "
+                                f"got {exg!r}; sample_excess_gap must be >= 0 or nan, got "
+                                f"{exg_s!r}")
     # The entries that are not cosines: the unit diagonal of one-class blocks.
     unit = np.flatnonzero(sizes < 2) * (g + 1)
     lo = rows.lowest_matrix().copy()
@@ -1031,7 +1049,8 @@ def model_bars(model, X: np.ndarray, cert, scert, *, min_eigenvalue: float | Non
         X = _feasible_centre(model, X, -float(min_eigenvalue))
         cert, scert = certify(model, X)
         sample_gap = scert.excess_gap
-    gap = cert.excess_gap
+    # A gap that is not a number certifies nothing: no finite bar.
+    gap = math.inf if math.isnan(cert.excess_gap) else cert.excess_gap
     if claim:
         gap, sample_gap = claim_gap(gap, model.dim), claim_gap(sample_gap, model.dim)
     bars = cosine_bars(model.sizes, model.block_counts, spec.tau, X, gap,

@@ -315,10 +315,11 @@ def _cmd_verify(args) -> int:
         if math.isfinite(widest):
             proof = {True: "unique", False: "not unique", None: "uniqueness not proven"}[
                 report.details.get("unique")]
-            from ..certificates.bars import round_up
+            from ..certificates.bars import round_up, width_note
 
             print(f"  proven: every optimal cosine within {float(round_up(widest)):.2e} of the "
-                  f"stored one; {proof}; claimed bars, uniqueness and measures re-derived")
+                  f"stored one{width_note(widest)}; {proof}; claimed bars, uniqueness and "
+                  "measures re-derived")
         if report.nonnegative_dimension is not None:
             print(f"verified: non-negative (ReLU) features in d = "
                   f"{report.nonnegative_dimension} attain it (the stored factor H >= 0, "

@@ -225,8 +225,10 @@ def _bars_lines(res) -> list[str]:
     delta = bars.collapse_delta
     collapse = ("" if not math.isfinite(delta) else
                 f"; within-class cosines >= 1 - {_up(delta)} within the sample gap")
+    from ..certificates.bars import width_note
+
     return [f"  cosines     {proof}; every cosine within {_up(bars.max_half_width)} of the "
-            f"optimum{collapse}"]
+            f"optimum{width_note(bars.max_half_width)}{collapse}"]
 
 
 def _up(x: float) -> str:

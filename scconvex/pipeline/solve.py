@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates.bars import CosineBars, model_bars, round_up
+from ..certificates.bars import VACUOUS, CosineBars, model_bars, round_up, width_note
 from ..certificates.certify import (
     DEFAULT_EXCESS_TOL,
     DEFAULT_GAP_TOL,
@@ -346,7 +346,9 @@ def _bars_note(bars: CosineBars | None) -> str:
     if bars is None:
         return "; cosine bars not available for this loss"
     text = f"; cosines proven to within {_up(bars.max_half_width)} of the optimum"
-    if bars.max_half_width > DETERMINED:
+    if bars.max_half_width >= VACUOUS:
+        text += width_note(bars.max_half_width)
+    elif bars.max_half_width > DETERMINED:
         text += (" (not determined to 1e-3: the loss is so flat along some cosines that "
                  "the certified gap pins them only that far)")
     if bars.unique is not True:
