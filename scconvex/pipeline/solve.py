@@ -33,7 +33,7 @@ from ..levels import AUTO, CLASS, GROUP, SAMPLE
 from ..levels.blocks import RANK_TOL
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
-from ..resources import check_memory
+from ..resources import check_memory, fastest_run
 from ..solvers import BACKENDS, Backend, RawResult, get_backend
 from ..solvers.refine import polish
 from ..threads import blas_threads, check_threads, choose_threads
@@ -429,12 +429,7 @@ def certify_seconds(model: Model) -> float:
     m0 = min(m, 400)
     A = np.random.default_rng(0).standard_normal((m0, m0))
     A = A + A.T
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        np.linalg.eigvalsh(A)
-        best = min(best, time.perf_counter() - t0)
-    return CERTIFY_EIGS * best * (m / m0) ** 3
+    return CERTIFY_EIGS * fastest_run(lambda: np.linalg.eigvalsh(A)) * (m / m0) ** 3
 
 
 def solve(spec: ProblemSpec | Sequence[int], *, tau: float | None = None,

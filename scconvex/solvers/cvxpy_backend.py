@@ -33,6 +33,7 @@ import numpy as np
 from ..levels import CLASS, GROUP, SAMPLE
 from ..levels.blocks import from_block_gram
 from ..problem.model import Model
+from ..resources import fastest_run
 from .base import Backend, RawResult, register
 
 # cvxpy's status strings mapped onto the package's raw vocabulary; others become "error".
@@ -149,12 +150,7 @@ def clarabel_setup_seconds(model: Model) -> float:
     s = int(min(t, 800))
     A = np.random.default_rng(0).standard_normal((s, s))
     A = A @ A.T + s * np.eye(s)
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        np.linalg.cholesky(A)
-        best = min(best, time.perf_counter() - t0)
-    return CLARABEL_SETUP_FACTOR * best * (t / s) ** 3
+    return CLARABEL_SETUP_FACTOR * fastest_run(lambda: np.linalg.cholesky(A)) * (t / s) ** 3
 
 
 def _settings(name: str, options: dict, attempt: dict, time_limit: float | None) -> dict:
