@@ -59,14 +59,11 @@ SHRINK = 1.01
 the box argument valid)."""
 
 MAX_SHRINKS = 8
-"""At most this many shrinking passes (each O(g^2)); they stop once the bars settle."""
+"""At most this many shrinking passes (each O(g^2)); they stop once the bars settle. The
+bars a solve computes take one secant step instead (:func:`_secant_step`; each pass costs
+a floor, about 1.5 % of a k = 1000 class-level solve). ``verify`` computes both and keeps
+the tighter proof entry by entry, so a file written with either schedule verifies."""
 
-FAST_SHRINKS = 2
-"""Up to this many shrinking passes are made without watching whether the bars settle.
-The bars a solve computes take one secant step instead (:func:`_secant_step`; each pass
-costs a floor, about 1.5 % of a k = 1000 class-level solve). ``verify`` also shrinks up
-to :data:`MAX_SHRINKS` times (``thorough``) and keeps the tighter of the two proofs entry
-by entry, so a file written with either schedule verifies."""
 
 MAX_REPAIRS = 12
 """At most this many passes to make the first box valid (then the whole feasible set)."""
@@ -372,7 +369,8 @@ def _floor(rows: _Rows, R: np.ndarray, log_E: float, low_sums: bool = False):
         np.divide(T, a_div, out=T)
     T += np.exp(c)[:, None]
     F = np.divide(pref[:, None], T, out=T)
-    return _symmetric(rows, F, E, low)
+    D = _symmetric(rows, F, E)
+    return D if low is None else (D, _log_sums(c, low))
 
 
 def _floor_at_centre(rows: _Rows, log_E: float) -> np.ndarray:
@@ -386,7 +384,7 @@ def _floor_at_centre(rows: _Rows, log_E: float) -> np.ndarray:
     pref = _row_factor(rows, c, lse, log_E)
     T += np.exp(c)[:, None]
     F = np.divide(pref[:, None], T, out=T)
-    return _symmetric(rows, F, np.empty_like(F), None)
+    return _symmetric(rows, F, np.empty_like(F))
 
 
 def _row_factor(rows: _Rows, c: np.ndarray, lse: np.ndarray, log_E: float) -> np.ndarray:
@@ -397,14 +395,17 @@ def _row_factor(rows: _Rows, c: np.ndarray, lse: np.ndarray, log_E: float) -> np
                            -np.inf)) * (1.0 - 16 * EPS)
 
 
-def _symmetric(rows: _Rows, F: np.ndarray, out: np.ndarray, low):
+def _symmetric(rows: _Rows, F: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``D = F + F^T`` (a cosine enters the rows of both its classes), into ``out``."""
     D = np.add(F, F.T, out=out)
     D[np.diag_indices(rows.g)] = np.diag(F) * (2.0 if rows.per_class else 1.0)
-    if low is None:
-        return D
+    return D
+
+
+def _log_sums(c: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Row sums taken in units of the row scale ``e^c``, as logarithms (-inf for 0)."""
     with np.errstate(divide="ignore"):
-        return D, rows.linear()[0] + np.log(low)
+        return c + np.log(sums)
 
 
 def _floor_logs(rows: _Rows, Rt: np.ndarray, log_E: float, low_sums: bool):
@@ -423,7 +424,8 @@ def _floor_logs(rows: _Rows, Rt: np.ndarray, log_E: float, low_sums: bool):
     F += 1.0
     np.divide(shrink, F, out=F)
     F *= pref[:, None]
-    return _symmetric(rows, F, shrink, low)
+    D = _symmetric(rows, F, shrink)
+    return D if low is None else (D, _log_sums(c, low))
 
 
 def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | None = None,
@@ -437,8 +439,7 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
     leave it through ``e``). A first box (``start``, or twice the bars at the point) is
     made valid by widening the entries that fail (to twice their bar, then to ``full``);
     then at most ``shrinks`` times ``R <- min(R, SHRINK bars(R))`` keeps it valid (the
-    floors only grow as the box shrinks) while the bars settle (beyond
-    :data:`FAST_SHRINKS` passes; up to that many, all are made).
+    floors only grow as the box shrinks) while the bars settle.
 
     ``first_scale`` asks the first box to be valid for the bars times that factor (the
     bars of a larger gap, ``first_scale^2`` times this one, which scale as its square
@@ -454,7 +455,6 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
     if start is None:
         centre = bars_at(np.zeros_like(full))
         start = 2.0 * first_scale * centre
-    everywhere = bool(np.all(det))
     R = np.where(det & (start < full), start, full)
     del start  # at g = 3000 each g x g array is 71 MB: none is kept longer than needed
     widened = np.zeros(full.shape, dtype=bool)
@@ -478,16 +478,15 @@ def _box_bars(bars_at, det: np.ndarray, full: np.ndarray, start: np.ndarray | No
         target = _secant_target(centre, bars, R)
         del centre
         bars, R = _secant_step(bars_at, target, bars, R, full, det)
-    size = _spread(bars, det, everywhere) if shrinks > FAST_SHRINKS else None
+    size = _spread(bars, det) if shrinks else None
     for _ in range(shrinks):
         R = np.minimum(R, SHRINK * bars)  # entries off the loss keep R (bars inf)
         bars = bars_at(R)
         checked = False
-        if size is not None:
-            new = _spread(bars, det, everywhere)
-            if new[0] >= (1 - SETTLED) * size[0] and new[1] >= (1 - SETTLED) * size[1]:
-                break
-            size = new
+        new = _spread(bars, det)
+        if new[0] >= (1 - SETTLED) * size[0] and new[1] >= (1 - SETTLED) * size[1]:
+            break
+        size = new
     # The shrinking keeps the box valid in exact arithmetic; the returned pair is checked
     # as computed, so that it proves itself.
     if not checked and _failing(bars, R, full, det) is not None:
@@ -546,11 +545,8 @@ def _failing(bars: np.ndarray, R: np.ndarray, full: np.ndarray, det: np.ndarray)
     return miss if np.any(miss) else None
 
 
-def _spread(bars: np.ndarray, det: np.ndarray, everywhere: bool) -> tuple[float, float]:
-    """Largest and mean bar over the entries (what the shrinking watches); ``everywhere``
-    says that every entry is determined (the masks are then skipped)."""
-    if everywhere:
-        return float(np.max(bars, initial=0.0)), float(np.mean(bars)) if bars.size else 0.0
+def _spread(bars: np.ndarray, det: np.ndarray) -> tuple[float, float]:
+    """Largest and mean bar over the entries (what the shrinking watches)."""
     top = float(np.max(bars, where=det, initial=0.0))
     mean = float(np.mean(bars, where=det)) if np.any(det) else 0.0
     return top, mean
@@ -756,21 +752,18 @@ def _collapse_delta(rows: _Rows, R: np.ndarray, det: np.ndarray, log_E: float, e
         # sigma_p: mass on other classes, increasing in every cosine of the row. Its lower
         # bound is taken over a class-level box that holds every class Gram within
         # eps_c + eps_s of the optimum (the same argument with eps_c + eps_s for eps).
-        if low is not None:
-            cls, top = rows, low
-        elif np.all(rows.m == 1):
-            cls = rows
-        else:
+        cls, top = rows, low
+        if top is None and np.all(rows.m == 1):
+            start = R * math.sqrt((exg + exg_s) / exg) * 1.5 if exg > 0 else None
+            _, _, top = _remainder_bars(rows, det, exg + exg_s, log_E, full, start,
+                                        shrinks=0, low_sums=True)
+        elif top is None:
             # The block rows' cached terms are not needed any more: free them before the
             # class rows make theirs (4 g x g arrays, 280 MB at g = 3000).
             rows._linear = None
             cls = _Rows(rows.m.astype(int), rows.s.astype(int), rows.tau, rows.B,
                         rows.curvature, rows.lowest, per_class=True)
-        if low is None:
-            full = full if cls is rows else _full_radius(cls)
-            start = (R * math.sqrt((exg + exg_s) / exg) * 1.5 if cls is rows and exg > 0
-                     else None)
-            _, _, top = _remainder_bars(cls, det, exg + exg_s, log_E, full, start,
+            _, _, top = _remainder_bars(cls, det, exg + exg_s, log_E, _full_radius(cls),
                                         shrinks=0, low_sums=True)
         log_sigma = np.where(act, top - np.logaddexp(0.0, top), 0.0) - cls.margin()
     else:
@@ -894,18 +887,18 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *,
     lo = rows.lowest_matrix().copy()
     lo.flat[unit] = 1.0
     if not np.any(rows.active):
-        return _no_anchor(g, cos, lo, np.ones((g, g)), exg, sample_excess_gap)
+        return _no_anchor(g, cos, lo, np.ones((g, g)), exg, exg_s)
     low = None
     if exg == 0.0 or log_E == -math.inf:
         bars = np.where(det, 0.0, np.inf)
         radius = np.zeros((g, g))
-    elif not math.isfinite(exg) or exg < 0:
+    elif exg == math.inf:
         bars = np.full((g, g), np.inf)
         radius = full
     elif curvature.remainder and thorough:
         bars, radius = _remainder_bars(rows, det, exg, log_E, full)
     elif curvature.remainder:
-        scale = _collapse_scale(rows, exg, float(sample_excess_gap))
+        scale = _collapse_scale(rows, exg, exg_s)
         if scale is None:
             bars, radius = _remainder_bars(rows, det, exg, log_E, full, shrinks=0,
                                            secant=True)
@@ -940,13 +933,12 @@ def cosine_bars(sizes, counts, tau: float, B, excess_gap: float, *,
         half.flat[free] = np.maximum(hi.flat[free] - B.flat[free],
                                      B.flat[free] - lo.flat[free])
     unique, reason = _uniqueness(rows, pinned)
-    delta = _collapse_delta(rows, radius, det, log_E, exg, float(sample_excess_gap), full,
-                            low)
+    delta = _collapse_delta(rows, radius, det, log_E, exg, exg_s, full, low)
     return CosineBars(half_width=half, lower=lo, upper=hi,
                       radius=radius if np.all(det) else np.where(det, radius, np.nan),
                       determined=det, cosines=cos,
                       unique=unique, reason=reason, collapse_delta=delta, excess_gap=exg,
-                      sample_excess_gap=float(sample_excess_gap))
+                      sample_excess_gap=exg_s)
 
 
 def _laplacian_level(rows: _Rows, B, grad, exg: float, log_E: float):
