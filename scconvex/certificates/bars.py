@@ -156,6 +156,12 @@ def width_note(widest: float) -> str:
     return ""
 
 
+def printed_up(x: float) -> str:
+    """``x >= 0`` rounded up to two digits and printed: a printed bound never
+    understates."""
+    return f"{float(round_up(x, 2)):.1e}"
+
+
 def round_up(x, digits: int = 3):
     """``x >= 0`` rounded up to ``digits`` significant digits (0, inf and nan kept)."""
     x = np.asarray(x, dtype=float)
@@ -996,13 +1002,15 @@ def _uniqueness(rows: _Rows, pinned: bool) -> tuple[bool | None, str]:
 # ---------------------------------------------------------------------- for the pipeline
 def model_bars(model, X: np.ndarray, cert, scert, *, min_eigenvalue: float | None = None,
                centre: np.ndarray | None = None, thorough: bool = False,
-               claim: bool = False) -> CosineBars | None:
+               claim: bool = False, tightest: bool = False) -> CosineBars | None:
     """The bars of a certified answer ``X`` of ``model`` (None when its loss supplies no
     curvature rows).
 
     ``cert`` and ``scert`` are its certificates (:func:`scconvex.certificates.certify.certify`).
     With ``claim`` the bars are derived from the gaps padded by :func:`claim_gap`: what a
-    file claims must hold for a verifier whose recomputed gap is a few ulps larger.
+    file claims must hold for a verifier whose recomputed gap is a few ulps larger. With
+    ``tightest`` both schedules of the box argument run (``thorough`` and not) on the same
+    certificates, and :func:`tighter` keeps the better proof per entry (``verify``).
     At a dense level (samples) the bars are those of the answer's class Gram, from that
     Gram's own certificate over class Grams; ``collapse_delta`` uses the sample-level gap.
 
@@ -1045,10 +1053,12 @@ def model_bars(model, X: np.ndarray, cert, scert, *, min_eigenvalue: float | Non
     gap = math.inf if math.isnan(cert.excess_gap) else cert.excess_gap
     if claim:
         gap, sample_gap = claim_gap(gap, model.dim), claim_gap(sample_gap, model.dim)
-    bars = cosine_bars(model.sizes, model.block_counts, spec.tau, X, gap,
-                       loss=model.loss, relaxation=model.relaxation,
-                       log_excess=_log_excess(cert), sample_excess_gap=sample_gap,
-                       thorough=thorough)
+    args = (model.sizes, model.block_counts, spec.tau, X, gap)
+    kwargs = {"loss": model.loss, "relaxation": model.relaxation,
+              "log_excess": _log_excess(cert), "sample_excess_gap": sample_gap}
+    bars = cosine_bars(*args, thorough=thorough, **kwargs)
+    if tightest:
+        bars = tighter(bars, cosine_bars(*args, thorough=not thorough, **kwargs))
     if stored is X or np.array_equal(stored, X):
         return bars
     return _recentred(bars, stored, X)

@@ -27,7 +27,7 @@ from ..levels import LEVELS, RANK_TOL, Level, same_json
 from ..losses.relaxations import FACTOR_KEY, FACTOR_TOL
 from ..problem.model import Model, build_model
 from ..problem.spec import ProblemSpec
-from .bars import CosineBars, check_claims, model_bars, tighter
+from .bars import CosineBars, check_claims, model_bars
 from .certify import DEFAULT_EXCESS_TOL, DEFAULT_GAP_TOL, Certificate, certify
 from .measures import MEASURES_VERSION, BlockGeometry, summary
 from .repair import gram_spectrum
@@ -341,9 +341,8 @@ def verify_data(data: dict, tol: float = DEFAULT_GAP_TOL,
     # violation of 1e-10 as rounding; the bars must not).
     # Both schedules of the box argument, the tighter proof per entry: a file written by
     # either (or by an earlier version, which ran the thorough one) verifies.
-    bars = tighter(model_bars(model, X, cert, scert, min_eigenvalue=lam, centre=stored),
-                   model_bars(model, X, cert, scert, min_eigenvalue=lam, centre=stored,
-                              thorough=True))
+    bars = model_bars(model, X, cert, scert, min_eigenvalue=lam, centre=stored,
+                      tightest=True)
     reasons += _check_geometry_claims(data, schema, rec, bars)
     gap_reasons = _check_gaps(rec, tol, excess_tol)
     reasons += _check_status(data, rec, gap_reasons) + gap_reasons

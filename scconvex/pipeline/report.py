@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates.bars import printed_up, round_up, width_note
 from ..files import SCHEMA_VERSION, jsonable, version
 from ..levels import CLASS, RANK_TOL
 from ..problem.spec import DEFAULT_LOSS, DEFAULT_RELAXATION
@@ -193,8 +194,6 @@ def format_result(res, *, max_classes: int = 12) -> str:
 
 def _bar_text(bar: float) -> str:
     """A proven bar rounded up to one digit: a printed bar never understates it."""
-    from ..certificates.bars import round_up
-
     return "+- inf" if not math.isfinite(bar) else f"+- {float(round_up(bar, 1)):.0e}"
 
 
@@ -224,18 +223,9 @@ def _bars_lines(res) -> list[str]:
              None: "uniqueness not proven"}[bars.unique]
     delta = bars.collapse_delta
     collapse = ("" if not math.isfinite(delta) else
-                f"; within-class cosines >= 1 - {_up(delta)} within the sample gap")
-    from ..certificates.bars import width_note
-
-    return [f"  cosines     {proof}; every cosine within {_up(bars.max_half_width)} of the "
-            f"optimum{width_note(bars.max_half_width)}{collapse}"]
-
-
-def _up(x: float) -> str:
-    """``x`` rounded up to two digits, printed (a bound never understated)."""
-    from ..certificates.bars import round_up
-
-    return f"{float(round_up(x, 2)):.1e}"
+                f"; within-class cosines >= 1 - {printed_up(delta)} within the sample gap")
+    return [f"  cosines     {proof}; every cosine within {printed_up(bars.max_half_width)} "
+            f"of the optimum{width_note(bars.max_half_width)}{collapse}"]
 
 
 NAME_WIDTH = 12

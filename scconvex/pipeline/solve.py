@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates.bars import VACUOUS, CosineBars, model_bars, round_up, width_note
+from ..certificates.bars import CosineBars, model_bars, printed_up, width_note
 from ..certificates.certify import (
     DEFAULT_EXCESS_TOL,
     DEFAULT_GAP_TOL,
@@ -304,7 +304,8 @@ def _run_pipeline(spec: ProblemSpec, model: Model, solver: str, options,
             if better is not None:
                 rounded, spectrum, polished = better
                 message += (f"; polished on the KKT equations (widest cosine bar "
-                            f"{_up(bars.max_half_width)} -> {_up(polished.max_half_width)})")
+                            f"{printed_up(bars.max_half_width)} -> "
+                            f"{printed_up(polished.max_half_width)})")
                 X, shift, cert, scert = (rounded.X, rounded.shift, rounded.cert,
                                          rounded.sample_cert)
                 lam, bars = spectrum.min, polished
@@ -336,18 +337,14 @@ def _refine(model: Model, X: np.ndarray, rounder: Rounder, bars: CosineBars, ran
     return rounded, spectrum, polished
 
 
-def _up(x: float) -> str:
-    """``x`` rounded up to two digits, printed: a printed bound never understates."""
-    return f"{float(round_up(x, 2)):.1e}"
-
-
 def _bars_note(bars: CosineBars | None) -> str:
     """What the message says about the bars and uniqueness of a certified answer."""
     if bars is None:
         return "; cosine bars not available for this loss"
-    text = f"; cosines proven to within {_up(bars.max_half_width)} of the optimum"
-    if bars.max_half_width >= VACUOUS:
-        text += width_note(bars.max_half_width)
+    text = f"; cosines proven to within {printed_up(bars.max_half_width)} of the optimum"
+    note = width_note(bars.max_half_width)
+    if note:
+        text += note
     elif bars.max_half_width > DETERMINED:
         text += (" (not determined to 1e-3: the loss is so flat along some cosines that "
                  "the certified gap pins them only that far)")
