@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,15 @@ def forge(data: dict, path: tuple, value) -> dict:
         node = node[key]
     node[path[-1]] = value
     return out
+
+
+def swept_atlas(folder, **settings) -> str:
+    """A new atlas in ``folder`` holding one local sweep over ``settings`` (the keys of a
+    sweep spec, e.g. ``step_k``, ``R``, ``tau``, ``dims``); its path."""
+    from scconvex.studies.atlas import Atlas
+    from scconvex.studies.sweep import build_points, run_sweep
+
+    path = str(Path(folder) / "a.sqlite")
+    with Atlas(path, create=True) as atlas:
+        run_sweep(build_points(settings), atlas, workers=0)
+    return path

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import honest_claims
+from conftest import honest_claims, swept_atlas
 
 from scconvex.certificates.measures import step_minority
 from scconvex.certificates.verify import verify_data
@@ -24,12 +24,8 @@ from scconvex.studies.sweep import build_points, run_sweep
 
 @pytest.fixture(scope="module")
 def atlas_file(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("atlas") / "a.sqlite")
-    settings = {"step_k": 4, "rho": 0.5, "n_min": 3, "R": "2", "tau": "0.1", "dims": "2,3",
-                "restarts": 2}
-    with Atlas(path, create=True) as atlas:
-        run_sweep(build_points(settings), atlas, workers=0)
-    return path
+    return swept_atlas(tmp_path_factory.mktemp("atlas"), step_k=4, rho=0.5, n_min=3, R="2",
+                       tau="0.1", dims="2,3", restarts=2)
 
 
 def _rejected(path: str, tmp_path, sql: str, params=()) -> list[str]:
@@ -120,11 +116,8 @@ def test_damaged_database_files_are_bad_input(atlas_file, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def small_tau_atlas(tmp_path_factory):
     """STEP k = 4, R = 10, tau = 0.02, solved and stored by a sweep."""
-    path = str(tmp_path_factory.mktemp("small_tau") / "a.sqlite")
-    settings = {"step_k": 4, "rho": 0.5, "n_min": 3, "R": "10", "tau": "0.02"}
-    with Atlas(path, create=True) as atlas:
-        run_sweep(build_points(settings), atlas, workers=0)
-    return path
+    return swept_atlas(tmp_path_factory.mktemp("small_tau"), step_k=4, rho=0.5, n_min=3,
+                       R="10", tau="0.02")
 
 
 def _replace_row(path: str, tmp_path, record: dict) -> str:

@@ -14,7 +14,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from conftest import forge, honest_claims
+from conftest import forge, honest_claims, swept_atlas
 
 from scconvex import ProblemSpec, solve
 from scconvex.certificates.bars import model_bars
@@ -135,15 +135,8 @@ def test_wider_claims_in_any_json_encoding_are_accepted(singletons):
 # ------------------------------------------------------------ atlas
 @pytest.fixture(scope="module")
 def atlas_file(tmp_path_factory):
-    from scconvex.studies.atlas import Atlas
-    from scconvex.studies.sweep import build_points, run_sweep
-
-    path = str(tmp_path_factory.mktemp("atlas") / "a.sqlite")
-    settings = {"step_k": 4, "rho": 0.5, "n_min": 3, "R": "2", "tau": "0.1", "dims": "2",
-                "restarts": 1}
-    with Atlas(path, create=True) as atlas:
-        run_sweep(build_points(settings), atlas, workers=0)
-    return path
+    return swept_atlas(tmp_path_factory.mktemp("atlas"), step_k=4, rho=0.5, n_min=3, R="2",
+                       tau="0.1", dims="2", restarts=1)
 
 
 def _atlas_reasons(path, tmp_path, edit) -> list[str]:
